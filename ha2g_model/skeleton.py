@@ -1,0 +1,288 @@
+"""The two HA2G skeletons and the conversions between joint positions and direction vectors.
+
+HA2G does not predict joint positions: it predicts, per bone, the unit vector from parent to child joint with the
+data set's mean direction subtracted ("normalised direction vectors", 3 values per bone). Everything in this package
+(model, engine, retargeting, training) speaks that representation, defined once here.
+
+Layouts and numbers follow the official code (alvinliu0/HA2G at 5e1fd33, see shared/spec/ha2g.md):
+TED Gesture has 10 joints / 9 bones / 3 hierarchy levels, TED Expressive 43 joints / 42 bones (fingers) / 6 levels.
+The coordinate frame is the one of the TED 3D poses: x lateral, y pointing DOWN (the spine vector is about -y), z
+depth; see `docs/skeleton.md` for a picture.
+
+Every function accepts numpy arrays or torch tensors with any leading batch/time dimensions and returns the same type.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+try:  # torch is a hard dependency of the model, but the skeleton toolkit is usable without it
+    import torch
+except ImportError:  # pragma: no cover - exercised only in torch-less environments
+    torch = None
+
+FPS = 15  # every HA2G sequence is at 15 frames per second
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A kinematic tree of joints with fixed bone lengths, and the HA2G level hierarchy over its bones.
+
+    `levels[k]` lists the bone (direction vector) indices predicted by hierarchy level k+1, in ascending order; each
+    level contains the previous one and the last contains every bone.
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    bones: tuple[tuple[int, int], ...]  # (parent joint, child joint), in direction-vector order
+    bone_lengths: tuple[float, ...]  # metres-like units of the official code (shoulder width ~0.44)
+    levels: tuple[tuple[int, ...], ...]
+    mean_dir_vec: tuple[float, ...]  # (n_bones * 3,) subtracted from unit vectors to normalise
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def n_bones(self) -> int:
+        return len(self.bones)
+
+    @property
+    def pose_dim(self) -> int:
+        """Size of one frame of normalised direction vectors, the model's output width."""
+        return 3 * self.n_bones
+
+    @property
+    def level_dims(self) -> tuple[int, ...]:
+        return tuple(3 * len(level) for level in self.levels)
+
+    def bone_index(self, parent: str, child: str) -> int:
+        """Index of the bone from joint `parent` to joint `child` (by name)."""
+        pair = (self.joint_names.index(parent), self.joint_names.index(child))
+        try:
+            return self.bones.index(pair)
+        except ValueError:
+            raise KeyError(f"skeleton {self.name!r} has no bone {parent} -> {child}") from None
+
+    def mean_directions(self) -> np.ndarray:
+        """(n_bones, 3) mean direction vectors (not unit length: they are averages of unit vectors)."""
+        return np.asarray(self.mean_dir_vec, dtype=np.float32).reshape(self.n_bones, 3)
+
+    def rest_directions(self) -> np.ndarray:
+        """(n_bones, 3) unit direction vectors of the mean pose: a neutral rest pose in this skeleton's frame."""
+        mean = self.mean_directions()
+        return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def _statistics() -> dict:
+    with resources.files("ha2g_model").joinpath("data/ted_statistics.json").open() as f:
+        return json.load(f)
+
+
+def _finger_chains(wrist: int, first_joint: int) -> list[tuple[int, int]]:
+    """Bones of the five fingers (index, middle, pinky, ring, thumb), three phalanges each, from `wrist`."""
+    bones = []
+    for finger in range(5):
+        base = first_joint + 3 * finger
+        bones += [(wrist, base), (base, base + 1), (base + 1, base + 2)]
+    return bones
+
+
+_FINGER_NAMES = ("index", "middle", "pinky", "ring", "thumb")
+_FINGER_LENGTHS = (0.137, 0.044, 0.031, 0.144, 0.042, 0.033, 0.127, 0.027, 0.026, 0.134, 0.039, 0.033,
+                   0.068, 0.042, 0.036)
+
+
+def _hand_joint_names(side: str) -> list[str]:
+    return [f"{side}_{finger}_{phalanx}" for finger in _FINGER_NAMES for phalanx in (1, 2, 3)]
+
+
+def _make_ted_gesture(stats: dict) -> Skeleton:
+    bones = ((0, 1), (1, 2), (2, 3), (1, 4), (4, 5), (5, 6), (1, 7), (7, 8), (8, 9))
+    return Skeleton(
+        name="ted_gesture",
+        joint_names=("spine", "neck", "nose", "head", "left_shoulder", "left_elbow", "left_wrist",
+                     "right_shoulder", "right_elbow", "right_wrist"),
+        bones=bones,
+        bone_lengths=(0.26, 0.18, 0.14, 0.22, 0.36, 0.33, 0.22, 0.36, 0.33),
+        levels=((0, 1, 2, 3, 6), (0, 1, 2, 3, 4, 6, 7), tuple(range(9))),
+        mean_dir_vec=tuple(stats["mean_dir_vec"]),
+    )
+
+
+def _make_ted_expressive(stats: dict) -> Skeleton:
+    # Joints: 0 spine, 1 neck, 2/3 L/R shoulder, 4/5 elbows, 6/7 wrists, 8-22 L fingers, 23-37 R fingers,
+    # 38 nose, 39/40 R/L eye, 41/42 R/L ear.
+    joint_names = (["spine", "neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                    "left_wrist", "right_wrist"] + _hand_joint_names("left") + _hand_joint_names("right")
+                   + ["nose", "right_eye", "left_eye", "right_ear", "left_ear"])
+    bones = ([(0, 1), (1, 2), (1, 3), (2, 4), (4, 6)] + _finger_chains(6, 8)
+             + [(3, 5), (5, 7)] + _finger_chains(7, 23)
+             + [(1, 38), (38, 39), (38, 40), (39, 41), (40, 42)])
+    lengths = ((0.26, 0.22, 0.22, 0.36, 0.33) + _FINGER_LENGTHS + (0.36, 0.33) + _FINGER_LENGTHS
+               + (0.18, 0.14, 0.14, 0.15, 0.15))
+    head = (37, 38, 39, 40, 41)
+    first_phalanges = (5, 8, 11, 14, 17, 22, 25, 28, 31, 34)
+    second_phalanges = tuple(i + 1 for i in first_phalanges)
+    level1 = (0, 1, 2) + head
+    level2 = tuple(sorted(level1 + (3, 20)))
+    level3 = tuple(sorted(level2 + (4, 21)))
+    level4 = tuple(sorted(level3 + first_phalanges))
+    level5 = tuple(sorted(level4 + second_phalanges))
+    return Skeleton(
+        name="ted_expressive",
+        joint_names=tuple(joint_names),
+        bones=tuple(bones),
+        bone_lengths=lengths,
+        levels=(level1, level2, level3, level4, level5, tuple(range(42))),
+        mean_dir_vec=tuple(stats["mean_dir_vec"]),
+    )
+
+
+_STATS = _statistics()
+TED_GESTURE = _make_ted_gesture(_STATS["ted_gesture"])
+TED_EXPRESSIVE = _make_ted_expressive(_STATS["ted_expressive"])
+SKELETONS = {s.name: s for s in (TED_GESTURE, TED_EXPRESSIVE)}
+
+
+def get_skeleton(name: str) -> Skeleton:
+    try:
+        return SKELETONS[name]
+    except KeyError:
+        raise ValueError(f"unknown skeleton {name!r}; known: {sorted(SKELETONS)}") from None
+
+
+def skeleton_statistics(name: str) -> dict:
+    """Official statistics of a skeleton: mean pose, angle-prior pairs/mean/variance, BC normalisers."""
+    get_skeleton(name)
+    return _STATS[name]
+
+
+def skeleton_for_pose_dim(pose_dim: int) -> Skeleton:
+    for skeleton in SKELETONS.values():
+        if skeleton.pose_dim == pose_dim:
+            return skeleton
+    raise ValueError(f"no skeleton has pose_dim {pose_dim}; known: "
+                     + ", ".join(f"{s.name}={s.pose_dim}" for s in SKELETONS.values()))
+
+
+# --- array helpers: one implementation for numpy and torch ----------------------------------------------------------
+
+def _is_torch(x) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _check_finite(x, what: str) -> None:
+    finite = bool(torch.isfinite(x).all()) if _is_torch(x) else bool(np.isfinite(x).all())
+    if not finite:
+        raise ValueError(f"{what} contains NaN or Inf values")
+
+
+def _norm(x):
+    if _is_torch(x):
+        return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _like(values: np.ndarray, ref):
+    if _is_torch(ref):
+        return torch.as_tensor(values, dtype=ref.dtype, device=ref.device)
+    return values.astype(ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float32)
+
+
+# Bones shorter than this (in the units of the input) have no direction: refuse rather than divide by ~0.
+MIN_BONE_LENGTH = 1e-6
+
+
+def positions_to_directions(positions, skeleton: Skeleton):
+    """Joint positions (..., n_joints, 3) -> unit bone direction vectors (..., n_bones, 3)."""
+    if positions.shape[-2:] != (skeleton.n_joints, 3):
+        raise ValueError(f"{skeleton.name} positions must have shape (..., {skeleton.n_joints}, 3), "
+                         f"got {tuple(positions.shape)}")
+    _check_finite(positions, "joint positions")
+    parents = [p for p, _ in skeleton.bones]
+    children = [c for _, c in skeleton.bones]
+    vectors = positions[..., children, :] - positions[..., parents, :]
+    lengths = _norm(vectors)
+    short = lengths[..., 0] < MIN_BONE_LENGTH
+    if bool(short.any()):
+        bone = int(np.argwhere(np.asarray(short.cpu() if _is_torch(short) else short))[0][-1])
+        p, c = skeleton.bones[bone]
+        raise ValueError(f"zero-length bone {bone} ({skeleton.joint_names[p]} -> {skeleton.joint_names[c]}): "
+                         "its direction is undefined")
+    return vectors / lengths
+
+
+def directions_to_positions(directions, skeleton: Skeleton, bone_lengths=None):
+    """Bone directions (..., n_bones, 3) -> joint positions (..., n_joints, 3), joint 0 (spine) at the origin.
+
+    Directions are re-normalised to unit length first, so denormalised network outputs can be passed directly.
+    `bone_lengths` defaults to the skeleton's.
+    """
+    _check_bone_shape(directions, skeleton, "directions")
+    _check_finite(directions, "direction vectors")
+    lengths = np.asarray(skeleton.bone_lengths if bone_lengths is None else bone_lengths, dtype=np.float64)
+    if lengths.shape != (skeleton.n_bones,):
+        raise ValueError(f"bone_lengths must have {skeleton.n_bones} values, got shape {lengths.shape}")
+    norms = _norm(directions)
+    if bool((norms < MIN_BONE_LENGTH).any()):
+        raise ValueError("a direction vector has (near) zero length: cannot reconstruct positions")
+    bones = directions / norms * _like(lengths[:, None], directions)
+    joints = [None] * skeleton.n_joints
+    joints[0] = bones[..., 0, :] * 0
+    for i, (parent, child) in enumerate(skeleton.bones):  # bones are listed parent-before-child
+        joints[child] = joints[parent] + bones[..., i, :]
+    return torch.stack(joints, dim=-2) if _is_torch(directions) else np.stack(joints, axis=-2)
+
+
+def normalize_directions(directions, skeleton: Skeleton):
+    """Unit directions (..., n_bones, 3) -> model space (..., pose_dim): flattened, mean direction subtracted."""
+    _check_bone_shape(directions, skeleton, "directions")
+    _check_finite(directions, "direction vectors")
+    flat = directions.reshape(*directions.shape[:-2], skeleton.pose_dim)
+    return flat - _like(np.asarray(skeleton.mean_dir_vec, dtype=np.float32), flat)
+
+
+def denormalize_directions(vectors, skeleton: Skeleton, unit: bool = True):
+    """Model space (..., pose_dim) -> directions (..., n_bones, 3), mean added back (re-normalised if `unit`)."""
+    if vectors.shape[-1] != skeleton.pose_dim:
+        raise ValueError(f"{skeleton.name} vectors must have {skeleton.pose_dim} values in the last dimension, "
+                         f"got shape {tuple(vectors.shape)}")
+    _check_finite(vectors, "direction vectors")
+    flat = vectors + _like(np.asarray(skeleton.mean_dir_vec, dtype=np.float32), vectors)
+    directions = flat.reshape(*vectors.shape[:-1], skeleton.n_bones, 3)
+    if unit:
+        directions = directions / (_norm(directions) + 1e-8)
+    return directions
+
+
+def resample_frames(frames, src_fps: float, dst_fps: float = FPS):
+    """Resample a sequence (T, ...) from `src_fps` to `dst_fps` by linear interpolation in time.
+
+    For direction vectors, re-normalise afterwards if unit length matters (interpolation shortens them slightly).
+    """
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"frame rates must be positive, got src_fps={src_fps}, dst_fps={dst_fps}")
+    n_src = frames.shape[0]
+    if n_src == 0:
+        raise ValueError("cannot resample an empty sequence")
+    _check_finite(frames, "frames")
+    duration = (n_src - 1) / src_fps
+    n_dst = int(np.floor(duration * dst_fps + 1e-9)) + 1
+    t = np.arange(n_dst) / dst_fps * src_fps  # fractional source index of each output frame
+    lo = np.clip(np.floor(t).astype(np.int64), 0, n_src - 1)
+    hi = np.clip(lo + 1, 0, n_src - 1)
+    w = (t - lo).astype(np.float32).reshape((-1,) + (1,) * (frames.ndim - 1))
+    if _is_torch(frames):
+        w_t = torch.as_tensor(w, dtype=frames.dtype, device=frames.device)
+        return frames[torch.as_tensor(lo)] * (1 - w_t) + frames[torch.as_tensor(hi)] * w_t
+    return (frames[lo] * (1 - w) + frames[hi] * w).astype(frames.dtype)
+
+
+def _check_bone_shape(x, skeleton: Skeleton, what: str) -> None:
+    if x.shape[-2:] != (skeleton.n_bones, 3):
+        raise ValueError(f"{skeleton.name} {what} must have shape (..., {skeleton.n_bones}, 3), "
+                         f"got {tuple(x.shape)}")
