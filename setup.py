@@ -1,0 +1,54 @@
+"""ha2g_ros: ament_python package (colcon build) that also installs with plain `pip install -e .`."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ha2g_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Co-speech gestures for social robots: HA2G + URDF retargeting + ROS 2 nodes",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ha2g_model", "ha2g_model.*", "ha2g_ros", "ha2g_ros.*"]),
+    package_data={
+        # the official statistics and the shipped default checkpoint are data the package reads at run time
+        "ha2g_model": ["data/*.json", "checkpoints/default/*"],
+        "ha2g_ros": ["data/*"],
+    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
+    ],
+    # torch is listed without an upper bound on purpose: scripts/setup.sh installs a pinned CPU build first, and on a
+    # robot (Jetson, desktop GPU) the user's own torch build must be kept. ROS 2 itself is never a pip dependency: it
+    # comes from the system (apt) or from requirements-ros.txt (see scripts/setup.sh).
+    install_requires=[
+        "numpy>=1.23",
+        "scipy>=1.10",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "safetensors>=0.4",
+        "librosa>=0.10",
+        "soundfile>=0.12",
+        "torch>=2.1",
+        "pin>=2.7",
+        "matplotlib>=3.7",
+        "imageio>=2.30",
+    ],
+    extras_require={
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "microphone": ["sounddevice>=0.4"],
+        "video": ["imageio-ffmpeg>=0.4"],
+        "test": ["pytest>=7.0"],
+    },
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)

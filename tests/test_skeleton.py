@@ -1,0 +1,134 @@
+"""The skeleton toolkit on both layouts, checked against the official facts and the real TED clips."""
+import numpy as np
+import pytest
+import torch
+
+from ha2g_model.skeleton import (TED_EXPRESSIVE, TED_GESTURE, denormalize_directions, directions_to_positions,
+                                 get_skeleton, normalize_directions, positions_to_directions, resample_frames,
+                                 skeleton_for_pose_dim, skeleton_statistics)
+
+
+@pytest.mark.parametrize("skeleton, n_joints, n_bones, level_dims", [
+    (TED_GESTURE, 10, 9, (15, 21, 27)),
+    (TED_EXPRESSIVE, 43, 42, (24, 30, 36, 66, 96, 126)),
+])
+def test_layouts_match_the_official_code(skeleton, n_joints, n_bones, level_dims):
+    assert (skeleton.n_joints, skeleton.n_bones, skeleton.pose_dim) == (n_joints, n_bones, 3 * n_bones)
+    assert skeleton.level_dims == level_dims  # the generator widths of the official checkpoints
+    assert len(skeleton.mean_dir_vec) == skeleton.pose_dim
+    for smaller, larger in zip(skeleton.levels, skeleton.levels[1:]):
+        assert set(smaller) < set(larger)
+    assert skeleton.levels[-1] == tuple(range(n_bones))
+    # a tree rooted at joint 0 whose bones are listed parent-before-child (reconstruction relies on it)
+    reached = {0}
+    for parent, child in skeleton.bones:
+        assert parent in reached and child not in reached
+        reached.add(child)
+    assert reached == set(range(n_joints))
+
+
+def test_expressive_bone_indices_the_retargeting_relies_on():
+    s = TED_EXPRESSIVE
+    assert s.bone_index("left_shoulder", "left_elbow") == 3
+    assert s.bone_index("left_elbow", "left_wrist") == 4
+    assert s.bone_index("right_shoulder", "right_elbow") == 20
+    assert s.bone_index("right_elbow", "right_wrist") == 21
+    assert s.bone_index("neck", "nose") == 37
+    with pytest.raises(KeyError, match="no bone"):
+        s.bone_index("nose", "left_wrist")
+
+
+def test_official_statistics_are_packaged():
+    stats = skeleton_statistics("ted_expressive")
+    assert len(stats["mean_pose"]) == 129 and len(stats["angle_pair"]) == len(stats["avg_angle"])
+    assert skeleton_for_pose_dim(27) is TED_GESTURE and get_skeleton("ted_expressive") is TED_EXPRESSIVE
+    with pytest.raises(ValueError, match="unknown skeleton"):
+        get_skeleton("smpl")
+    with pytest.raises(ValueError, match="pose_dim 30"):
+        skeleton_for_pose_dim(30)
+
+
+def test_real_clips_round_trip(ted_culture_clips):
+    s = TED_EXPRESSIVE
+    for clip in ted_culture_clips:
+        directions = clip["dir_vec"]
+        assert directions.shape[1:] == (42, 3)
+        np.testing.assert_allclose(np.linalg.norm(directions, axis=-1), 1.0, atol=1e-5)
+        positions = directions_to_positions(directions, s)
+        assert positions.shape == (len(directions), 43, 3)
+        np.testing.assert_allclose(positions[:, 0], 0.0)
+        # bone lengths are those of the skeleton, frame after frame
+        parents, children = zip(*s.bones)
+        lengths = np.linalg.norm(positions[:, list(children)] - positions[:, list(parents)], axis=-1)
+        np.testing.assert_allclose(lengths, np.broadcast_to(s.bone_lengths, lengths.shape), atol=1e-5)
+        np.testing.assert_allclose(positions_to_directions(positions, s), directions, atol=1e-5)
+        normalised = normalize_directions(directions, s)
+        assert normalised.shape == (len(directions), 126)
+        np.testing.assert_allclose(denormalize_directions(normalised, s), directions, atol=1e-5)
+
+
+def test_real_clips_match_the_frame_convention(ted_culture_clips):
+    """x = the person's left, y = down, z = backwards: the frame docs/architecture.md promises."""
+    s = TED_EXPRESSIVE
+    mean = np.concatenate([clip["dir_vec"] for clip in ted_culture_clips]).mean(axis=0)
+    assert mean[s.bone_index("spine", "neck"), 1] < -0.9  # the spine points up, i.e. along -y
+    assert mean[s.bone_index("neck", "left_shoulder"), 0] > 0.5
+    assert mean[s.bone_index("neck", "right_shoulder"), 0] < -0.5
+    assert mean[s.bone_index("neck", "nose"), 2] < -0.3  # the face looks forward, i.e. along -z
+
+
+def test_torch_and_numpy_agree(ted_culture_clips):
+    s = TED_EXPRESSIVE
+    directions = ted_culture_clips[0]["dir_vec"][:20]
+    as_torch = torch.from_numpy(directions).double()
+    np.testing.assert_allclose(directions_to_positions(as_torch, s).numpy(), directions_to_positions(directions, s),
+                               atol=1e-6)
+    np.testing.assert_allclose(normalize_directions(as_torch, s).numpy(), normalize_directions(directions, s),
+                               atol=1e-6)
+    back = denormalize_directions(normalize_directions(as_torch, s), s)
+    assert isinstance(back, torch.Tensor) and back.shape == (20, 42, 3)
+
+
+def test_gesture_skeleton_positions_round_trip():
+    s = TED_GESTURE
+    rng = np.random.default_rng(0)
+    directions = s.rest_directions()[None] + 0.1 * rng.normal(size=(5, 9, 3))
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    np.testing.assert_allclose(positions_to_directions(directions_to_positions(directions, s), s), directions,
+                               atol=1e-6)
+
+
+def test_resampling_to_15_fps():
+    t30 = np.arange(61) / 30.0  # 2 s at 30 fps
+    signal = np.stack([np.sin(t30), np.cos(t30)], axis=-1)
+    at15 = resample_frames(signal, 30, 15)
+    assert at15.shape == (31, 2)
+    np.testing.assert_allclose(at15, np.stack([np.sin(np.arange(31) / 15), np.cos(np.arange(31) / 15)], -1),
+                               atol=1e-6)
+    up = resample_frames(torch.from_numpy(signal), 30, 60)
+    assert up.shape == (121, 2) and isinstance(up, torch.Tensor)
+    with pytest.raises(ValueError, match="positive"):
+        resample_frames(signal, 0, 15)
+    with pytest.raises(ValueError, match="empty"):
+        resample_frames(signal[:0], 30, 15)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((5, 41, 3)), r"shape \(\.\.\., 42, 3\)"),
+    (np.full((5, 42, 3), np.nan), "NaN"),
+])
+def test_bad_directions_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        directions_to_positions(bad, TED_EXPRESSIVE)
+
+
+def test_bad_positions_are_named():
+    s = TED_GESTURE
+    positions = directions_to_positions(s.rest_directions(), s)
+    positions[6] = positions[5]  # left wrist on the left elbow
+    with pytest.raises(ValueError, match="zero-length bone 5 \\(left_elbow -> left_wrist\\)"):
+        positions_to_directions(positions, s)
+    with pytest.raises(ValueError, match="shape"):
+        positions_to_directions(positions[:9], s)
+    with pytest.raises(ValueError, match="127"):
+        denormalize_directions(np.zeros(127), TED_EXPRESSIVE)
