@@ -6,8 +6,10 @@ data set's mean direction subtracted ("normalised direction vectors", 3 values p
 
 Layouts and numbers follow the official code (alvinliu0/HA2G at 5e1fd33, see shared/spec/ha2g.md):
 TED Gesture has 10 joints / 9 bones / 3 hierarchy levels, TED Expressive 43 joints / 42 bones (fingers) / 6 levels.
-The coordinate frame is the one of the TED 3D poses: x lateral, y pointing DOWN (the spine vector is about -y), z
-depth; see `docs/skeleton.md` for a picture.
+Coordinates are those of the data sets, and the two differ (checked on the official mean vectors and the real clips):
+TED Expressive has x = the person's left, y = down, z = backwards; TED Gesture has x = the person's right, y = down,
+z = forwards. Both are right-handed. `to_body_frame` rotates either into the ROS body convention (REP 103:
+x forward, y left, z up), which is what robot-facing code should use. See docs/skeleton.md for a picture.
 
 Every function accepts numpy arrays or torch tensors with any leading batch/time dimensions and returns the same type.
 """
@@ -41,6 +43,7 @@ class Skeleton:
     bone_lengths: tuple[float, ...]  # metres-like units of the official code (shoulder width ~0.44)
     levels: tuple[tuple[int, ...], ...]
     mean_dir_vec: tuple[float, ...]  # (n_bones * 3,) subtracted from unit vectors to normalise
+    body_from_data: tuple[tuple[float, ...], ...]  # 3x3 rotation: data-set frame -> body frame (x fwd, y left, z up)
 
     @property
     def n_joints(self) -> int:
@@ -110,6 +113,7 @@ def _make_ted_gesture(stats: dict) -> Skeleton:
         bone_lengths=(0.26, 0.18, 0.14, 0.22, 0.36, 0.33, 0.22, 0.36, 0.33),
         levels=((0, 1, 2, 3, 6), (0, 1, 2, 3, 4, 6, 7), tuple(range(9))),
         mean_dir_vec=tuple(stats["mean_dir_vec"]),
+        body_from_data=((0, 0, 1), (-1, 0, 0), (0, -1, 0)),  # x right, y down, z forward
     )
 
 
@@ -139,6 +143,7 @@ def _make_ted_expressive(stats: dict) -> Skeleton:
         bone_lengths=lengths,
         levels=(level1, level2, level3, level4, level5, tuple(range(42))),
         mean_dir_vec=tuple(stats["mean_dir_vec"]),
+        body_from_data=((0, 0, -1), (1, 0, 0), (0, -1, 0)),  # x left, y down, z backward
     )
 
 
@@ -257,6 +262,14 @@ def denormalize_directions(vectors, skeleton: Skeleton, unit: bool = True):
     if unit:
         directions = directions / (_norm(directions) + 1e-8)
     return directions
+
+
+def to_body_frame(vectors, skeleton: Skeleton):
+    """Vectors (..., 3) in the skeleton's data-set frame -> the body frame (x forward, y left, z up, REP 103)."""
+    if vectors.shape[-1] != 3:
+        raise ValueError(f"vectors must have 3 values in the last dimension, got shape {tuple(vectors.shape)}")
+    rotation = np.asarray(skeleton.body_from_data, dtype=np.float32)
+    return vectors @ _like(rotation.T, vectors)
 
 
 def resample_frames(frames, src_fps: float, dst_fps: float = FPS):

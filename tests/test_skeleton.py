@@ -5,6 +5,7 @@ import torch
 
 from ha2g_model.skeleton import (TED_EXPRESSIVE, TED_GESTURE, denormalize_directions, directions_to_positions,
                                  get_skeleton, normalize_directions, positions_to_directions, resample_frames,
+                                 to_body_frame,
                                  skeleton_for_pose_dim, skeleton_statistics)
 
 
@@ -75,6 +76,20 @@ def test_real_clips_match_the_frame_convention(ted_culture_clips):
     assert mean[s.bone_index("neck", "left_shoulder"), 0] > 0.5
     assert mean[s.bone_index("neck", "right_shoulder"), 0] < -0.5
     assert mean[s.bone_index("neck", "nose"), 2] < -0.3  # the face looks forward, i.e. along -z
+
+
+@pytest.mark.parametrize("skeleton", [TED_GESTURE, TED_EXPRESSIVE])
+def test_body_frame_is_x_forward_y_left_z_up(skeleton):
+    rotation = np.asarray(skeleton.body_from_data)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3))
+    assert np.linalg.det(rotation) == pytest.approx(1.0)  # a rotation, never a mirror: left stays left
+    rest = to_body_frame(skeleton.rest_directions(), skeleton)
+    assert rest[skeleton.bone_index("spine", "neck"), 2] > 0.9
+    assert rest[skeleton.bone_index("neck", "nose"), 0] > 0.3
+    assert rest[skeleton.bone_index("neck", "left_shoulder"), 1] > 0.5
+    assert rest[skeleton.bone_index("neck", "right_shoulder"), 1] < -0.5
+    # at rest the forearms reach forward
+    assert rest[skeleton.bone_index("left_elbow", "left_wrist"), 0] > 0.5
 
 
 def test_torch_and_numpy_agree(ted_culture_clips):
