@@ -1,0 +1,282 @@
+"""Robot profiles: how the human skeleton maps onto one robot, loaded from YAML and checked against its URDF.
+
+A profile names the robot's torso frame, per arm the joints and the frames at the shoulder, elbow and wrist centres
+(the upper arm is shoulder->elbow, the forearm elbow->wrist), optionally the hand frame and two axes in it, per hand
+the joints and which human finger curl drives each, the rest pose, speed scaling and the controller groups.
+Shipped profiles live in config/robots/<name>.yaml; docs/retargeting.md explains every field with a worked example.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pinocchio as pin
+import yaml
+
+from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, joint_id
+
+SIDES = ("left", "right")
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # TED Expressive order
+# What drives a hand joint: overall closure, one finger's curl, or one finger joint (1 = knuckle, 2 = middle joint).
+CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FINGERS for k in (1, 2))
+
+
+@dataclass(frozen=True)
+class HandAxes:
+    """The robot hand's orientation: a frame and two unit axes expressed in it."""
+
+    frame: str
+    forward: tuple[float, float, float]  # wrist -> fingertips
+    thumb_side: tuple[float, float, float]  # little finger -> index finger, across the palm
+
+
+@dataclass(frozen=True)
+class ArmProfile:
+    joints: tuple[str, ...]  # every joint the IK may move for this arm, shoulder to wrist
+    shoulder: str  # frames whose origins are the shoulder, elbow and wrist centres
+    elbow: str
+    wrist: str
+    hand: HandAxes | None = None  # None: the robot has no wrist to orient (or it is not worth orienting)
+
+
+@dataclass(frozen=True)
+class HandJoint:
+    """One hand joint: q = open + curl * (closed - open), curl in [0, 1] from the human `source`."""
+
+    joint: str
+    source: str  # one of CURL_SOURCES
+    open: float
+    closed: float
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    amplitude: float = 1.0  # 1 imitates, <1 calms, up to 1.5 exaggerates (rotation from the rest direction)
+    rest_blend: float = 0.0  # 0 follows the human, 1 holds the rest pose (joint-space blend)
+    damping: float = 0.05  # DLS damping (rad-scale); larger = smoother near singularities, less exact
+    posture_weight: float = 1e-3  # pull toward the rest pose; picks the elbow of redundant (7-DoF) arms
+    hand_weight: float = 0.3  # weight of the hand orientation relative to the arm bone directions
+    iterations: int = 3  # DLS iterations per frame (warm-started from the previous frame)
+    curl_range_deg: tuple[float, float] = (30.0, 130.0)  # finger flexion (knuckle + middle joint) mapped to 0..1
+
+
+@dataclass(frozen=True)
+class RobotProfile:
+    name: str
+    urdf: str  # a path, package://pkg/path or python://module/path (see robot.py)
+    torso: str  # frame the human torso maps onto (x forward, y left, z up expected; see docs)
+    arms: dict[str, ArmProfile]  # "left"/"right"
+    groups: dict[str, tuple[str, ...]]  # controller group -> joints; every commanded joint in exactly one
+    hands: dict[str, tuple[HandJoint, ...]] = field(default_factory=dict)  # empty: no hands, fingers ignored
+    rest: dict[str, float] = field(default_factory=dict)  # missing joints rest at 0 clipped into their limits
+    speed_scale: dict[str, float] = field(default_factory=dict)  # per joint; key "default" for the others
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    origin: str = "<dict>"  # where the profile came from, for messages (not a YAML key)
+
+    @property
+    def arm_joints(self) -> tuple[str, ...]:
+        return tuple(j for side in SIDES if side in self.arms for j in self.arms[side].joints)
+
+    @property
+    def hand_joints(self) -> tuple[str, ...]:
+        return tuple(h.joint for side in SIDES for h in self.hands.get(side, ()))
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Every commanded joint: left arm, right arm, left hand, right hand."""
+        return self.arm_joints + self.hand_joints
+
+    def speed_scale_of(self, joint: str) -> float:
+        return float(self.speed_scale.get(joint, self.speed_scale.get("default", 1.0)))
+
+
+def _take(data: dict, cls, where: str, internal: tuple[str, ...] = (), **converters):
+    """Build dataclass `cls` from a YAML mapping, rejecting unknown keys (typos) and missing required ones."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)} - set(internal)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    values = {key: converters[key](value) if key in converters else value for key, value in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _axis(value, where: str) -> tuple[float, float, float]:
+    axis = np.asarray(value, dtype=float)
+    if axis.shape != (3,) or not np.isfinite(axis).all() or np.linalg.norm(axis) < 1e-6:
+        raise ValueError(f"{where}: an axis must be 3 finite numbers, not all zero; got {value!r}")
+    return tuple(float(v) for v in axis / np.linalg.norm(axis))
+
+
+def _arm(data, where: str) -> ArmProfile:
+    def hand(value):
+        if value is None:
+            return None
+        axes = _take(value, HandAxes, f"{where}.hand")
+        return HandAxes(axes.frame, _axis(axes.forward, f"{where}.hand.forward"),
+                        _axis(axes.thumb_side, f"{where}.hand.thumb_side"))
+    return _take(data, ArmProfile, where, joints=tuple, hand=hand)
+
+
+def _hand_joint(data, where: str) -> HandJoint:
+    joint = _take(data, HandJoint, where, open=float, closed=float)
+    if joint.source not in CURL_SOURCES:
+        raise ValueError(f"{where}: source {joint.source!r} is not one of {list(CURL_SOURCES)}")
+    return joint
+
+
+def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
+    """A RobotProfile from the parsed YAML mapping; structural errors name the offending key."""
+    def sided(value, make, what):
+        if not isinstance(value, dict) or not set(value) <= set(SIDES):
+            raise ValueError(f"{source}: {what} must be a mapping with keys among {list(SIDES)}")
+        return {side: make(value[side], f"{source}: {what}.{side}") for side in SIDES if side in value}
+
+    def hands(value):
+        return sided(value or {}, lambda joints, where: tuple(_hand_joint(j, f"{where}[{i}]")
+                                                               for i, j in enumerate(joints)), "hands")
+
+    def solver(value):
+        config = _take(value or {}, SolverConfig, f"{source}: solver")
+        return SolverConfig(**{**config.__dict__, "curl_range_deg": tuple(config.curl_range_deg)})
+
+    profile = _take(data, RobotProfile, source, internal=("origin",),
+                    arms=lambda v: sided(v, _arm, "arms"),
+                    groups=lambda v: {str(k): tuple(j) for k, j in (v or {}).items()},
+                    hands=hands,
+                    rest=lambda v: {str(k): float(x) for k, x in (v or {}).items()},
+                    speed_scale=lambda v: {str(k): float(x) for k, x in (v or {}).items()},
+                    solver=solver)
+    profile = RobotProfile(**{**profile.__dict__, "origin": source})
+    _check_consistency(profile)
+    return profile
+
+
+def _check_consistency(profile: RobotProfile) -> None:
+    """Checks that need no URDF: arms present, joints listed once, groups cover the commanded joints, values sane."""
+    where = profile.origin
+    if not profile.arms:
+        raise ValueError(f"{where}: a profile needs at least one arm")
+    names = profile.joint_names
+    duplicates = sorted({j for j in names if names.count(j) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: joint(s) {duplicates} listed more than once across arms and hands")
+    grouped = [j for joints in profile.groups.values() for j in joints]
+    if sorted(grouped) != sorted(names):
+        missing = sorted(set(names) - set(grouped))
+        extra = sorted(set(grouped) - set(names))
+        twice = sorted({j for j in grouped if grouped.count(j) > 1})
+        raise ValueError(f"{where}: groups must hold every commanded joint exactly once; "
+                         f"ungrouped {missing}, not commanded {extra}, in several groups {twice}")
+    for joint, scale in profile.speed_scale.items():
+        if joint != "default" and joint not in names:
+            raise ValueError(f"{where}: speed_scale names {joint!r}, which is not a commanded joint")
+        if not 0.0 < scale <= 1.0:
+            raise ValueError(f"{where}: speed_scale of {joint!r} must be in (0, 1], got {scale}")
+    for joint in profile.rest:
+        if joint not in names:
+            raise ValueError(f"{where}: rest names {joint!r}, which is not a commanded joint")
+    s = profile.solver
+    validate_amplitude(s.amplitude)
+    validate_rest_blend(s.rest_blend)
+    lo, hi = s.curl_range_deg
+    if not (s.damping > 0 and s.posture_weight >= 0 and s.hand_weight >= 0 and s.iterations >= 1 and 0 <= lo < hi):
+        raise ValueError(f"{where}: solver needs damping > 0, posture_weight >= 0, hand_weight >= 0, "
+                         f"iterations >= 1 and 0 <= curl_range_deg[0] < curl_range_deg[1]; got {s}")
+
+
+def validate_amplitude(value: float) -> float:
+    if not (np.isfinite(value) and 0.0 <= value <= 1.5):
+        raise ValueError(f"amplitude must be in [0, 1.5], got {value}")
+    return float(value)
+
+
+def validate_rest_blend(value: float) -> float:
+    if not (np.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"rest_blend must be in [0, 1], got {value}")
+    return float(value)
+
+
+def validate_against_model(profile: RobotProfile, model: pin.Model) -> None:
+    """Every link, frame and joint the profile names exists in the URDF and can be commanded; all problems at once."""
+    problems = []
+
+    def check(lookup, name, role):
+        try:
+            lookup(model, name, role)
+        except RobotLoadError as error:
+            problems.append(str(error))
+
+    check(frame_id, profile.torso, "torso")
+    for side, arm in profile.arms.items():
+        for joint in arm.joints:
+            check(joint_id, joint, f"arms.{side}.joints")
+        for role in ("shoulder", "elbow", "wrist"):
+            check(frame_id, getattr(arm, role), f"arms.{side}.{role}")
+        if arm.hand is not None:
+            check(frame_id, arm.hand.frame, f"arms.{side}.hand.frame")
+    for side, joints in profile.hands.items():
+        for hand_joint in joints:
+            check(joint_id, hand_joint.joint, f"hands.{side}")
+    if problems:
+        raise RobotLoadError(f"profile {profile.origin} does not fit the URDF:\n  " + "\n  ".join(problems))
+    for name in profile.joint_names:
+        jid = model.getJointId(name)
+        idx_q, idx_v = model.joints[jid].idx_q, model.joints[jid].idx_v
+        lo, hi, v = model.lowerPositionLimit[idx_q], model.upperPositionLimit[idx_q], model.velocityLimit[idx_v]
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            problems.append(f"joint {name!r} has no finite position limits in the URDF ([{lo}, {hi}])")
+        if not (np.isfinite(v) and v > 0):
+            problems.append(f"joint {name!r} has no positive finite velocity limit in the URDF ({v})")
+        if name in profile.rest and not lo <= profile.rest[name] <= hi:
+            problems.append(f"rest value {profile.rest[name]} of joint {name!r} is outside its limits [{lo}, {hi}]")
+    for side, joints in profile.hands.items():
+        for hj in joints:
+            jid = model.getJointId(hj.joint)
+            lo, hi = (model.lowerPositionLimit[model.joints[jid].idx_q],
+                      model.upperPositionLimit[model.joints[jid].idx_q])
+            for label, value in (("open", hj.open), ("closed", hj.closed)):
+                if not lo - 1e-9 <= value <= hi + 1e-9:
+                    problems.append(f"hands.{side}: {label} value {value} of {hj.joint!r} is outside [{lo}, {hi}]")
+    if problems:
+        raise RobotLoadError(f"profile {profile.origin} does not fit the URDF:\n  " + "\n  ".join(problems))
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the profiles in config/robots/."""
+    return sorted(path.stem for path in _profile_dir().glob("*.yaml"))
+
+
+def _profile_dir() -> Path:
+    """config/robots of the source tree, else share/ha2g_ros/config/robots of the installed package."""
+    source_tree = Path(__file__).resolve().parents[2] / "config" / "robots"
+    if source_tree.is_dir():
+        return source_tree
+    try:  # pure Python part of ROS 2 (no rclpy); absent in a plain pip environment
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("ha2g_ros")) / "config" / "robots"
+    except (ImportError, LookupError, OSError):  # not installed / no AMENT_PREFIX_PATH
+        return source_tree
+
+
+def load_profile(name_or_path: str | Path) -> RobotProfile:
+    """A shipped profile by name ("pepper") or a profile YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = _profile_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown robot profile {str(name_or_path)!r}; shipped: {shipped_profiles()} "
+                             "(or give the path to a .yaml file)")
+    if not path.is_file():
+        raise ValueError(f"robot profile file {str(path)!r} does not exist")
+    with path.open() as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as error:
+            raise ValueError(f"robot profile {str(path)!r} is not valid YAML: {error}") from None
+    return profile_from_dict(data, source=str(path))

@@ -1,0 +1,268 @@
+"""Retargeter: human bone directions in, robot joint angles out, one frame at a time, limits guaranteed.
+
+Per frame:
+1. the human bones are re-expressed in the speaker's torso frame (human.py) and then in the robot's world frame
+   through the robot's torso frame, so "forward, left, up" of the speaker become those of the robot;
+2. amplitude rotates each target direction away from (or back toward) the robot's rest-pose direction;
+3. the arm joints follow by damped least squares inside the position and velocity limits (solver.py), warm-started
+   from the previous frame; the hand joints follow the finger curls (hands.py);
+4. rest_blend mixes the answer with the rest pose, and a last clip to the limits makes them hold whatever happens.
+
+Missing data (NaN or zero-length bones, or a TED Gesture skeleton without fingers) does not stop it: the affected
+targets hold their last value (the rest pose at the start).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ha2g_ros.retargeting.hands import HandMapper, finger_flexion
+from ha2g_ros.retargeting.human import TED_TO_BODY, BoneMap, bone_map_for, hand_axes, torso_rotation, unit_bones
+from ha2g_ros.retargeting.profile import (RobotProfile, SIDES, validate_against_model, validate_amplitude,
+                                          validate_rest_blend)
+from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, load_model, reduced_model
+from ha2g_ros.retargeting.solver import AxisTerm, DirectionIK, SegmentTerm
+
+# Budgets are shrunk by this relative margin so that |q - q_prev| <= v * dt holds exactly in floating point too.
+_VELOCITY_MARGIN = 1e-9
+
+
+@dataclass(frozen=True)
+class JointCommand:
+    """Positions (and velocities) for the joints of one controller group, in the group's joint order."""
+
+    group: str
+    joint_names: tuple[str, ...]
+    positions: np.ndarray
+    velocities: np.ndarray
+
+
+@dataclass(frozen=True)
+class Term:
+    """What one IK target means: the `kind` of direction ('upper_arm', 'forearm', 'hand_forward', 'hand_side')."""
+
+    side: str
+    kind: str
+
+
+class Retargeter:
+    """Joint angles for `profile`'s robot from HA2G direction vectors (TED Expressive (42, 3) or TED Gesture (9, 3))."""
+
+    def __init__(self, profile: RobotProfile, urdf_xml: str | None = None):
+        full = load_model(profile.urdf, xml=urdf_xml)
+        validate_against_model(profile, full)
+        self.profile = profile
+        self.full_model = full  # every joint, for drawing the whole robot
+        self.model = reduced_model(full, list(profile.joint_names))
+        self.joint_names = list(profile.joint_names)
+        self.groups = {group: list(joints) for group, joints in profile.groups.items()}
+        # After locking every other joint all joints are 1-DoF, so configuration and velocity indices coincide.
+        self._qi = np.array([self.model.joints[self.model.getJointId(n)].idx_q for n in self.joint_names])
+        self.lower = self.model.lowerPositionLimit[self._qi].copy()
+        self.upper = self.model.upperPositionLimit[self._qi].copy()
+        self.velocity_limits = self.model.velocityLimit[self._qi].copy()
+        self.speed_scale = np.array([profile.speed_scale_of(n) for n in self.joint_names])
+        self._rest = np.clip([profile.rest.get(n, 0.0) for n in self.joint_names], self.lower, self.upper)
+        self._n_arm = len(profile.arm_joints)
+
+        torso = frame_id(self.model, profile.torso, "torso")
+        if self.model.frames[torso].parentJoint != 0:
+            raise RobotLoadError(f"torso frame {profile.torso!r} moves with a commanded joint "
+                                 f"({self.model.names[self.model.frames[torso].parentJoint]!r}); pick a frame above "
+                                 "the arms (the chest or torso link)")
+        self._ik, self.terms = self._build_ik()
+        self._world_R_torso = self._torso_rotation(torso)
+        self._rest_dirs = self._ik.directions(self._to_model(self._rest))
+        arm_term = np.array([t.kind in ("upper_arm", "forearm") for t in self.terms])
+        self._weights_full = np.where(arm_term, 1.0, profile.solver.hand_weight)
+        self._weights_no_hands = np.where(arm_term, 1.0, 0.0)  # skeletons without fingers: the wrist just rests
+        self._hand_mappers = {side: HandMapper(joints, profile.solver.curl_range_deg)
+                              for side, joints in profile.hands.items() if joints}
+        offset = self._n_arm
+        self._hand_slices = {}
+        for side in SIDES:
+            n = len(profile.hands.get(side, ()))
+            if n:
+                self._hand_slices[side] = slice(offset, offset + n)
+            offset += n
+        self._bone_maps: dict[tuple, BoneMap] = {}
+        self.amplitude = profile.solver.amplitude
+        self.rest_blend = profile.solver.rest_blend
+        self.reset()
+
+    # --- construction helpers -----------------------------------------------------------------------------------
+
+    def _build_ik(self) -> tuple[DirectionIK, list[Term]]:
+        m, terms, meanings = self.model, [], []
+        for side, arm in self.profile.arms.items():
+            shoulder, elbow, wrist = (frame_id(m, getattr(arm, r), f"arms.{side}.{r}")
+                                      for r in ("shoulder", "elbow", "wrist"))
+            terms += [SegmentTerm(shoulder, elbow), SegmentTerm(elbow, wrist)]
+            meanings += [Term(side, "upper_arm"), Term(side, "forearm")]
+            if arm.hand is not None:
+                hand = frame_id(m, arm.hand.frame, f"arms.{side}.hand.frame")
+                terms += [AxisTerm(hand, np.array(arm.hand.forward)), AxisTerm(hand, np.array(arm.hand.thumb_side))]
+                meanings += [Term(side, "hand_forward"), Term(side, "hand_side")]
+        columns = self._qi[:self._n_arm]
+        solver = self.profile.solver
+        return DirectionIK(m, terms, columns, solver.damping, solver.posture_weight), meanings
+
+    def _torso_rotation(self, torso: int) -> np.ndarray:
+        self._ik.directions(self._to_model(np.clip(0.0, self.lower, self.upper)))  # forward kinematics
+        return self._ik.data.oMf[torso].rotation.copy()  # constant: no commanded joint moves the torso
+
+    def _to_model(self, q: np.ndarray) -> np.ndarray:
+        q_model = np.empty(self.model.nq)
+        q_model[self._qi] = q
+        return q_model
+
+    # --- run-time parameters ------------------------------------------------------------------------------------
+
+    @property
+    def amplitude(self) -> float:
+        return self._amplitude
+
+    @amplitude.setter
+    def amplitude(self, value: float) -> None:
+        self._amplitude = validate_amplitude(value)
+
+    @property
+    def rest_blend(self) -> float:
+        return self._rest_blend
+
+    @rest_blend.setter
+    def rest_blend(self, value: float) -> None:
+        self._rest_blend = validate_rest_blend(value)
+
+    # --- state ----------------------------------------------------------------------------------------------------
+
+    def rest_pose(self) -> np.ndarray:
+        return self._rest.copy()
+
+    def reset(self, q: np.ndarray | None = None) -> None:
+        """Start from `q` (e.g. the robot's joint_states, aligned with joint_names; clipped into the limits) or rest."""
+        if q is None:
+            q = self._rest
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(self.joint_names),) or not np.isfinite(q).all():
+            raise ValueError(f"reset needs {len(self.joint_names)} finite joint positions aligned with joint_names, "
+                             f"got shape {q.shape}")
+        self._q_out = np.clip(q, self.lower, self.upper)
+        self._q_ik = self._q_out.copy()
+        self.velocity = np.zeros(len(self.joint_names))
+        self._targets_body = self._rest_dirs @ self._world_R_torso  # held targets, in the robot torso frame
+        self._torso = TED_TO_BODY
+        self._hand_targets = self._rest.copy()
+
+    # --- solving --------------------------------------------------------------------------------------------------
+
+    def solve(self, directions: np.ndarray, dt: float = 1 / 15) -> np.ndarray:
+        """Joint positions (aligned with joint_names) for one frame of unit bone directions in the TED frame.
+
+        Within the position limits, and |q - q_prev| <= velocity_limits * speed_scale * dt for every joint.
+        """
+        if not (np.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+        directions = np.asarray(directions)
+        bones = self._bone_maps.get(directions.shape)
+        if bones is None:  # first frame of this skeleton (or a wrong shape: bone_map_for raises)
+            bones = self._bone_maps.setdefault(directions.shape, bone_map_for(directions))
+        unit, valid = unit_bones(directions)
+        torso = torso_rotation(unit, valid, bones)
+        if torso is not None:
+            self._torso = torso
+        human = self._human_targets(unit, valid, bones)
+        found = ~np.isnan(human[:, 0])
+        self._targets_body[found] = human[found] @ self._torso.T  # the last valid torso frame if this one has none
+        weights = self._weights_full if bones.fingers is not None else self._weights_no_hands
+        targets = _rotate_toward(self._rest_dirs, self._targets_body @ self._world_R_torso.T, self._amplitude)
+
+        step = self.velocity_limits * self.speed_scale * dt * (1 - _VELOCITY_MARGIN)
+        arm = slice(0, self._n_arm)
+        q_ik = self._q_ik.copy()
+        lo = np.maximum(self.lower[arm], q_ik[arm] - step[arm])
+        hi = np.minimum(self.upper[arm], q_ik[arm] + step[arm])
+        q_model = self._ik.solve(self._to_model(q_ik), targets, weights, self._rest[arm], lo, hi,
+                                 self.profile.solver.iterations)
+        q_ik[arm] = q_model[self._qi[arm]]
+        if bones.fingers is not None:
+            for side, mapper in self._hand_mappers.items():
+                flexion = finger_flexion(unit, valid, bones.fingers[side])
+                if flexion is not None:
+                    self._hand_targets[self._hand_slices[side]] = mapper.positions(flexion)
+        for s in self._hand_slices.values():
+            q_ik[s] = self._hand_targets[s]
+        self._q_ik = np.clip(q_ik, self.lower, self.upper)
+
+        q = self._q_ik + self._rest_blend * (self._rest - self._q_ik)
+        q = np.clip(q, np.maximum(self.lower, self._q_out - step), np.minimum(self.upper, self._q_out + step))
+        self.velocity = (q - self._q_out) / dt
+        self._q_out = q
+        return q.copy()
+
+    def _human_targets(self, unit: np.ndarray, valid: np.ndarray, bones: BoneMap) -> np.ndarray:
+        """(n_terms, 3) the human direction (TED frame) each term should follow; NaN rows where data is missing."""
+        out = np.full((len(self.terms), 3), np.nan)
+        hands = {}
+        for k, term in enumerate(self.terms):
+            if term.kind in ("upper_arm", "forearm"):
+                bone = (bones.upper_arm if term.kind == "upper_arm" else bones.forearm)[term.side]
+                if valid[bone]:
+                    out[k] = unit[bone]
+            elif bones.fingers is not None:
+                if term.side not in hands:
+                    hands[term.side] = hand_axes(unit, valid, bones.fingers[term.side])
+                if hands[term.side] is not None:
+                    out[k] = hands[term.side][0 if term.kind == "hand_forward" else 1]
+        return out
+
+    def solve_sequence(self, directions: np.ndarray, dt: float = 1 / 15) -> np.ndarray:
+        """(T, n_bones, 3) -> (T, n_joints), continuing from the current state (call reset() first to restart)."""
+        directions = np.asarray(directions)
+        if directions.ndim != 3:
+            raise ValueError(f"a sequence must have shape (T, n_bones, 3), got {directions.shape}")
+        return np.stack([self.solve(frame, dt) for frame in directions]) if len(directions) else \
+            np.zeros((0, len(self.joint_names)))
+
+    def commands(self, q: np.ndarray, velocities: np.ndarray | None = None) -> dict[str, JointCommand]:
+        """Split a joint vector (aligned with joint_names) into one JointCommand per controller group."""
+        velocities = self.velocity if velocities is None else velocities
+        index = {name: i for i, name in enumerate(self.joint_names)}
+        out = {}
+        for group, joints in self.groups.items():
+            idx = [index[j] for j in joints]
+            out[group] = JointCommand(group, tuple(joints), np.asarray(q)[idx].copy(), np.asarray(velocities)[idx].copy())
+        return out
+
+    # --- measurement ----------------------------------------------------------------------------------------------
+
+    def link_directions(self, q: np.ndarray) -> np.ndarray:
+        """(n_terms, 3) the robot's directions for each term (see `terms`) at q, in the robot's torso frame."""
+        return self._ik.directions(self._to_model(q)) @ self._world_R_torso
+
+    def human_directions(self, directions: np.ndarray) -> np.ndarray:
+        """(n_terms, 3) the human directions matching `terms`, in the speaker's torso frame (NaN where missing)."""
+        directions = np.asarray(directions)
+        bones = bone_map_for(directions)
+        unit, valid = unit_bones(directions)
+        torso = torso_rotation(unit, valid, bones)
+        if torso is None:
+            return np.full((len(self.terms), 3), np.nan)
+        return self._human_targets(unit, valid, bones) @ torso.T
+
+
+def _rotate_toward(start: np.ndarray, end: np.ndarray, fraction: float) -> np.ndarray:
+    """Rotate unit vectors `start` toward `end` (n, 3) by `fraction` of the angle between them (>1 overshoots)."""
+    if fraction == 1.0:
+        return end
+    cos = np.clip(np.einsum("nx,nx->n", start, end), -1.0, 1.0)
+    angle = np.arccos(cos)
+    axis = np.cross(start, end)
+    norm = np.linalg.norm(axis, axis=1)
+    # Opposite vectors: any axis perpendicular to start will do; identical vectors: nothing to rotate.
+    fallback = np.cross(start, np.where(np.abs(start[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+    axis = np.where((norm < 1e-9)[:, None], fallback, axis)
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    turn = fraction * angle
+    return start * np.cos(turn)[:, None] + np.cross(axis, start) * np.sin(turn)[:, None]

@@ -1,0 +1,133 @@
+"""Per-frame inverse kinematics on directions: a few damped least-squares steps inside a box of hard limits.
+
+The unknowns are the arm joints. Each target is a unit direction in the robot's world frame that either a segment
+(frame a -> frame b, e.g. shoulder -> elbow) or an axis fixed in a frame (the hand's forward axis) should point along.
+One step minimises
+
+    sum_k w_k^2 |t_k - d_k(q) - J_k dq|^2 + damping^2 |dq|^2 + posture |q + dq - q_rest|^2
+
+subject to lo <= q + dq <= hi, where the box [lo, hi] intersects the joint position limits with the velocity budget
+around the previous frame's output (|q - q_prev| <= v_max * dt). The box is handled as a small QP by an active set:
+solve, pin the joints that left the box at its edge, re-solve the others. Starting from the previous frame's answer
+and never leaving the velocity box is what keeps the motion on one IK branch (no elbow flips).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+
+_WORLD = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
+
+
+@dataclass(frozen=True)
+class SegmentTerm:
+    """Direction of the segment from frame `a` to frame `b` (frame ids of the solver's model)."""
+
+    a: int
+    b: int
+
+
+@dataclass(frozen=True)
+class AxisTerm:
+    """Direction of `axis` (unit, in the local coordinates of `frame`)."""
+
+    frame: int
+    axis: np.ndarray
+
+
+class DirectionIK:
+    """Damped least-squares IK on direction targets for the joints at `columns` of `model` (all 1-DoF)."""
+
+    def __init__(self, model: pin.Model, terms: list, columns: np.ndarray, damping: float, posture_weight: float):
+        self.model = model
+        self.data = model.createData()
+        self.terms = terms
+        self.columns = columns  # velocity (= configuration: 1-DoF joints only) indices of the unknowns
+        self.frames = sorted({f for t in terms for f in ((t.a, t.b) if isinstance(t, SegmentTerm) else (t.frame,))})
+        # Index arrays so that one linearisation handles all segments, then all axes, without a Python loop.
+        slot = {f: i for i, f in enumerate(self.frames)}
+        segments = [t for t in terms if isinstance(t, SegmentTerm)]
+        axes = [t for t in terms if isinstance(t, AxisTerm)]
+        self._seg_a = np.array([slot[t.a] for t in segments], dtype=np.int64)
+        self._seg_b = np.array([slot[t.b] for t in segments], dtype=np.int64)
+        self._axis_frame = np.array([slot[t.frame] for t in axes], dtype=np.int64)
+        self._axis_local = np.array([t.axis for t in axes]).reshape(-1, 3)
+        stacked = segments + axes  # _linearise's output order; _order puts it back into the order of `terms`
+        self._order = np.array([next(i for i, s in enumerate(stacked) if s is t) for t in terms], dtype=np.int64)
+        self.regulariser = damping ** 2 + posture_weight
+        self.posture_weight = posture_weight
+
+    def directions(self, q_model: np.ndarray) -> np.ndarray:
+        """(n_terms, 3) current directions of every term in the world frame (forward kinematics only)."""
+        pin.framesForwardKinematics(self.model, self.data, q_model)
+        return np.array([self._direction(t) for t in self.terms])
+
+    def _direction(self, term) -> np.ndarray:
+        if isinstance(term, SegmentTerm):
+            d = self.data.oMf[term.b].translation - self.data.oMf[term.a].translation
+            return d / np.linalg.norm(d)
+        return self.data.oMf[term.frame].rotation @ term.axis
+
+    def _linearise(self, q_model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stacked directions (n_terms, 3) and their Jacobians (n_terms, 3, n_columns) at q_model."""
+        pin.computeJointJacobians(self.model, self.data, q_model)  # also runs forward kinematics
+        pin.updateFramePlacements(self.model, self.data)
+        jac = np.stack([pin.getFrameJacobian(self.model, self.data, f, _WORLD) for f in self.frames])
+        jac = jac[:, :, self.columns]  # (n_frames, 6, n): linear rows 0-2, angular rows 3-5, world axes
+        pos = np.array([self.data.oMf[f].translation for f in self.frames])
+        rot = np.array([self.data.oMf[f].rotation for f in self.frames])
+        # Segments: u = d/|d| with d = p_b - p_a, so du = (dd - u (u . dd)) / |d|.
+        d = pos[self._seg_b] - pos[self._seg_a]
+        length = np.linalg.norm(d, axis=1)
+        u = d / length[:, None]
+        dd = jac[self._seg_b, :3] - jac[self._seg_a, :3]
+        seg_jac = (dd - u[:, :, None] * np.einsum("ki,kin->kn", u, dd)[:, None, :]) / length[:, None, None]
+        # Axes: a = R a_local, so da = omega x a.
+        a = np.einsum("kij,kj->ki", rot[self._axis_frame], self._axis_local)
+        omega = jac[self._axis_frame, 3:]  # (n_axes, 3, n)
+        axis_jac = np.cross(omega, a[:, :, None], axis=1)
+        return np.concatenate([u, a])[self._order], np.concatenate([seg_jac, axis_jac])[self._order]
+
+    def solve(self, q_model: np.ndarray, targets: np.ndarray, weights: np.ndarray, q_rest: np.ndarray,
+              lo: np.ndarray, hi: np.ndarray, iterations: int) -> np.ndarray:
+        """Columns of q_model moved toward the targets, staying inside [lo, hi] (column-aligned); returns a copy.
+
+        targets (n_terms, 3) unit world directions; weights (n_terms,), 0 switches a term off (missing data).
+        q_model must start inside the box.
+        """
+        q_model = q_model.copy()
+        x = q_model[self.columns]
+        n = len(self.columns)
+        for _ in range(iterations):
+            dirs, jacs = self._linearise(q_model)
+            w = weights[:, None]
+            J = (jacs * w[:, :, None]).reshape(-1, n)  # (3 n_terms, n)
+            e = ((targets - dirs) * w).reshape(-1)
+            H = J.T @ J + self.regulariser * np.eye(n)
+            g = J.T @ e + self.posture_weight * (q_rest - x)
+            x = x + _box_solve(H, g, lo - x, hi - x)
+            q_model[self.columns] = x
+        return q_model
+
+
+def _box_solve(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, passes: int = 3) -> np.ndarray:
+    """argmin 1/2 dx'H dx - g'dx subject to lo <= dx <= hi (H positive definite), by a few active-set passes."""
+    dx = np.linalg.solve(H, g)
+    outside = (dx < lo) | (dx > hi)
+    if not outside.any():
+        return dx
+    free = ~outside
+    dx = np.clip(dx, lo, hi)
+    for _ in range(passes):
+        if not free.any():
+            break
+        rhs = g[free] - H[np.ix_(free, ~free)] @ dx[~free]
+        dx[free] = np.linalg.solve(H[np.ix_(free, free)], rhs)
+        outside = free & ((dx < lo) | (dx > hi))
+        if not outside.any():
+            break
+        dx = np.clip(dx, lo, hi)
+        free &= ~outside
+    return np.clip(dx, lo, hi)  # the last pass may still leave the box: the limits are hard, clip is the backstop
