@@ -1,0 +1,127 @@
+"""The `onnxruntime` backend and the ONNX export of the generation chain (also the input of the TensorRT backend).
+
+The exported graph is `HA2G.generate_window` for one static 34-frame window, inputs
+    spec (B, 128, 70) float32, words (B, 34) int32, seed (B, 4, pose_dim) float32, speaker (B,) int32,
+    noise (B, n_levels, z_dim) float32  ->  poses (B, 34, pose_dim) float32,
+with B = 1 (static) or dynamic. Word and speaker ids are int32 at the graph boundary because TensorRT engines take
+int32 indices everywhere; the graph casts them to int64 itself. Files are cached by model hash.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ha2g_model.backends import BackendError, default_cache_dir, model_hash
+
+INPUT_NAMES = ("spec", "words", "seed", "speaker", "noise")
+OUTPUT_NAME = "poses"
+OPSET = 17
+
+
+class _WindowGraph(torch.nn.Module):
+    """What gets exported: generate_window with int32 ids and an explicit noise input (zeros = deterministic)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, spec, words, seed, speaker, noise):
+        return self.model.generate_window(spec, words.long(), seed, speaker.long(), noise)
+
+
+def example_inputs(config, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Zero inputs of one window, in INPUT_NAMES order (torch tensors, the ONNX graph's dtypes)."""
+    return (torch.zeros(batch, config.n_mels, config.spec_cols),
+            torch.zeros(batch, config.n_poses, dtype=torch.int32),
+            torch.zeros(batch, config.n_pre_poses, config.pose_dim),
+            torch.zeros(batch, dtype=torch.int32),
+            torch.zeros(batch, config.n_levels, config.z_dim))
+
+
+def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
+    """Export the window chain of `model` to `path` (TorchScript exporter, opset 17) and check it with onnx.checker."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = _WindowGraph(model).eval().float().cpu()
+    dynamic_axes = {name: {0: "batch"} for name in INPUT_NAMES + (OUTPUT_NAME,)} if dynamic_batch else None
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")  # written aside, renamed: readers never see half a file
+    with torch.no_grad():
+        # dynamo=False: the TorchScript exporter turns nn.GRU (bidirectional, multi-layer) into ONNX GRU ops
+        torch.onnx.export(graph, example_inputs(model.config), str(tmp), input_names=list(INPUT_NAMES),
+                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes, opset_version=OPSET,
+                          dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(str(tmp), full_check=True)
+    tmp.replace(path)
+    return path
+
+
+def cached_onnx(model, cache_dir: str | Path | None = None, dynamic_batch: bool = False) -> Path:
+    """The ONNX file of `model` in the cache (exported on first use), keyed by the model's weights and config."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
+    path = cache_dir / f"ha2g_{model_hash(model)}_{'dynamic' if dynamic_batch else 'b1'}.onnx"
+    if not path.is_file():
+        export_onnx(model, path, dynamic_batch)
+    return path
+
+
+def onnx_inputs(spec, words, seed, speaker, noise) -> dict[str, np.ndarray]:
+    """Backend.run arguments -> the graph's feed dict (dtypes as exported)."""
+    return {"spec": np.ascontiguousarray(spec, np.float32), "words": np.ascontiguousarray(words, np.int32),
+            "seed": np.ascontiguousarray(seed, np.float32), "speaker": np.ascontiguousarray(speaker, np.int32),
+            "noise": np.ascontiguousarray(noise, np.float32)}
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, model, device: str = "cpu", precision: str = "fp32", cache_dir=None,
+                 threads: int | None = None, providers: list[str] | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from e
+        if precision != "fp32":
+            raise BackendError("the onnxruntime backend runs fp32 only (use tensorrt or torch for fp16)")
+        self.device, self.precision = device, precision
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = ["CPUExecutionProvider"]
+            if device.startswith("cuda"):
+                gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+                if not gpu:
+                    raise BackendError(f"device {device!r} asked for, but this onnxruntime has no GPU execution "
+                                       f"provider (available: {available}); install onnxruntime-gpu")
+                providers = gpu + providers
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise BackendError(f"onnxruntime execution provider(s) {missing} not available (have {available})")
+        self.providers = providers
+        self._options = ort.SessionOptions()
+        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._options.intra_op_num_threads = threads or os.cpu_count() or 1
+        self._options.inter_op_num_threads = 1  # the chain is sequential: level k needs level k-1
+        self._ort, self._model, self._cache_dir = ort, model, cache_dir
+        self._sessions = {}
+        self._session(dynamic_batch=False)  # load now, so a broken install fails here and not mid-stream
+
+    def _session(self, dynamic_batch: bool):
+        if dynamic_batch not in self._sessions:
+            try:
+                path = cached_onnx(self._model, self._cache_dir, dynamic_batch)
+                self._sessions[dynamic_batch] = self._ort.InferenceSession(str(path), self._options,
+                                                                           providers=self.providers)
+            except BackendError:
+                raise
+            except Exception as e:  # export or session failure: report it as this backend's failure
+                raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
+        return self._sessions[dynamic_batch]
+
+    def run(self, spec, words, seed, speaker, noise) -> np.ndarray:
+        feeds = onnx_inputs(spec, words, seed, speaker, noise)
+        session = self._session(dynamic_batch=feeds["spec"].shape[0] != 1)
+        return session.run([OUTPUT_NAME], feeds)[0]

@@ -1,0 +1,329 @@
+"""GestureEngine: speech audio (+ optional word timings) -> gesture frames at 15 fps, for whole utterances or live.
+
+HA2G generates fixed 34-frame windows whose first 4 frames are given (seed frames). Both modes chain such windows:
+
+Whole utterance (`generate_utterance`): windows every 30 frames, each seeded with the last 4 frames of the previous
+window (the first with the rest pose), the 4 overlapping frames cross-faded; optionally faded back to rest at the end.
+
+Streaming (`push_audio` / `push_words` / `pull_frames`): every `hop_frames` of new audio one window runs over the
+most recent 34 frames of audio, seeded with 4 frames already emitted. Frames are emitted up to `lookahead_frames`
+behind "now" (the newest audio), so each emitted frame has seen that much future speech. The frames a window
+predicts beyond what it emits are kept and cross-faded with the next window's prediction, and every new prediction
+is bent to pass through the last emitted frame, so emissions join without jumps.
+
+Latency of a gesture frame behind the speech it belongs to (see docs/engine.md for measured numbers):
+    lookahead_frames / 15 s  (future audio the frame waits for)
+  + up to hop_frames / 15 s  (frames are produced in batches, one window per hop)
+  + compute time of one window (`last_compute_s`).
+
+Time runs on one clock per stream: seconds since the first pushed sample (16 kHz); frame i is at i / 15 s.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ha2g_model.audio import SILENCE_PEAK, TOP_DB, log_mel, resample, validate_audio, window_spectrogram
+from ha2g_model.backends import create_backend
+from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions
+from ha2g_model.words import validate_words
+
+SAMPLE_RATE = 16000
+WINDOW_FRAMES = 34
+WINDOW_SAMPLES = 36267  # round(34 / 15 * 16000): the audio of one window
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # Streaming. Defaults chosen from the quality/latency table in docs/engine.md.
+    hop_frames: int = 10  # one window every hop frames of new audio (1..30)
+    lookahead_frames: int = 8  # emitted frames lag the newest audio by this many frames; hop + lookahead <= 30
+    # Both modes.
+    speaker: int = 0  # gesture style: a speaker id of the checkpoint
+    seed: int | None = None  # None: deterministic style (z = mu); an int: sampled style noise, reproducible
+    # Whole utterance.
+    stride_frames: int = 30  # window stride; 34 - 30 = 4 frames overlap = the seed frames (as the official code)
+    fade_frames: int = 10  # frames blended back to the rest pose at the end when fade_to_rest is asked
+
+    def validate(self, n_pre_poses: int = 4) -> None:
+        problems = []
+        if not 1 <= self.hop_frames <= WINDOW_FRAMES - n_pre_poses:
+            problems.append(f"hop_frames must be in [1, {WINDOW_FRAMES - n_pre_poses}], got {self.hop_frames}")
+        if self.lookahead_frames < 0:
+            problems.append(f"lookahead_frames must be >= 0, got {self.lookahead_frames}")
+        elif self.hop_frames + self.lookahead_frames > WINDOW_FRAMES - n_pre_poses:
+            # then a window's seed frames would not all be emitted frames yet
+            problems.append(f"hop_frames + lookahead_frames must be <= {WINDOW_FRAMES - n_pre_poses}, got "
+                            f"{self.hop_frames} + {self.lookahead_frames}")
+        if not 1 <= self.stride_frames <= WINDOW_FRAMES - n_pre_poses:
+            problems.append(f"stride_frames must be in [1, {WINDOW_FRAMES - n_pre_poses}], got {self.stride_frames}")
+        if self.fade_frames < 0:
+            problems.append(f"fade_frames must be >= 0, got {self.fade_frames}")
+        if self.seed is not None and not isinstance(self.seed, int):
+            problems.append(f"seed must be None or an int, got {self.seed!r}")
+        if problems:
+            raise ValueError("invalid EngineConfig: " + "; ".join(problems))
+
+
+class GestureEngine:
+    """Gesture generation from speech with one HA2G model behind a backend ("torch", "onnxruntime", "tensorrt").
+
+    `model` is an `HA2G` module or a checkpoint directory; `vocab` the `ha2g_model.text.Vocab` of its words (None:
+    words are ignored). Keyword overrides (`hop_frames=8`, ...) replace fields of `config`.
+    """
+
+    def __init__(self, model, vocab=None, *, backend="torch", device: str = "cpu", precision: str = "fp32",
+                 config: EngineConfig | None = None, backend_options: dict | None = None, **overrides):
+        if isinstance(model, (str, Path)):
+            from ha2g_model.checkpoint import load_checkpoint
+
+            model, loaded_vocab, _ = load_checkpoint(model)
+            vocab = loaded_vocab if vocab is None else vocab
+        self.model_config = model.config
+        self.skeleton: Skeleton = model.config.skeleton_def
+        if vocab is not None and len(vocab) > model.config.n_words:
+            raise ValueError(f"the vocabulary has {len(vocab)} words but the model embeds only "
+                             f"{model.config.n_words}: they do not belong together")
+        self.vocab = vocab
+        self.config = replace(config or EngineConfig(), **overrides)
+        self.config.validate(self.model_config.n_pre_poses)
+        self._check_speaker(self.config.speaker)
+        self.backend = create_backend(backend, model, device=device, precision=precision, **(backend_options or {}))
+        self.rest = normalize_directions(self.skeleton.rest_directions(), self.skeleton).astype(np.float32)
+        self.last_compute_s = 0.0
+        self._lock = threading.Lock()  # push_* may come from an audio thread while another thread pulls
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, backend="torch", **kwargs) -> "GestureEngine":
+        """Load a checkpoint directory (None = the shipped default, ha2g_model/checkpoints/default)."""
+        path = DEFAULT_CHECKPOINT if path is None else Path(path)
+        if not (path / "config.json").is_file():
+            hint = (" (the shipped default checkpoint is not installed: train one with the training scripts or "
+                    "pass a checkpoint directory)" if path == DEFAULT_CHECKPOINT else "")
+            raise FileNotFoundError(f"no HA2G checkpoint at {path}: expected model.safetensors + config.json + "
+                                    f"vocab.json{hint}")
+        return cls(path, backend=backend, **kwargs)
+
+    # --- style --------------------------------------------------------------------------------------------------
+
+    @property
+    def speaker(self) -> int:
+        return self.config.speaker
+
+    def set_speaker(self, speaker: int) -> None:
+        self._check_speaker(speaker)
+        with self._lock:
+            self.config = replace(self.config, speaker=int(speaker))
+
+    def _check_speaker(self, speaker) -> None:
+        n = self.model_config.n_speakers
+        if isinstance(speaker, bool) or not isinstance(speaker, (int, np.integer)) or not 0 <= speaker < n:
+            raise ValueError(f"speaker must be an int in [0, {n}) for this checkpoint, got {speaker!r}")
+
+    # --- whole utterance ----------------------------------------------------------------------------------------
+
+    def generate_utterance(self, audio, words=None, fade_to_rest: bool = True, sample_rate: int = SAMPLE_RATE,
+                           progress: bool = False) -> np.ndarray:
+        """Speech (any length) -> (T, n_bones, 3) unit direction vectors at 15 fps, T = round(duration * 15).
+
+        `words`: optional [(word, start_s, end_s)] on the audio's clock. Audio at another `sample_rate` is resampled.
+        """
+        if sample_rate != SAMPLE_RATE:
+            audio = resample(np.asarray(audio), sample_rate)
+        audio = validate_audio(audio)
+        words = self._check_words(words)
+        spec = log_mel(audio)  # one reference level (the loudest bin) for the whole utterance, as in training
+        n_frames = max(1, round(len(audio) * FPS / SAMPLE_RATE))
+        stride, n_pre = self.config.stride_frames, self.model_config.n_pre_poses
+        n_windows = max(1, -(-(n_frames - n_pre) // stride))  # ceil: every frame covered by some window
+        out = np.zeros(((n_windows - 1) * stride + WINDOW_FRAMES, self.model_config.pose_dim), np.float32)
+        noise = self._noise()
+        seed = np.repeat(self.rest[None], n_pre, axis=0)
+        overlap = WINDOW_FRAMES - stride
+        ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None].astype(np.float32)
+        windows = range(n_windows)
+        if progress:
+            from tqdm import tqdm
+
+            windows = tqdm(windows, desc="gesture windows", unit="win")
+        for w in windows:
+            start = w * stride
+            frames = self._run_window(window_spectrogram(spec, start), words, start, seed, noise)
+            if w:  # cross-fade the frames this window shares with the previous one
+                frames[:overlap] = (1 - ramp) * out[start:start + overlap] + ramp * frames[:overlap]
+            out[start:start + WINDOW_FRAMES] = frames
+            seed = out[start + WINDOW_FRAMES - n_pre:start + WINDOW_FRAMES]
+        out = out[:n_frames]
+        if fade_to_rest and self.config.fade_frames:
+            n = min(self.config.fade_frames, n_frames)
+            w = _smoothstep(np.arange(1, n + 1) / n)[:, None]
+            out[-n:] = (1 - w) * out[-n:] + w * self.rest
+        return self._directions(out)
+
+    # --- streaming ----------------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Start a new stream: clock back to 0, audio and words dropped, the next frames start from the rest pose."""
+        with getattr(self, "_lock", threading.Lock()):
+            self._audio = np.zeros(0, np.float32)
+            self._audio_start = 0  # stream sample index of self._audio[0]
+            self._n_samples = 0  # samples pushed since the stream started
+            self._words: list[tuple[str, float, float]] = []
+            self._emitted = np.zeros((0, self.model_config.pose_dim), np.float32)  # the last emitted frames
+            self._next_frame = 0  # index of the next frame to emit; self._emitted ends just before it
+            self._pending = np.zeros((0, self.model_config.pose_dim), np.float32)  # predicted, not yet emitted
+            self._next_end = self.config.hop_frames  # end frame (exclusive) of the next window to run
+            self._ready: list[tuple[int, np.ndarray]] = []  # (first frame index, frames) awaiting pull_frames
+            self._stream_noise = self._noise()
+            self._ref_db = _silence_db()
+
+    def push_audio(self, samples) -> None:
+        """Append speech samples (16 kHz mono float32 in [-1, 1], any chunk size) to the stream."""
+        if len(np.asarray(samples)) == 0:
+            return
+        samples = validate_audio(samples, allow_silence=True)
+        with self._lock:
+            self._audio = np.concatenate((self._audio, samples))
+            self._n_samples += len(samples)
+
+    def push_words(self, words) -> None:
+        """Add timed words [(word, start_s, end_s)] on the stream clock (seconds since the first pushed sample)."""
+        words = self._check_words(words)
+        with self._lock:
+            self._words = sorted(self._words + words, key=lambda w: w[1])
+
+    def pull_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """Run the windows that are due; return the new frames: times_s (n,), unit directions (n, n_bones, 3)."""
+        with self._lock:
+            while self._n_samples >= _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES:
+                self._stream_window(self._next_end)
+                self._next_end += self.config.hop_frames
+            ready, self._ready = self._ready, []
+        if not ready:
+            return np.zeros(0), np.zeros((0, self.skeleton.n_bones, 3), np.float32)
+        first = ready[0][0]
+        frames = np.concatenate([f for _, f in ready])
+        return (first + np.arange(len(frames))) / FPS, self._directions(frames)
+
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds of audio pushed since the stream started ("now" on the stream clock)."""
+        return self._n_samples / SAMPLE_RATE
+
+    def _stream_window(self, end: int) -> None:
+        """Run the window of frames [end - 34, end) and emit its frames up to end - lookahead."""
+        c, n_pre = self.config, self.model_config.n_pre_poses
+        start, first = end - WINDOW_FRAMES, self._next_frame
+        frames = self._run_window(self._stream_spectrogram(start), self._words, start,
+                                  self._history(start, start + n_pre), self._stream_noise)
+        # Bend the prediction through the last emitted frame (the bend fades out over `blend` frames)...
+        new = frames[first - start:]
+        blend = max(c.lookahead_frames, n_pre)
+        bend = np.clip(1 - np.arange(1, len(new) + 1) / (blend + 1), 0, None)[:, None]
+        new = new + bend * (self._history(first - 1, first)[0] - frames[first - 1 - start])
+        # ... and cross-fade it with what the previous window predicted for the frames not emitted yet.
+        n = len(self._pending)
+        w = (np.arange(1, n + 1) / (n + 1))[:, None]
+        new[:n] = (1 - w) * self._pending + w * new[:n]
+        n_emit = end - c.lookahead_frames - first
+        self._ready.append((first, new[:n_emit]))
+        self._emitted = np.concatenate((self._emitted, new[:n_emit]))[-WINDOW_FRAMES:]
+        self._next_frame += n_emit
+        self._pending = new[n_emit:]
+        # Forget audio and words the next window will not need.
+        keep_from = _audio_offset(end + c.hop_frames - WINDOW_FRAMES)
+        if keep_from > self._audio_start:
+            self._audio = self._audio[keep_from - self._audio_start:]
+            self._audio_start = keep_from
+        window_start_s = (end + c.hop_frames - WINDOW_FRAMES) / FPS
+        self._words = [w for w in self._words if w[2] >= window_start_s]
+
+    def _stream_spectrogram(self, start: int) -> np.ndarray:
+        """Log-mel of the window's audio, in dB below the loudest level heard on this stream so far.
+
+        A whole utterance is referenced to its own loudest bin; a stream has no end to look at, so the reference
+        is the running maximum (starting at the silence threshold): quiet noise after speech stays quiet instead
+        of being normalised up to speech level.
+        """
+        spec = log_mel(_audio_slice(self._audio, self._audio_start, start), ref=1.0)
+        self._ref_db = max(self._ref_db, float(spec.max()))
+        return window_spectrogram(np.maximum(spec - self._ref_db, -TOP_DB), 0)
+
+    def _history(self, begin: int, stop: int) -> np.ndarray:
+        """Emitted frames [begin, stop) (normalised); frames before the stream start are the rest pose."""
+        rows = []
+        base = self._next_frame - len(self._emitted)
+        for i in range(begin, stop):
+            if i < 0:
+                rows.append(self.rest)
+            elif i < base:
+                raise RuntimeError(f"frame {i} is no longer kept (kept from {base})")  # excluded by validate()
+            else:
+                rows.append(self._emitted[i - base])
+        return np.stack(rows)
+
+    # --- shared --------------------------------------------------------------------------------------------------
+
+    def _run_window(self, spec, words, start: int, seed, noise) -> np.ndarray:
+        """One window of frames [start, start + 34): spec (128, 70) dB, words, seed (4, D) -> (34, D)."""
+        word_ids = self._word_ids(words, start)
+        began = time.perf_counter()
+        out = self.backend.run(spec[None], word_ids[None], seed[None].astype(np.float32),
+                               np.array([self.config.speaker], np.int64), noise[None])
+        self.last_compute_s = time.perf_counter() - began
+        return out[0]
+
+    def _word_ids(self, words, start: int) -> np.ndarray:
+        if not words or self.vocab is None:
+            return np.zeros(WINDOW_FRAMES, np.int64)
+        from ha2g_model.text import frame_word_indices
+
+        return np.asarray(frame_word_indices(words, self.vocab, start / FPS, WINDOW_FRAMES), np.int64)
+
+    def _noise(self) -> np.ndarray:
+        """The style noise of one utterance / stream: zeros (z = mu) unless a seed is set."""
+        shape = (self.model_config.n_levels, self.model_config.z_dim)
+        if self.config.seed is None:
+            return np.zeros(shape, np.float32)
+        return np.random.default_rng(self.config.seed).standard_normal(shape).astype(np.float32)
+
+    def _check_words(self, words) -> list[tuple[str, float, float]]:
+        if words is None:
+            return []
+        return validate_words(words, "words")
+
+    def _directions(self, normalised: np.ndarray) -> np.ndarray:
+        return denormalize_directions(normalised, self.skeleton).astype(np.float32)
+
+
+def _audio_offset(frame: int) -> int:
+    """Sample index where the audio of frame `frame` starts (negative before the stream start)."""
+    return round(frame * SAMPLE_RATE / FPS)
+
+
+def _audio_slice(audio: np.ndarray, audio_start: int, start_frame: int) -> np.ndarray:
+    """The window's 36,267 samples from frame `start_frame`; zeros (silence) outside the buffer."""
+    begin = _audio_offset(start_frame) - audio_start
+    out = np.zeros(WINDOW_SAMPLES, np.float32)
+    lo, hi = max(begin, 0), min(begin + WINDOW_SAMPLES, len(audio))
+    if hi > lo:
+        out[lo - begin:hi - begin] = audio[lo:hi]
+    return out
+
+
+@functools.cache
+def _silence_db() -> float:
+    """The log-mel level (dB re power 1) of a tone at the silence threshold: a stream's reference never goes below."""
+    tone = SILENCE_PEAK * np.sin(2 * np.pi * 440 * np.arange(WINDOW_SAMPLES) / SAMPLE_RATE).astype(np.float32)
+    return float(log_mel(tone, ref=1.0).max())
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    return (x * x * (3 - 2 * x)).astype(np.float32)
