@@ -1,0 +1,109 @@
+"""The audio front-end: validation, resampling, the log-mel spectrogram and its per-window slices.
+
+HA2G hears 16 kHz mono speech as a log-mel spectrogram: librosa melspectrogram (n_fft 1024, hop 512, power 2,
+128 mels, centred frames), power_to_db(ref=max). One 34-frame pose window (34/15 s = 36,267 samples) sees 70
+spectrogram columns. The official synthesis script sliced those columns with the wrong index (it read from the
+start of the clip for every window); `window_spectrogram` takes the columns that belong to the window's time span.
+"""
+from __future__ import annotations
+
+import math
+
+import librosa
+import numpy as np
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16000
+N_FFT = 1024
+HOP_LENGTH = 512
+N_MELS = 128
+FPS = 15
+WINDOW_FRAMES = 34
+SPEC_COLS = 70  # round((34 / 15 * 16000 - 1024) / 512 + 1)
+WINDOW_SAMPLES = round(WINDOW_FRAMES / FPS * SAMPLE_RATE)  # 36,267
+TOP_DB = 80.0  # power_to_db floors everything this far below the reference
+SILENCE_PEAK = 1e-4  # -80 dBFS: a peak below this is treated as "no signal"
+
+
+def validate_audio(audio, sr: int = SAMPLE_RATE, allow_silence: bool = False) -> np.ndarray:
+    """Check that `audio` is usable speech for the model and return it as a float32 1-D array.
+
+    Raises ValueError naming the problem: wrong sample rate, not mono/1-D, not floating point, empty, NaN/Inf,
+    outside [-1, 1] (integer PCM not scaled), or silence only (unless `allow_silence`).
+    """
+    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
+        raise ValueError(f"sample rate must be a positive integer (Hz), got {sr!r}")
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"audio must be sampled at {SAMPLE_RATE} Hz, got {sr} Hz: "
+                         f"convert it first with ha2g_model.audio.resample(audio, {sr})")
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        hint = " (multi-channel: mix down, e.g. audio.mean(axis=1))" if audio.ndim == 2 else ""
+        raise ValueError(f"audio must be mono, a 1-D array of samples; got shape {audio.shape}{hint}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype} "
+                         "(integer PCM: divide int16 by 32768)")
+    if audio.size == 0:
+        raise ValueError("audio is empty")
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        raise ValueError(f"audio contains {int(bad.sum())} NaN/Inf samples (first at index {int(np.argmax(bad))})")
+    peak = float(np.abs(audio).max())
+    if peak > 1.0 + 1e-3:
+        raise ValueError(f"audio samples must be in [-1, 1], peak is {peak:.3g} (integer PCM not scaled?)")
+    if peak < SILENCE_PEAK and not allow_silence:
+        raise ValueError(f"audio is silence only (peak {peak:.2g} < {SILENCE_PEAK}): nothing to gesture to")
+    return audio.astype(np.float32, copy=False)
+
+
+def resample(audio, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited polyphase resampling (scipy.signal.resample_poly) of mono float audio to `target_sr`."""
+    if not isinstance(orig_sr, (int, np.integer)) or orig_sr <= 0:
+        raise ValueError(f"orig_sr must be a positive integer (Hz), got {orig_sr!r}")
+    audio = np.asarray(audio)
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"resample expects mono float audio (1-D), got shape {audio.shape} dtype {audio.dtype}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN/Inf samples")
+    if orig_sr == target_sr:
+        return audio.astype(np.float32, copy=False)
+    g = math.gcd(int(orig_sr), int(target_sr))
+    return resample_poly(audio.astype(np.float64), target_sr // g, orig_sr // g).astype(np.float32)
+
+
+def log_mel(audio, ref: float | None = None) -> np.ndarray:
+    """16 kHz mono float audio -> (128, n_cols) float32 log-mel power in dB, n_cols = 1 + len(audio) // 512.
+
+    ref None: 0 dB is the loudest bin of this audio (the official preprocessing, done per clip). For a stream,
+    pass a fixed `ref` power so that chunks are comparable. Values are rounded through float16 because the
+    official training data stored them so; the model never saw finer steps.
+    """
+    audio = validate_audio(audio, SAMPLE_RATE, allow_silence=ref is not None)
+    power = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                           power=2.0, n_mels=N_MELS)
+    db = librosa.power_to_db(power, ref=np.max if ref is None else ref, top_db=TOP_DB)
+    return db.astype(np.float16).astype(np.float32)
+
+
+def frame_to_column(frame: float) -> int:
+    """Spectrogram column whose (centred) analysis frame sits at the time of pose frame `frame` (15 fps)."""
+    return int(round(frame / FPS * SAMPLE_RATE / HOP_LENGTH))
+
+
+def window_spectrogram(spec: np.ndarray, start_frame: int, n_cols: int = SPEC_COLS,
+                       pad_db: float | None = None) -> np.ndarray:
+    """The (n_mels, 70) columns of the 34-frame window that starts at pose frame `start_frame` of a clip whose
+    spectrogram (from `log_mel`) is `spec`. Columns before the start or past the end of the clip are filled with
+    `pad_db` (default: the clip's minimum, i.e. its silence floor)."""
+    spec = np.asarray(spec)
+    if spec.ndim != 2 or spec.shape[0] != N_MELS:
+        raise ValueError(f"spec must be ({N_MELS}, n_cols), got shape {spec.shape}")
+    if spec.shape[1] == 0:
+        raise ValueError("spec has no columns")
+    first = frame_to_column(start_frame)
+    pad = float(spec.min()) if pad_db is None else float(pad_db)
+    out = np.full((spec.shape[0], n_cols), pad, dtype=np.float32)
+    lo, hi = max(first, 0), min(first + n_cols, spec.shape[1])
+    if hi > lo:
+        out[:, lo - first:hi - first] = spec[:, lo:hi]
+    return out

@@ -1,0 +1,203 @@
+"""Official HA2G checkpoints (alvinliu0/HA2G `torch.save` dicts) -> our model, without the official code and without
+executing pickled code.
+
+The official file is a pickle of {args: argparse.Namespace, epoch, lang_model / speaker_model: model.vocab.Vocab,
+pose_dim, gen_dict_1..N, dis_dict, audio_dict, text_dict}. It is read with torch's weights-only unpickler and an
+allow-list of exactly the globals that format needs; `model.vocab.Vocab` is matched by a plain stand-in class
+that only receives attributes. Any other global (os.system, builtins.eval, ...) is refused.
+
+Converter: `python -m ha2g_model.official official.bin out_dir` writes our checkpoint format (safetensors).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ha2g_model.checkpoint import load_state_checked, save_checkpoint
+from ha2g_model.config import HA2GConfig
+from ha2g_model.model import HA2G
+from ha2g_model.skeleton import skeleton_for_pose_dim
+from ha2g_model.text import SPECIAL_TOKENS, Vocab
+
+
+class _OfficialVocab:
+    """Receives the attributes of a pickled `model.vocab.Vocab` (name, word2index, index2word, n_words, ...)."""
+
+
+def _numpy_reconstruct():
+    try:
+        return np._core.multiarray._reconstruct  # numpy >= 2
+    except AttributeError:  # pragma: no cover - numpy 1.x
+        return np.core.multiarray._reconstruct
+
+
+# The complete allow-list. numpy arrays appear as the pickled FastText matrix; old files name the reconstruct
+# function numpy.core.*, files written under numpy 2 numpy._core.*.
+_SAFE_GLOBALS = [
+    argparse.Namespace,
+    (_OfficialVocab, "model.vocab.Vocab"),
+    (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
+    (_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.float32)),
+]
+
+
+def read_official_file(path) -> dict:
+    """Unpickle an official checkpoint with the allow-list (no code execution). Raises FileNotFoundError/ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"official checkpoint {path} not found")
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # the weights-only unpickler names the refused global
+        raise ValueError(f"{path} is not a loadable official HA2G checkpoint: {e}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
+    missing = [k for k in ("args", "lang_model", "speaker_model", "pose_dim", "audio_dict", "text_dict",
+                           "dis_dict", "gen_dict_1") if k not in state]
+    if missing:
+        raise ValueError(f"{path}: not an official HA2G checkpoint, missing entries {missing}")
+    return state
+
+
+def _vocab_words(vocab: _OfficialVocab) -> list[str]:
+    index2word = vars(vocab).get("index2word", {})
+    n_words = vars(vocab).get("n_words", len(index2word))
+    words = [index2word.get(i) for i in range(n_words)]
+    if None in words or tuple(words[:4]) != SPECIAL_TOKENS:
+        raise ValueError("official lang_model is not a dense Vocab starting with <PAD> <SOS> <EOS> <UNK>")
+    return words
+
+
+def _speaker_names(vocab: _OfficialVocab) -> list[str | None]:
+    """Speaker id -> name (official ids start at 1; id 0 has no speaker)."""
+    attrs = vars(vocab)
+    names: list[str | None] = [None] * attrs["n_words"]
+    for name, index in attrs["word2index"].items():
+        names[index] = name
+    return names
+
+
+def config_from_official(state: dict) -> HA2GConfig:
+    args = vars(state["args"])
+    pose_dim = int(state["pose_dim"])
+    skeleton = skeleton_for_pose_dim(pose_dim)
+    n_gens = len([k for k in state if re.fullmatch(r"gen_dict_\d+", k)])
+    if n_gens != len(skeleton.levels):
+        raise ValueError(f"official checkpoint has pose_dim {pose_dim} ({skeleton.name}, {len(skeleton.levels)} "
+                         f"levels) but {n_gens} generators (gen_dict_*)")
+    return HA2GConfig(
+        skeleton=skeleton.name, hidden_size=int(args["hidden_size"]), n_layers=int(args["n_layers"]),
+        dropout=float(args.get("dropout_prob", 0.3)), n_words=int(vars(state["lang_model"])["n_words"]),
+        word_dim=int(args.get("wordembed_dim", 300)), n_speakers=int(vars(state["speaker_model"])["n_words"]),
+        n_poses=int(args.get("n_poses", 34)), n_pre_poses=int(args.get("n_pre_poses", 4)),
+        official_head_copy_bug=skeleton.name == "ted_expressive")
+
+
+_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+
+def _map_text_encoder(official: dict, ours: str, table: int, out: dict, where: str) -> None:
+    """One official TextEncoderTCN state (keys without prefix) -> `out`. Its embedding goes to word table `table`.
+    The legacy weight norm registers each conv twice (`conv1` = `net.0`, `conv2` = `net.4`); the copies are checked
+    and dropped, and weight_g / weight_v become the parametrization's original0 / original1."""
+    for key, value in official.items():
+        if key == "embedding.weight":
+            out[f"word_embeddings.{table}.weight"] = value
+            continue
+        m = re.fullmatch(r"tcn\.network\.(\d+)\.(conv1|conv2|net\.0|net\.4|downsample)\.(.+)", key)
+        if m is None:  # decoder.*
+            out[f"{ours}.{key}"] = value
+            continue
+        block, conv, param = m.groups()
+        if conv.startswith("net."):
+            twin = f"tcn.network.{block}.{'conv1' if conv == 'net.0' else 'conv2'}.{param}"
+            if twin not in official or not torch.equal(official[twin], value):
+                raise ValueError(f"{where}: {key} should be the same tensor as {twin} (legacy weight norm layout)")
+            continue
+        out[f"{ours}.tcn.{block}.{conv}.{_WEIGHT_NORM.get(param, param)}"] = value
+
+
+def official_state_to_ours(state: dict, config: HA2GConfig) -> dict[str, torch.Tensor]:
+    """Map the official module state dicts onto HA2G's state-dict names (values untouched)."""
+    if config.shared_word_embedding:
+        raise ValueError("official checkpoints have one word table per text encoder (shared_word_embedding=False)")
+    out: dict[str, torch.Tensor] = {}
+    for k in range(config.n_levels):
+        name, ours = f"gen_dict_{k + 1}", f"generator.levels.{k}"
+        generator = state[name]
+        text = {key[len("text_encoder."):]: v for key, v in generator.items() if key.startswith("text_encoder.")}
+        _map_text_encoder(text, f"{ours}.text_encoder", k, out, name)
+        out.update({f"{ours}.{key}": v for key, v in generator.items() if not key.startswith("text_encoder.")})
+    _map_text_encoder(state["text_dict"], "text_encoder", config.n_levels, out, "text_dict")
+    for key, value in state["audio_dict"].items():
+        if not key.startswith("feat_extractor."):
+            raise ValueError(f"audio_dict: unexpected key {key!r}")
+        out[f"audio_encoder.{key[len('feat_extractor.'):]}"] = value
+    out.update({f"discriminator.{key}": v for key, v in state["dis_dict"].items()})
+    return out
+
+
+def load_official_checkpoint(path, device: str = "cpu") -> tuple[HA2G, Vocab, dict]:
+    """Official checkpoint -> (HA2G in eval mode, word Vocab, meta). The model reproduces the official forward,
+    including the off-by-one head copy of TED Expressive (`official_head_copy_bug`). meta holds the official args
+    as a plain dict, the speaker names by id, pose_dim, epoch and the source path."""
+    state = read_official_file(path)
+    config = config_from_official(state)
+    model = HA2G(config)
+    load_state_checked(model, official_state_to_ours(state, config), f"official checkpoint {path}")
+    args = vars(state["args"])
+    mean = np.asarray(args.get("mean_dir_vec", config.skeleton_def.mean_dir_vec), dtype=np.float64).reshape(-1)
+    if mean.shape != (config.pose_dim,) or np.abs(mean - config.skeleton_def.mean_dir_vec).max() > 1e-6:
+        warnings.warn(f"{path}: mean_dir_vec in args differs from the {config.skeleton} statistics; outputs are "
+                      "normalised with the checkpoint's mean (see meta['official_args']['mean_dir_vec'])")
+    vocab = Vocab.from_list(_vocab_words(state["lang_model"]))
+    meta = {"source": "official", "source_path": str(path), "skeleton": config.skeleton,
+            "pose_dim": config.pose_dim, "epoch": state.get("epoch"),
+            "speakers": _speaker_names(state["speaker_model"]), "official_args": _plain(args)}
+    return model.to(device).eval(), vocab, meta
+
+
+def _plain(value):
+    """Namespace values -> JSON-able Python (configargparse wraps YAML list items in 1-element lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ha2g_model.official",
+                                     description="Convert an official HA2G checkpoint to our safetensors format.")
+    parser.add_argument("official", help="official checkpoint (.bin) as released by alvinliu0/HA2G")
+    parser.add_argument("out_dir", help="directory for model.safetensors + config.json + vocab.json")
+    args = parser.parse_args(argv)
+    try:
+        model, vocab, meta = load_official_checkpoint(args.official)
+        save_checkpoint(args.out_dir, model, vocab, meta)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out_dir}: {meta['skeleton']}, {model.n_parameters() / 1e6:.1f} M parameters, "
+          f"{len(vocab)} words, {sum(s is not None for s in meta['speakers'])} speakers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
