@@ -81,9 +81,11 @@ class GestureEngine:
     def __init__(self, model, vocab=None, *, backend="torch", device: str = "cpu", precision: str = "fp32",
                  config: EngineConfig | None = None, backend_options: dict | None = None, **overrides):
         if isinstance(model, (str, Path)):
-            from ha2g_model.checkpoint import load_checkpoint
+            from ha2g_model.checkpoint import load_checkpoint, load_official_checkpoint
 
-            model, loaded_vocab, _ = load_checkpoint(model)
+            path = Path(model)
+            load = load_official_checkpoint if path.is_file() else load_checkpoint  # official: one pickled .bin
+            model, loaded_vocab, _ = load(path)
             vocab = loaded_vocab if vocab is None else vocab
         self.model_config = model.config
         self.skeleton: Skeleton = model.config.skeleton_def
@@ -102,9 +104,10 @@ class GestureEngine:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, backend="torch", **kwargs) -> "GestureEngine":
-        """Load a checkpoint directory (None = the shipped default, ha2g_model/checkpoints/default)."""
+        """Load a checkpoint directory (None = the shipped default, ha2g_model/checkpoints/default) or an official
+        HA2G .bin file. `kwargs`: device, precision, config, backend_options and EngineConfig fields."""
         path = DEFAULT_CHECKPOINT if path is None else Path(path)
-        if not (path / "config.json").is_file():
+        if not path.is_file() and not (path / "config.json").is_file():
             hint = (" (the shipped default checkpoint is not installed: train one with the training scripts or "
                     "pass a checkpoint directory)" if path == DEFAULT_CHECKPOINT else "")
             raise FileNotFoundError(f"no HA2G checkpoint at {path}: expected model.safetensors + config.json + "

@@ -9,6 +9,7 @@ int32 indices everywhere; the graph casts them to int64 itself. Files are cached
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,10 @@ def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
     graph = _WindowGraph(model).eval().float().cpu()
     dynamic_axes = {name: {0: "batch"} for name in INPUT_NAMES + (OUTPUT_NAME,)} if dynamic_batch else None
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")  # written aside, renamed: readers never see half a file
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter warns about constant folding of Slice and about GRU batch sizes with variable sequence
+        # lengths; neither applies (windows are always 34 frames), so keep the user's console clean.
+        warnings.simplefilter("ignore", UserWarning)
         # dynamo=False: the TorchScript exporter turns nn.GRU (bidirectional, multi-layer) into ONNX GRU ops
         torch.onnx.export(graph, example_inputs(model.config), str(tmp), input_names=list(INPUT_NAMES),
                           output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes, opset_version=OPSET,
