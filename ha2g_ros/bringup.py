@@ -1,0 +1,138 @@
+"""`ha2g-bringup`: the microphone node and the gesture node in one process, with the one params file.
+
+What `ros2 launch ha2g_ros gestures.launch.py` starts, for machines with rclpy but without launch/launch_ros
+(e.g. the ROS 2 wheels from PyPI). Both nodes spin in one SingleThreadedExecutor. Examples:
+
+    ha2g-bringup                                         # microphone -> gestures for Pepper
+    ha2g-bringup --audio-source file --audio-file speech.wav --transcript-file speech.json
+    ha2g-bringup --robot my_robot.yaml -- --ros-args -r left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory
+
+ROS networking follows your environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE), as on any robot; only
+AMENT_PREFIX_PATH gets a default (this Python's prefix) so pip-installed ROS 2 wheels find their resources.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+PACKAGE = "ha2g_ros"
+SOURCE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "gestures.yaml"
+
+
+def default_environment() -> None:
+    """ROS 2 wheels from PyPI find their message libraries through the ament index of their own prefix."""
+    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+
+def params_file() -> Path:
+    """config/gestures.yaml: the source checkout's when running from one, else the installed share/ copy."""
+    if SOURCE_CONFIG.is_file():
+        return SOURCE_CONFIG
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        installed = Path(get_package_share_directory(PACKAGE)) / "config" / "gestures.yaml"
+    except PackageNotFoundError:
+        installed = None
+    if installed is None or not installed.is_file():
+        raise FileNotFoundError(f"config/gestures.yaml not found beside the sources ({SOURCE_CONFIG}) nor in the "
+                                f"installed share/{PACKAGE}; reinstall the package or pass --params-file")
+    return installed
+
+
+def overrides(args: argparse.Namespace) -> tuple[list, list]:
+    """Parameters given on the command line: (microphone node's, gesture node's). They beat the params file."""
+    from rclpy.parameter import Parameter
+
+    mic, gesture = [], []
+    if args.audio_source:
+        mic.append(Parameter("source", value=args.audio_source))
+    for name in ("audio_file", "transcript_file", "device"):
+        value = getattr(args, name)
+        if value:
+            mic.append(Parameter(name.removeprefix("audio_"), value=str(Path(value).resolve())
+                                 if name != "device" else value))
+    for name in ("robot", "checkpoint", "backend"):
+        if getattr(args, name):
+            gesture.append(Parameter(name, value=getattr(args, name)))
+    return mic, gesture
+
+
+def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bool = True) -> list:
+    """The bringup's nodes in `context` (initialised with the params file): [microphone?, gesture]."""
+    from ha2g_ros.gesture_node import GestureNode
+    from ha2g_ros.microphone_node import MicrophoneNode
+
+    nodes = []
+    try:
+        if microphone:
+            nodes.append(MicrophoneNode(context=context, parameter_overrides=list(mic_overrides)))
+        nodes.append(GestureNode(context=context, parameter_overrides=list(gesture_overrides)))
+    except BaseException:
+        for node in nodes:
+            node.destroy_node()
+        raise
+    return nodes
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="ha2g-bringup", description=__doc__.split("\n\n")[0],
+                                     epilog="Arguments after `--` go to ROS (e.g. --ros-args -r from:=to).")
+    parser.add_argument("--params-file", type=Path, help="params YAML (default: the package's config/gestures.yaml)")
+    parser.add_argument("--robot", help="robot profile name or YAML path")
+    parser.add_argument("--checkpoint", help="HA2G checkpoint directory (default: the shipped one)")
+    parser.add_argument("--backend", help="torch, onnxruntime, tensorrt or auto")
+    parser.add_argument("--audio-source", choices=("device", "file"), help="microphone or a file in real time")
+    parser.add_argument("--audio-file", help="sound file for --audio-source file")
+    parser.add_argument("--transcript-file", help="word timings JSON published with the file")
+    parser.add_argument("--device", help="input device name or index")
+    parser.add_argument("--no-microphone", action="store_true", help="only the gesture node (audio comes from "
+                                                                     "elsewhere)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ros_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    return args, ros_args
+
+
+def main(argv=None) -> None:
+    default_environment()
+    args, ros_args = parse_args(argv)
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from ha2g_ros.microphone_node import MicrophoneError
+
+    params = args.params_file or params_file()
+    if not params.is_file():
+        raise SystemExit(f"ha2g-bringup: params file {params} does not exist")
+    if ros_args and ros_args[0] != "--ros-args":
+        ros_args = ["--ros-args"] + ros_args
+    rclpy.init(args=["ha2g-bringup", "--ros-args", "--params-file", str(params), *ros_args[1:]])
+    nodes, executor = [], None
+    try:
+        mic, gesture = overrides(args)
+        nodes = create_nodes(rclpy.get_default_context(), mic, gesture, microphone=not args.no_microphone)
+        executor = SingleThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+            executor.spin_once(timeout_sec=0.1)
+    except MicrophoneError as error:
+        raise SystemExit(f"ha2g-bringup: {error}") from None
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

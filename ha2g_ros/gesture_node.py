@@ -1,0 +1,466 @@
+"""The gesture node: speech audio (+ transcript) in, limit-safe joint trajectories for the robot's controllers out.
+
+Callbacks only buffer; one timer per hop runs the pipeline (docs/ros.md has the picture and the latency model):
+  audio chunks -> 16 kHz -> voice activity + engine.push_audio;  transcript -> timed words -> engine.push_words
+  engine.pull_frames -> retargeter.solve -> fade with voice activity -> position/velocity limits -> timeline
+  timeline (frames on the ROS clock) -> one JointTrajectory per controller group of the robot profile.
+A second timer at 15 Hz publishes the frame due now as JointState (preview) and the human skeleton as MarkerArray.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+from geometry_msgs.msg import Point
+
+from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
+from ha2g_ros.audio_messages import AUDIO_TYPES, AudioMessageError, StreamResampler, message_class, to_chunk
+from ha2g_ros.trajectory import Timeline, blend, build_trajectory, limit_step, velocities
+from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
+from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
+
+FRAME_DT = 1.0 / FPS
+# Points closer than this to "now" are not sent: the controller needs time to reach the first point it receives.
+MIN_LEAD_S = FRAME_DT
+MAX_PENDING_S = 10.0  # audio buffered between hops beyond this is dropped (the executor was starved)
+# Before its first command the node waits this long for joint_states, so it starts from where the robot really is.
+STARTUP_STATE_WAIT_S = 2.0
+TIMING_WINDOW = 200  # hops in the rolling timing statistics
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: object
+    description: str
+    range: tuple | None = None  # (min, max) for numbers
+    live: bool = False  # may change while running
+    choices: tuple | None = None
+
+
+# Declared once here; config/gestures.yaml holds the same values for users to copy (a test keeps them equal).
+PARAMS = (
+    Param("robot", "pepper", "Robot profile: a name in config/robots/ or a path to a profile YAML."),
+    Param("robot_description", "", "URDF XML of the robot; empty = the URDF the profile names."),
+    Param("checkpoint", "", "HA2G checkpoint directory; empty = the shipped default checkpoint."),
+    Param("backend", "torch", "Inference backend of the gesture engine.", choices=("torch", "onnxruntime", "tensorrt", "auto")),
+    Param("device", "cpu", "Torch device of the engine (cpu, cuda, cuda:1, ...)."),
+    Param("hop_frames", 6, "Frames (15 fps) produced per inference step; also the trajectory publish period.",
+          (1, 30)),
+    Param("lookahead_frames", 6, "Future audio frames the model sees before it commits a frame (adds latency).",
+          (0, 30)),
+    Param("seed", -1, "Seed of the sampling noise; -1 = deterministic generation.", (-1, 2**31 - 1)),
+    Param("audio_type", "std_msgs/msg/Int16MultiArray", "Message type on `audio`.", choices=AUDIO_TYPES),
+    Param("sample_rate", 16000, "Sample rate (Hz) of `audio` when the message does not carry it.", (4000, 192000)),
+    Param("channels", 1, "Interleaved channels of `audio` when the message does not carry it.", (1, 32)),
+    Param("playback_delay_s", 1.2, "Seconds from a sound's arrival to the robot playing its gesture frame; "
+          "must exceed hop + lookahead + compute, or frames arrive late and are skipped.", (0.1, 5.0)),
+    Param("speaker", 0, "Gesture style: speaker id of the checkpoint.", (0, 100_000), live=True),
+    Param("amplitude", 1.0, "Gesture size: 1 imitates, <1 calms, >1 exaggerates.", (0.0, 1.5), live=True),
+    Param("rest_blend", 0.0, "0 follows the human, 1 holds the rest pose.", (0.0, 1.0), live=True),
+    Param("enabled", True, "false fades the robot to its rest pose and holds it there.", live=True),
+    Param("vad_threshold_db", -40.0, "Speech is audio above this RMS level (dBFS, 20 ms frames).", (-90.0, 0.0),
+          live=True),
+    Param("vad_hangover_s", 0.6, "Silence shorter than this (s) is a pause within speech.", (0.0, 5.0), live=True),
+    Param("fade_in_s", 0.5, "Seconds from rest to full gesture when speech starts.", (0.05, 10.0), live=True),
+    Param("fade_out_s", 1.0, "Seconds from full gesture to rest when speech stops.", (0.05, 10.0), live=True),
+    Param("audio_timeout_s", 0.5, "No audio for this long (s) counts as silence; the node fades to rest on its "
+          "own clock.", (0.1, 10.0), live=True),
+    Param("frame_id", "base_link", "Frame of the skeleton markers; the skeleton's spine sits at its origin."),
+)
+
+
+def _descriptor(p: Param) -> ParameterDescriptor:
+    extra = f" One of: {', '.join(p.choices)}." if p.choices else ""
+    descriptor = ParameterDescriptor(description=p.description + extra, read_only=not p.live)
+    if p.range and isinstance(p.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
+                                                              to_value=float(p.range[1]))]
+    elif p.range:
+        descriptor.integer_range = [IntegerRange(from_value=p.range[0], to_value=p.range[1], step=1)]
+    return descriptor
+
+
+def check_param(p: Param, value) -> str | None:
+    """Why `value` is not acceptable for `p`, or None. rclpy enforces the ranges; choices are checked here."""
+    if p.choices and value not in p.choices:
+        return f"{p.name} must be one of {', '.join(p.choices)}, got {value!r}"
+    if p.range and not p.range[0] <= value <= p.range[1]:
+        return f"{p.name} must lie in [{p.range[0]}, {p.range[1]}], got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{p.name} must be finite, got {value!r}"
+    return None
+
+
+class StreamClock:
+    """Maps the audio stream's clock (s since its first sample) to ROS time (s).
+
+    Each chunk tells us when its last sample arrived. Transport delay only ever adds to the true offset, so the
+    smallest (arrival - stream time) seen over the last few seconds is the best estimate; the estimate only moves
+    forward, which keeps frame times increasing, and jumps forward after a gap in the audio (a restarted source).
+    """
+
+    WINDOW_S = 3.0
+
+    def __init__(self):
+        self.offset: float | None = None
+        self._recent: deque[tuple[float, float]] = deque()  # (arrival ROS s, arrival - stream end)
+
+    def observe(self, stream_end_s: float, arrival_s: float) -> None:
+        self._recent.append((arrival_s, arrival_s - stream_end_s))
+        while self._recent[0][0] < arrival_s - self.WINDOW_S:
+            self._recent.popleft()
+        best = min(d for _, d in self._recent)
+        self.offset = best if self.offset is None else max(self.offset, best)
+
+    def to_ros(self, stream_s: float) -> float:
+        return self.offset + stream_s
+
+    def to_stream(self, ros_s: float) -> float:
+        return ros_s - self.offset
+
+
+class GestureNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("gesture_node", **kwargs)
+        self._params = {p.name: p for p in PARAMS}
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+        problems = [m for p in PARAMS if (m := check_param(p, self.get_parameter(p.name).value))]
+        if problems:
+            raise ValueError("invalid parameters: " + "; ".join(problems))
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+
+        # --- the engine and the robot (heavy: loaded once, before any subscription exists) ---
+        from ha2g_model.engine import GestureEngine
+        from ha2g_ros.retargeting import Retargeter, load_profile
+
+        self.engine = GestureEngine.from_checkpoint(
+            get("checkpoint") or None, backend=get("backend"), hop_frames=get("hop_frames"),
+            lookahead_frames=get("lookahead_frames"), speaker=get("speaker"),
+            seed=None if get("seed") < 0 else get("seed"), device=get("device"))
+        self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=get("robot_description") or None)
+        self.retargeter.amplitude, self.retargeter.rest_blend = get("amplitude"), get("rest_blend")
+        r = self.retargeter
+        self.joint_names = list(r.joint_names)
+        self.lower, self.upper = np.asarray(r.lower, float), np.asarray(r.upper, float)
+        # The profile's speed scale makes the robot calmer than its URDF allows; fades obey the same limit.
+        self.vmax = np.asarray(r.velocity_limits, float) * np.asarray(r.speed_scale, float)
+        self.rest = np.asarray(r.rest_pose(), float)
+        self.groups = {g: [self.joint_names.index(j) for j in joints] for g, joints in r.groups.items()}
+
+        # --- stream state ---
+        self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))
+        self.resampler = StreamResampler(SAMPLE_RATE)
+        self.clock_map = StreamClock()
+        self.samples_in = 0  # 16 kHz samples pushed into the engine since the stream (re)started
+        self.pending_audio: list[tuple[object, float]] = []  # (AudioChunk, arrival ROS s)
+        self.pending_text: list[tuple[str, float]] = []  # (message text, arrival ROS s)
+        self.chunk_arrivals: deque[tuple[float, float]] = deque(maxlen=200)  # (stream end s, arrival ROS s)
+        self.last_audio_s: float | None = None  # ROS time of the newest audio chunk
+        self.weight = 0.0  # 0 = rest pose, 1 = full gesture
+        self.timeline = Timeline()
+        self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque(maxlen=120)  # (play s, directions)
+        self.current_state: dict[str, float] = {}  # from joint_states: where the robot is before we command it
+        self.compute_s: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self.stats = {"audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
+                      "frames": 0, "late_frames": 0, "trajectories": 0}
+        self._last_report = time.monotonic()
+        self._started_s = self.now_s()
+
+        # --- interfaces ---
+        # Audio is a stream: best effort, keep-last, like any sensor (a lost chunk beats a delayed one).
+        self.create_subscription(message_class(get("audio_type")), "audio", self.on_audio, qos_profile_sensor_data)
+        # Transcripts and commands are few and must not be lost: reliable.
+        self.create_subscription(String, "transcript", self.on_transcript, 10)
+        self.create_subscription(JointState, "joint_states", self.on_joint_states, qos_profile_sensor_data)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.trajectory_pubs = {g: self.create_publisher(JointTrajectory, f"{g}/joint_trajectory", reliable)
+                                for g in self.groups}
+        self.preview_pub = self.create_publisher(JointState, "gesture_joint_states", reliable)
+        self.marker_pub = self.create_publisher(MarkerArray, "gesture_skeleton", reliable)
+        self.timing_pub = self.create_publisher(String, "gesture_timing", reliable)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.create_timer(get("hop_frames") * FRAME_DT, self.on_hop)
+        self.create_timer(FRAME_DT, self.on_preview)
+        self.get_logger().info(
+            f"robot {get('robot')!r}: groups {', '.join(f'{g} ({len(j)} joints)' for g, j in self.groups.items())}; "
+            f"audio {get('audio_type')} at {get('sample_rate')} Hz x{get('channels')}; hop {get('hop_frames')}, "
+            f"lookahead {get('lookahead_frames')} frames, playback delay {get('playback_delay_s')} s")
+
+    # --- callbacks: validate and buffer, nothing heavy ---
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_audio(self, msg) -> None:
+        try:
+            chunk = to_chunk(msg, self.get_parameter("sample_rate").value, self.get_parameter("channels").value)
+        except AudioMessageError as error:
+            self.stats["bad_audio"] += 1
+            self.get_logger().warn(f"dropped an audio message: {error}", throttle_duration_sec=5.0)
+            return
+        self.pending_audio.append((chunk, self.now_s()))
+
+    def on_transcript(self, msg: String) -> None:
+        self.pending_text.append((msg.data, self.now_s()))
+
+    def on_joint_states(self, msg: JointState) -> None:
+        self.current_state.update(zip(msg.name, msg.position))
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            spec = self._params.get(param.name)
+            if spec is None:
+                continue
+            problem = check_param(spec, param.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            if param.name == "speaker":
+                try:
+                    self.engine.set_speaker(param.value)
+                except (ValueError, IndexError) as error:
+                    return SetParametersResult(successful=False, reason=f"speaker {param.value}: {error}")
+        for param in params:  # all valid: apply
+            if param.name == "amplitude":
+                self.retargeter.amplitude = param.value
+            elif param.name == "rest_blend":
+                self.retargeter.rest_blend = param.value
+            elif param.name == "vad_threshold_db":
+                self.vad.config.threshold_db = param.value
+            elif param.name == "vad_hangover_s":
+                self.vad.config.hangover_s = param.value
+        return SetParametersResult(successful=True)
+
+    # --- the pipeline, once per hop ---
+    def on_hop(self) -> None:
+        now = self.now_s()
+        if not self.timeline and not self._knows_robot_state() and now - self._started_s < STARTUP_STATE_WAIT_S:
+            self.pending_audio.clear()  # its frames would be due before the first command could be sent
+            return
+        try:
+            self._ingest_audio()
+            self._ingest_words()
+            times, directions = self.engine.pull_frames()
+            if len(times):
+                self.compute_s.append(self.engine.last_compute_s)
+                self._add_frames(times, directions, now)
+            failed = False
+        except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
+            failed = True
+            self.stats["inference_errors"] += 1
+            self.get_logger().error(f"inference failed, restarting the stream and fading to rest: {error!r}",
+                                    throttle_duration_sec=5.0)
+            self._restart_stream()
+        if failed or self.last_audio_s is None or now - self.last_audio_s > self.get_parameter(
+                "audio_timeout_s").value:
+            self._fade_to_rest(now)
+        self._publish_trajectories(now)
+        self._report_timing(now)
+
+    def _ingest_audio(self) -> None:
+        chunks, self.pending_audio = self.pending_audio, []
+        total = sum(len(c.samples) / c.sample_rate for c, _ in chunks)
+        while chunks and total > MAX_PENDING_S:
+            total -= len(chunks[0][0].samples) / chunks[0][0].sample_rate
+            chunks.pop(0)
+            self.get_logger().warn("audio piled up beyond 10 s between hops; dropping the oldest",
+                                   throttle_duration_sec=5.0)
+        for chunk, arrival in chunks:
+            samples = self.resampler(chunk.samples, chunk.sample_rate)
+            if not len(samples):
+                continue
+            if self.last_audio_s is not None and arrival - self.last_audio_s > self.get_parameter(
+                    "audio_timeout_s").value:
+                # The source paused: the stream clock stood still while ROS time went on. Re-anchor the clock
+                # map on the new audio alone (the new offset is larger, so frame times keep increasing).
+                self.clock_map = StreamClock()
+            self.vad.update(samples)
+            self.engine.push_audio(samples)
+            self.samples_in += len(samples)
+            stream_end = self.samples_in / SAMPLE_RATE
+            self.clock_map.observe(stream_end, arrival)
+            self.chunk_arrivals.append((stream_end, arrival))
+            self.last_audio_s = arrival
+            self.stats["audio_chunks"] += 1
+
+    def _ingest_words(self) -> None:
+        texts, self.pending_text = self.pending_text, []
+        for text, arrival in texts:
+            try:
+                transcript = parse_transcript(text)
+            except TranscriptError as error:
+                self.stats["bad_transcripts"] += 1
+                self.get_logger().warn(f"ignored a transcript: {error}")
+                continue
+            if self.clock_map.offset is None:  # its times cannot be placed before audio flows: retry next hop
+                if self.now_s() - arrival < MAX_PENDING_S:
+                    self.pending_text.append((text, arrival))
+                else:
+                    self.get_logger().warn("dropped a transcript: no audio arrived within 10 s of it")
+                continue
+            if transcript.clock == "untimed":  # an ASR result: it describes the speech just heard
+                end = self.clock_map.to_stream(arrival)
+                start = self.vad.segment_start if self.vad.segment_start < end else max(0.0, end - 2.0)
+                words = spread_words([w for w, _, _ in transcript.words], start, end)
+            elif transcript.clock == "ros":
+                words = [(w, self.clock_map.to_stream(s), self.clock_map.to_stream(e)) for w, s, e in transcript.words]
+            else:
+                words = list(transcript.words)
+            self.engine.push_words(words)
+
+    def _add_frames(self, times: np.ndarray, directions: np.ndarray, now: float) -> None:
+        delay = self.get_parameter("playback_delay_s").value
+        for t, dirs in zip(times, directions):
+            play = self.clock_map.to_ros(float(t)) + delay
+            if play <= now + MIN_LEAD_S:
+                self.stats["late_frames"] += 1  # computed too late to be played: skip, never rush the robot
+                continue
+            self.timeline.truncate_from(play)  # a real frame replaces frames faded in without audio
+            speaking = self.vad.speaking_at(float(t)) and self.get_parameter("enabled").value
+            q_prev, t_prev = self._previous_state(play)
+            weight = self._step_weight(speaking, play - t_prev)
+            if weight > 0.0:
+                if self.weight == 0.0:  # gestures resume: the solver continues from where the robot is
+                    self.retargeter.reset(q_prev)
+                q_gesture = np.asarray(self.retargeter.solve(dirs, dt=FRAME_DT), float)
+            else:
+                q_gesture = self.rest
+            self.weight = weight
+            q = limit_step(q_prev, blend(self.rest, q_gesture, weight), self.lower, self.upper, self.vmax,
+                           play - t_prev)
+            self.timeline.append(play, q)
+            self.skeleton_frames.append((play, dirs))
+            self.stats["frames"] += 1
+        if len(times) and self.chunk_arrivals:
+            # Latency of the newest audio this hop covered: from its chunk's arrival to now (publication follows).
+            newest = float(times[-1])
+            arrival = next((a for end, a in self.chunk_arrivals if end >= newest), self.chunk_arrivals[-1][1])
+            self.latency_s.append(self.now_s() - arrival)
+
+    def _step_weight(self, speaking: bool, dt: float) -> float:
+        fade = self.get_parameter("fade_in_s" if speaking else "fade_out_s").value
+        step = dt / fade
+        return min(1.0, self.weight + step) if speaking else max(0.0, self.weight - step)
+
+    def _knows_robot_state(self) -> bool:
+        return all(name in self.current_state for name in self.joint_names)
+
+    def _previous_state(self, play: float) -> tuple[np.ndarray, float]:
+        """Joint state and time of the frame before one due at `play`: the timeline's last, or the robot's now."""
+        last = self.timeline.last()
+        if last is not None:
+            return last[1], last[0]
+        if not self._knows_robot_state():
+            missing = [n for n in self.joint_names if n not in self.current_state]
+            self.get_logger().warn(f"no joint_states for {', '.join(missing)}: assuming they are at rest")
+        q = np.array([self.current_state.get(name, rest) for name, rest in zip(self.joint_names, self.rest)])
+        return q, play - FRAME_DT
+
+    def _fade_to_rest(self, now: float) -> None:
+        """No audio (source stopped) or no model (inference failed): move toward rest on the node's own clock."""
+        horizon = now + self.get_parameter("playback_delay_s").value
+        last = self.timeline.last()
+        t = max(last[0] if last else now, now + MIN_LEAD_S)
+        if last is not None and self.weight == 0.0 and np.allclose(last[1], self.rest):
+            return  # resting already: the controller holds the last point
+        while t + FRAME_DT <= horizon:
+            t += FRAME_DT
+            q_prev, t_prev = self._previous_state(t)
+            self.weight = self._step_weight(False, t - t_prev)
+            q = limit_step(q_prev, self.rest, self.lower, self.upper, self.vmax, t - t_prev)
+            self.timeline.append(t, q)
+
+    def _restart_stream(self) -> None:
+        self.engine.reset()
+        self.vad.reset()
+        self.resampler = StreamResampler(SAMPLE_RATE)
+        self.clock_map = StreamClock()
+        self.samples_in = 0
+        self.chunk_arrivals.clear()
+
+    # --- publishing ---
+    def _publish_trajectories(self, now: float) -> None:
+        self.timeline.forget_before(now, keep=2)
+        times, positions = self.timeline.after(now + MIN_LEAD_S)
+        if not len(times):
+            return  # nothing new: the controllers hold their last (zero-velocity) point
+        qd = velocities(times, positions)
+        for group, index in self.groups.items():
+            msg = build_trajectory([self.joint_names[i] for i in index], times, positions[:, index], qd[:, index])
+            self.trajectory_pubs[group].publish(msg)
+        self.stats["trajectories"] += 1
+
+    def on_preview(self) -> None:
+        now = self.now_s()
+        q = self.timeline.at(now)
+        if q is None:
+            return
+        state = JointState(name=self.joint_names, position=[float(x) for x in q])
+        state.header.stamp = self.get_clock().now().to_msg()
+        self.preview_pub.publish(state)
+        due = [dirs for t, dirs in self.skeleton_frames if t <= now]
+        if due:
+            self.marker_pub.publish(self._skeleton_markers(due[-1], state.header.stamp))
+
+    def _skeleton_markers(self, directions: np.ndarray, stamp) -> MarkerArray:
+        skeleton = self.engine.skeleton
+        joints = to_body_frame(directions_to_positions(np.asarray(directions, np.float32), skeleton), skeleton)
+        lines = Marker(ns="human_skeleton", id=0, type=Marker.LINE_LIST, action=Marker.ADD)
+        lines.header.frame_id, lines.header.stamp = self.get_parameter("frame_id").value, stamp
+        lines.scale.x = 0.01
+        lines.color.r, lines.color.g, lines.color.b, lines.color.a = 0.1, 0.6, 1.0, 1.0
+        lines.pose.orientation.w = 1.0
+        for parent, child in skeleton.bones:
+            lines.points += [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in (joints[parent], joints[child])]
+        return MarkerArray(markers=[lines])
+
+    def _report_timing(self, now: float) -> None:
+        if not self.compute_s:
+            return
+        compute, latency = np.array(self.compute_s) * 1e3, np.array(self.latency_s or [math.nan]) * 1e3
+        report = {"compute_ms_mean": float(compute.mean()), "compute_ms_p95": float(np.percentile(compute, 95)),
+                  "latency_ms_mean": float(latency.mean()), "latency_ms_p95": float(np.percentile(latency, 95)),
+                  "hop_ms": self.get_parameter("hop_frames").value * FRAME_DT * 1e3,
+                  "speaking": self.vad.speaking, "gesture_weight": self.weight, **self.stats}
+        self.timing_pub.publish(String(data=json.dumps(report)))
+        if time.monotonic() - self._last_report > 10.0:
+            self._last_report = time.monotonic()
+            self.get_logger().info(
+                f"hop compute {report['compute_ms_mean']:.1f} ms (p95 {report['compute_ms_p95']:.1f}), audio -> "
+                f"trajectory latency {report['latency_ms_mean']:.0f} ms (p95 {report['latency_ms_p95']:.0f}), "
+                f"{self.stats['late_frames']} late frames, {self.stats['bad_audio']} bad audio messages")
+
+
+def main(args=None):
+    from ha2g_ros.bringup import default_environment
+
+    default_environment()
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = GestureNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
