@@ -87,7 +87,7 @@ def log_mel(audio, ref: float | None = None) -> np.ndarray:
 
 def frame_to_column(frame: float) -> int:
     """Spectrogram column whose (centred) analysis frame sits at the time of pose frame `frame` (15 fps)."""
-    return int(round(frame / FPS * SAMPLE_RATE / HOP_LENGTH))
+    return int(math.floor(frame / FPS * SAMPLE_RATE / HOP_LENGTH + 0.5))  # half up, not Python's half-to-even
 
 
 def window_spectrogram(spec: np.ndarray, start_frame: int, n_cols: int = SPEC_COLS,

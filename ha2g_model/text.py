@@ -191,7 +191,7 @@ def hashed_word_vectors(vocab: Vocab, dim: int = WORD_DIM, minn: int = 3, maxn: 
     vectors = np.zeros((len(vocab), dim), dtype=np.float32)
     for i, word in enumerate(vocab.words[1:], start=1):
         vectors[i] = np.mean([ngram_vector(g) for g in _char_ngrams(word, minn, maxn)], axis=0)
-    return vectors / np.sqrt(dim)
+    return (vectors / np.sqrt(dim)).astype(np.float32)
 
 
 def _read_vec(path: Path, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
@@ -230,11 +230,11 @@ class FastTextBin:
             raise ValueError(f"{path}: not a FastText .bin model (magic {magic}, version {version})")
         (self.dim, _ws, _epoch, _min_count, _neg, _word_ngrams, _loss, _model, self.bucket, self.minn,
          self.maxn, _lr_update, _t) = struct.unpack_from("<12id", data, 8)
-        size, self.nwords, _nlabels, _ntokens, prune_size = struct.unpack_from("<iiiqq", data, 64)
+        size, self.nwords, _nlabels, _ntokens, prune_size = struct.unpack_from("<iiiqq", data, 64)  # 28 bytes
         if prune_size > 0:
             raise ValueError(f"{path}: pruned (quantised) FastText models are not supported")
         self.words: dict[str, int] = {}
-        pos = 88
+        pos = 92
         for i in range(size):  # entries: NUL-terminated word, int64 count, int8 type (0 = word, 1 = label)
             end = data.find(b"\0", pos)
             if end < 0:
