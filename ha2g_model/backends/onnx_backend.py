@@ -54,7 +54,7 @@ def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         # The exporter warns about constant folding of Slice and about GRU batch sizes with variable sequence
         # lengths; neither applies (windows are always 34 frames), so keep the user's console clean.
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript exporter turns nn.GRU (bidirectional, multi-layer) into ONNX GRU ops
         torch.onnx.export(graph, example_inputs(model.config), str(tmp), input_names=list(INPUT_NAMES),
                           output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes, opset_version=OPSET,

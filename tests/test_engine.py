@@ -1,0 +1,291 @@
+"""GestureEngine: whole-utterance windowing, streaming (chunking, lag, continuity), validation, checkpoints.
+
+A randomly initialised tiny model stands in for a trained one: the windowing logic does not depend on the weights,
+and the real speech comes from the shared TED clips (or a synthetic harmonic signal where they are absent).
+"""
+import numpy as np
+import pytest
+import torch
+
+from ha2g_model.checkpoint import save_checkpoint
+from ha2g_model.config import HA2GConfig
+from ha2g_model.engine import DEFAULT_CHECKPOINT, EngineConfig, GestureEngine
+from ha2g_model.model import HA2G
+from ha2g_model.skeleton import TED_EXPRESSIVE, denormalize_directions
+from ha2g_model.text import Vocab
+
+WORDS = ["so", "we", "move", "our", "hands", "when", "we", "speak", "about", "big", "ideas"]
+
+
+def make_model(preset="tiny_expressive", seed=0):
+    torch.manual_seed(seed)
+    return HA2G(HA2GConfig.preset(preset)).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+@pytest.fixture(scope="module")
+def vocab(model):
+    vocab = Vocab(sorted(set(WORDS)))
+    assert len(vocab) <= model.config.n_words
+    return vocab
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """About 7.5 s of speech-like audio: a real clip when the shared data is there, else a voiced synthetic one."""
+    from tests.conftest import TED_CULTURE
+
+    clips = sorted(TED_CULTURE.glob("*.npz")) if TED_CULTURE.exists() else []
+    if clips:
+        with np.load(clips[0]) as clip:
+            return clip["audio"].astype(np.float32) / 32768
+    t = np.arange(int(7.5 * 16000)) / 16000
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3 * t)) ** 2
+    return (0.2 * envelope * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420), 1))).astype(
+        np.float32)
+
+
+def timed_words(duration):
+    step = duration / len(WORDS)
+    return [(w, i * step, (i + 0.8) * step) for i, w in enumerate(WORDS)]
+
+
+def stream(engine, audio, chunk, words=None):
+    """Push `audio` in chunks of `chunk` samples, pulling after each; -> times, directions."""
+    engine.reset()
+    if words:
+        engine.push_words(words)
+    times, frames = [], []
+    for i in range(0, len(audio), chunk):
+        engine.push_audio(audio[i:i + chunk])
+        t, f = engine.pull_frames()
+        times.append(t)
+        frames.append(f)
+    return np.concatenate(times), np.concatenate(frames)
+
+
+# --- whole utterance -------------------------------------------------------------------------------------------------
+
+def test_utterance_shape_units_and_determinism(model, vocab, speech):
+    engine = GestureEngine(model, vocab)
+    words = timed_words(len(speech) / 16000)
+    out = engine.generate_utterance(speech, words)
+    assert out.shape == (round(len(speech) / 16000 * 15), TED_EXPRESSIVE.n_bones, 3)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out, engine.generate_utterance(speech, words))
+
+
+def test_utterance_seed_makes_style_reproducible_and_different(model, speech):
+    base = GestureEngine(model).generate_utterance(speech)
+    seeded = GestureEngine(model, seed=3).generate_utterance(speech)
+    np.testing.assert_array_equal(seeded, GestureEngine(model, seed=3).generate_utterance(speech))
+    assert np.abs(seeded - base).max() > 1e-3
+    assert np.abs(GestureEngine(model, seed=4).generate_utterance(speech) - seeded).max() > 1e-3
+
+
+def test_utterance_words_and_speaker_change_the_motion(model, vocab, speech):
+    engine = GestureEngine(model, vocab)
+    silent_text = engine.generate_utterance(speech)
+    assert np.abs(engine.generate_utterance(speech, timed_words(len(speech) / 16000)) - silent_text).max() > 1e-4
+    engine.set_speaker(2)
+    assert engine.speaker == 2
+    assert np.abs(engine.generate_utterance(speech) - silent_text).max() > 1e-4
+
+
+def test_utterance_fades_to_rest_and_starts_from_rest(model, speech):
+    engine = GestureEngine(model, fade_frames=6)
+    rest = TED_EXPRESSIVE.rest_directions()
+    faded = engine.generate_utterance(speech, fade_to_rest=True)
+    free = engine.generate_utterance(speech, fade_to_rest=False)
+    np.testing.assert_allclose(faded[-1], rest, atol=1e-5)
+    np.testing.assert_array_equal(faded[:-6], free[:-6])  # only the last fade_frames are touched
+    assert np.abs(free[-1] - rest).max() > 1e-3
+
+
+def test_utterance_windows_chain_on_their_seeds(model, speech):
+    """Re-running the windows by hand: window 0 from the rest pose, window 1 seeded with window 0's last 4 frames,
+    their 4 shared frames cross-faded, reproduce the engine's output."""
+    from ha2g_model.audio import log_mel, window_spectrogram
+    from ha2g_model.skeleton import normalize_directions
+
+    out = GestureEngine(model).generate_utterance(speech, fade_to_rest=False)
+    spec = log_mel(speech)
+
+    def window(start, seed):
+        with torch.inference_mode():
+            return model.generate_window(torch.as_tensor(window_spectrogram(spec, start)[None]),
+                                         torch.zeros(1, 34, dtype=torch.int64), torch.as_tensor(seed[None]),
+                                         torch.zeros(1, dtype=torch.int64))[0].numpy()
+
+    rest = normalize_directions(TED_EXPRESSIVE.rest_directions(), TED_EXPRESSIVE)
+    first = window(0, np.repeat(rest[None], 4, axis=0).astype(np.float32))
+    second = window(30, first[30:34])
+    ramp = (np.arange(1, 5) / 5)[:, None]
+    expected = np.concatenate((first[:30], (1 - ramp) * first[30:34] + ramp * second[:4], second[4:30]))
+    # frames 60.. are shared with window 2
+    np.testing.assert_allclose(out[:60], denormalize_directions(expected, TED_EXPRESSIVE), atol=1e-5)
+
+
+def test_utterance_of_any_length_and_sample_rate(model):
+    engine = GestureEngine(model)
+    rng = np.random.default_rng(0)
+    short = (0.1 * rng.standard_normal(3000)).astype(np.float32)  # 0.19 s: shorter than one window
+    assert engine.generate_utterance(short).shape[0] == 3
+    audio_48k = (0.1 * rng.standard_normal(48000 * 3)).astype(np.float32)
+    assert engine.generate_utterance(audio_48k, sample_rate=48000).shape[0] == 45
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 16000), np.float32), "mono"),
+    (np.full(16000, np.nan, np.float32), "NaN"),
+    ((np.ones(16000) * 20000).astype(np.int16), "floating point"),
+    (np.zeros(16000, np.float32), "silence"),
+])
+def test_utterance_rejects_bad_audio(model, bad, message):
+    with pytest.raises(ValueError, match=message):
+        GestureEngine(model).generate_utterance(bad)
+
+
+def test_bad_words_are_rejected(model, vocab, speech):
+    engine = GestureEngine(model, vocab)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        engine.generate_utterance(speech, [("hello", 2.0, 1.0)])
+    with pytest.raises(ValueError, match="empty word"):
+        engine.push_words([("  ", 0.0, 1.0)])
+
+
+# --- streaming -------------------------------------------------------------------------------------------------------
+
+def test_stream_does_not_depend_on_chunk_size(model, vocab, speech):
+    engine = GestureEngine(model, vocab, hop_frames=6, lookahead_frames=4)
+    words = timed_words(len(speech) / 16000)
+    t1, f1 = stream(engine, speech, 160, words)
+    t2, f2 = stream(engine, speech, 7919, words)
+    t3, f3 = stream(engine, speech, len(speech), words)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_array_equal(t1, t3)
+    np.testing.assert_allclose(f1, f2, atol=1e-6)
+    np.testing.assert_allclose(f1, f3, atol=1e-6)
+
+
+@pytest.mark.parametrize("hop, lookahead", [(4, 0), (10, 8), (15, 15), (30, 0)])
+def test_stream_emits_every_frame_once_lagging_by_lookahead(model, speech, hop, lookahead):
+    engine = GestureEngine(model, hop_frames=hop, lookahead_frames=lookahead)
+    engine.reset()
+    emitted = []
+    for i in range(0, len(speech), 1000):
+        engine.push_audio(speech[i:i + 1000])
+        times, frames = engine.pull_frames()
+        now_frame = engine.stream_time_s * 15
+        if len(times):
+            # nothing later than now - lookahead, and not more than a hop (+ the partial frame) behind it
+            assert times[-1] * 15 <= now_frame - lookahead - 1 + 1e-9
+            assert times[-1] * 15 >= now_frame - lookahead - hop - 2
+        emitted.append(times)
+        np.testing.assert_allclose(np.linalg.norm(frames, axis=-1), 1.0, atol=1e-5)
+    frames_idx = np.round(np.concatenate(emitted) * 15).astype(int)
+    np.testing.assert_array_equal(frames_idx, np.arange(len(frames_idx)))  # consecutive, from 0, no repeats
+
+
+def test_stream_joins_emissions_without_jumps(model, speech):
+    """The frame-to-frame change across emission boundaries is of the size of the changes inside emissions."""
+    hop, lookahead = 8, 4
+    engine = GestureEngine(model, hop_frames=hop, lookahead_frames=lookahead)
+    times, frames = stream(engine, speech, 1600)
+    steps = np.linalg.norm(np.diff(frames, axis=0), axis=-1).mean(axis=-1)  # mean bone direction change
+    index = np.round(times * 15).astype(int)
+    boundary = (index[1:] - hop + lookahead) % hop == 0  # first frame of each emission (after the first)
+    assert boundary.sum() >= 5
+    assert steps[boundary].max() <= 2.0 * np.percentile(steps[~boundary], 95)
+
+
+def test_stream_starts_from_rest_and_reset_restarts(model, speech):
+    engine = GestureEngine(model, hop_frames=10, lookahead_frames=5)
+    t1, f1 = stream(engine, speech, 4000)
+    engine.push_audio(speech[:5000])  # stream continues ...
+    engine.reset()  # ... and restarts from scratch
+    t2, f2 = stream(engine, speech, 4000)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_allclose(f1, f2, atol=1e-6)
+    assert engine.stream_time_s == pytest.approx(len(speech) / 16000)
+    # the first emitted frame is pulled toward the rest pose it continues from
+    rest = TED_EXPRESSIVE.rest_directions()
+    assert np.abs(f1[0] - rest).mean() < np.abs(f1[len(f1) // 2] - rest).mean() + 1e-6
+
+
+def test_stream_follows_whole_utterance_with_full_context(model, speech):
+    """With a long lookahead every emitted frame has seen the same audio as the whole-utterance windows, so the
+    stream stays close to the offline result (a random model diverges more than a trained one)."""
+    whole = GestureEngine(model).generate_utterance(speech, fade_to_rest=False)
+    engine = GestureEngine(model, hop_frames=10, lookahead_frames=20)
+    _, live = stream(engine, speech, 1600)
+    error = np.abs(live - whole[:len(live)]).mean()
+    rest_error = np.abs(TED_EXPRESSIVE.rest_directions() - whole[:len(live)]).mean()
+    assert error < rest_error
+
+
+def test_stream_rejects_bad_chunks(model):
+    engine = GestureEngine(model)
+    with pytest.raises(ValueError, match="NaN"):
+        engine.push_audio(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        engine.push_audio(np.zeros((10, 2), np.float32))
+    engine.push_audio(np.zeros(0, np.float32))  # an empty chunk is no error
+    engine.push_audio(np.zeros(40000, np.float32))  # silence is allowed on a stream
+    times, frames = engine.pull_frames()
+    assert len(times) > 0 and np.isfinite(frames).all()
+
+
+def test_speaker_and_config_validation(model):
+    with pytest.raises(ValueError, match="speaker"):
+        GestureEngine(model, speaker=model.config.n_speakers)
+    engine = GestureEngine(model)
+    with pytest.raises(ValueError, match="speaker"):
+        engine.set_speaker(-1)
+    with pytest.raises(ValueError, match="hop_frames \\+ lookahead_frames"):
+        GestureEngine(model, hop_frames=20, lookahead_frames=15)
+    with pytest.raises(ValueError, match="hop_frames"):
+        GestureEngine(model, hop_frames=0)
+    with pytest.raises(TypeError):
+        GestureEngine(model, hop=5)  # not an EngineConfig field
+    too_many = Vocab([f"w{i}" for i in range(model.config.n_words)])
+    with pytest.raises(ValueError, match="vocabulary"):
+        GestureEngine(model, too_many)
+    assert EngineConfig().hop_frames + EngineConfig().lookahead_frames <= 30
+
+
+# --- checkpoints and backends ----------------------------------------------------------------------------------------
+
+def test_from_checkpoint(tmp_path, model, vocab, speech):
+    save_checkpoint(tmp_path / "ckpt", model, Vocab(sorted(set(WORDS)) + ["pad%d" % i for i in range(
+        model.config.n_words - len(vocab))]))
+    engine = GestureEngine.from_checkpoint(tmp_path / "ckpt", hop_frames=5, lookahead_frames=3)
+    assert engine.skeleton.name == "ted_expressive" and engine.config.hop_frames == 5
+    np.testing.assert_allclose(engine.generate_utterance(speech), GestureEngine(model).generate_utterance(speech),
+                               atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="no HA2G checkpoint"):
+        GestureEngine.from_checkpoint(tmp_path / "missing")
+
+
+def test_default_checkpoint_missing_is_a_clear_error():
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        assert GestureEngine.from_checkpoint(None).skeleton is not None
+    else:
+        with pytest.raises(FileNotFoundError, match="default checkpoint"):
+            GestureEngine.from_checkpoint(None)
+
+
+def test_onnxruntime_engine_matches_torch(tmp_path, model, speech):
+    pytest.importorskip("onnxruntime")
+    ours = GestureEngine(model, backend="onnxruntime", backend_options={"cache_dir": tmp_path}, hop_frames=10,
+                         lookahead_frames=5)
+    reference = GestureEngine(model, backend="torch", hop_frames=10, lookahead_frames=5)
+    np.testing.assert_allclose(ours.generate_utterance(speech), reference.generate_utterance(speech), atol=1e-4)
+    _, f1 = stream(ours, speech, 3000)
+    _, f2 = stream(reference, speech, 3000)
+    np.testing.assert_allclose(f1, f2, atol=1e-4)
+    assert ours.last_compute_s > 0
