@@ -1,4 +1,5 @@
 """HA2G model: shapes of every level, gradient flow, determinism, input errors, traceability."""
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,27 @@ def test_config_round_trip_and_presets():
         HA2GConfig.from_dict({"hiden_size": 3})
     with pytest.raises(ValueError, match="unknown skeleton"):
         HA2GConfig(skeleton="robot")
+
+
+class _Window(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, spec, words, seed, speaker, noise):
+        return self.model.generate_window(spec, words, seed, speaker, noise)
+
+
+def test_generate_window_exports_to_onnx(model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    names = ["spec", "words", "seed", "speaker", "noise"]
+    n_levels = model.config.n_levels
+    # eval() on the wrapper too: the exporter restores the wrapper's mode, recursively, when it is done
+    torch.onnx.export(_Window(model).eval(), (*make_inputs(model.config), torch.randn(2, n_levels, 16)),
+                      str(tmp_path / "window.onnx"), input_names=names, output_names=["poses"], opset_version=17,
+                      dynamic_axes={n: {0: "batch"} for n in names + ["poses"]}, dynamo=False)
+    session = ort.InferenceSession(str(tmp_path / "window.onnx"))
+    inputs = (*make_inputs(model.config, batch=3, seed=5), torch.randn(3, n_levels, 16))
+    (onnx_out,) = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_out, model.generate_window(*inputs).numpy(), atol=1e-5)
