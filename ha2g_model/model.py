@@ -79,6 +79,12 @@ class HA2G(nn.Module):
     def discriminate(self, poses):
         return self.discriminator(poses)
 
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None):
+        """Standard-normal eps (B, n_levels, z_dim) for `generate_window(noise=...)`; reproducible with a generator."""
+        device = next(self.parameters()).device
+        return torch.randn(batch, self.config.n_levels, self.config.z_dim, generator=generator,
+                           device=device if generator is None else generator.device).to(device)
+
     # --- entry points ------------------------------------------------------------------------------------------
 
     def forward(self, spec, words, seed, speaker, noise=None) -> HA2GOutput:

@@ -97,6 +97,8 @@ def test_eval_is_deterministic_and_noise_is_used(model):
     assert torch.equal(a, b) and torch.equal(c1, c2)
     assert torch.equal(zero, a)  # eps = 0 is z = mu
     assert not torch.allclose(a, c1)
+    n1 = model.sample_noise(2, torch.Generator().manual_seed(3))
+    assert n1.shape == noise.shape and torch.equal(n1, model.sample_noise(2, torch.Generator().manual_seed(3)))
 
 
 def test_training_mode_samples_z():

@@ -10,7 +10,8 @@ import torch
 from ha2g_model.checkpoint import load_checkpoint, load_state_checked
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
-from ha2g_model.official import load_official_checkpoint, main, official_state_to_ours, read_official_file
+from ha2g_model.official import (config_from_official, load_official_checkpoint, main, official_state_to_ours,
+                                 read_official_file)
 
 SKELETONS = ("ted_gesture", "ted_expressive")
 
@@ -89,10 +90,11 @@ def test_meta_and_vocab(official):
     assert model.config.official_head_copy_bug == (skeleton == "ted_expressive")
 
 
-def test_expressive_needs_the_official_head_copy(official):
-    skeleton, model, _, _, io = official
-    if skeleton != "ted_expressive":
-        pytest.skip("the off-by-one head copy exists only in the Expressive code")
+def test_expressive_needs_the_official_head_copy(official_fixtures_dir):
+    bin_path, io_path, _ = fixture_paths(official_fixtures_dir, "ted_expressive")
+    model = load_official_checkpoint(bin_path)[0]
+    with np.load(io_path) as data:
+        io = {k: data[k] for k in data.files}
     fixed = HA2G(model.config.replace(official_head_copy_bug=False)).eval()
     fixed.load_state_dict(model.state_dict())
     ours = run_like_official(fixed, io)
@@ -128,6 +130,16 @@ def test_wrong_level_count_is_refused(official_fixtures_dir):
     layout.update({f"gen_dict_{k}": layout["gen_dict_3"] for k in (4, 5, 6)})
     with pytest.raises(ValueError, match="pose_dim|levels"):
         load_state_checked(HA2G(config), official_state_to_ours(layout, config), "gesture weights")
+
+
+def test_generator_count_must_fit_pose_dim(official_fixtures_dir):
+    state = read_official_file(fixture_paths(official_fixtures_dir, "ted_gesture")[0])
+    del state["gen_dict_3"]
+    with pytest.raises(ValueError, match=r"pose_dim 27 \(ted_gesture, 3 levels\) but 2 generators"):
+        config_from_official(state)
+    state["pose_dim"] = 100
+    with pytest.raises(ValueError, match="no skeleton has pose_dim 100"):
+        config_from_official(state)
 
 
 def test_converter_round_trip(official, official_fixtures_dir, tmp_path):
