@@ -1,10 +1,11 @@
 """The gesture node: speech audio (+ transcript) in, limit-safe joint trajectories for the robot's controllers out.
 
-Callbacks only buffer; one timer per hop runs the pipeline (docs/ros.md has the picture and the latency model):
+Callbacks only buffer; a 15 Hz timer runs the pipeline (docs/ros.md has the picture and the latency model):
   audio chunks -> 16 kHz -> voice activity + engine.push_audio;  transcript -> timed words -> engine.push_words
-  engine.pull_frames -> retargeter.solve -> fade with voice activity -> position/velocity limits -> timeline
-  timeline (frames on the ROS clock) -> one JointTrajectory per controller group of the robot profile.
-A second timer at 15 Hz publishes the frame due now as JointState (preview) and the human skeleton as MarkerArray.
+  engine.pull_frames (a window per hop_frames of new audio) -> retargeter.solve -> fade with voice activity
+  -> position/velocity limits -> timeline (frames on the ROS clock)
+  -> when the timeline grew: one JointTrajectory per controller group of the robot profile, with every frame not
+     yet played; every tick: the frame due now as JointState (preview) and the human skeleton as MarkerArray.
 """
 from __future__ import annotations
 
@@ -173,14 +174,15 @@ class GestureNode(Node):
         self.last_audio_s: float | None = None  # ROS time of the newest audio chunk
         self.weight = 0.0  # 0 = rest pose, 1 = full gesture
         self.timeline = Timeline()
+        self._published_until = None  # time of the newest frame sent to the controllers
         self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque(maxlen=120)  # (play s, directions)
         self.current_state: dict[str, float] = {}  # from joint_states: where the robot is before we command it
         self.compute_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
-        self.stats = {"audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
+        self.stats = {"ticks": 0, "audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
                       "frames": 0, "late_frames": 0, "trajectories": 0}
         self._last_report = time.monotonic()
-        self._started_s = self.now_s()
+        self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
 
         # --- interfaces ---
         # Audio is a stream: best effort, keep-last, like any sensor (a lost chunk beats a delayed one).
@@ -195,8 +197,9 @@ class GestureNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "gesture_skeleton", reliable)
         self.timing_pub = self.create_publisher(String, "gesture_timing", reliable)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.create_timer(get("hop_frames") * FRAME_DT, self.on_hop)
-        self.create_timer(FRAME_DT, self.on_preview)
+        # One tick per frame: the engine runs a window only once hop_frames of new audio are in, but polling at
+        # the frame rate hands its frames on without waiting up to a further hop for a slower timer.
+        self.create_timer(FRAME_DT, self.on_tick)
         self.get_logger().info(
             f"robot {get('robot')!r}: groups {', '.join(f'{g} ({len(j)} joints)' for g, j in self.groups.items())}; "
             f"audio {get('audio_type')} at {get('sample_rate')} Hz x{get('channels')}; hop {get('hop_frames')}, "
@@ -211,7 +214,7 @@ class GestureNode(Node):
             chunk = to_chunk(msg, self.get_parameter("sample_rate").value, self.get_parameter("channels").value)
         except AudioMessageError as error:
             self.stats["bad_audio"] += 1
-            self.get_logger().warn(f"dropped an audio message: {error}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"dropped an audio message: {error}", throttle_duration_sec=5.0)
             return
         self.pending_audio.append((chunk, self.now_s()))
 
@@ -246,8 +249,14 @@ class GestureNode(Node):
         return SetParametersResult(successful=True)
 
     # --- the pipeline, once per hop ---
-    def on_hop(self) -> None:
+    def on_tick(self) -> None:
+        self._run_pipeline()
+        self._publish_preview()
+
+    def _run_pipeline(self) -> None:
         now = self.now_s()
+        self.stats["ticks"] += 1
+        self._started_s = now if self._started_s is None else self._started_s
         if not self.timeline and not self._knows_robot_state() and now - self._started_s < STARTUP_STATE_WAIT_S:
             self.pending_audio.clear()  # its frames would be due before the first command could be sent
             return
@@ -277,7 +286,7 @@ class GestureNode(Node):
         while chunks and total > MAX_PENDING_S:
             total -= len(chunks[0][0].samples) / chunks[0][0].sample_rate
             chunks.pop(0)
-            self.get_logger().warn("audio piled up beyond 10 s between hops; dropping the oldest",
+            self.get_logger().warning("audio piled up beyond 10 s between hops; dropping the oldest",
                                    throttle_duration_sec=5.0)
         for chunk, arrival in chunks:
             samples = self.resampler(chunk.samples, chunk.sample_rate)
@@ -304,13 +313,13 @@ class GestureNode(Node):
                 transcript = parse_transcript(text)
             except TranscriptError as error:
                 self.stats["bad_transcripts"] += 1
-                self.get_logger().warn(f"ignored a transcript: {error}")
+                self.get_logger().warning(f"ignored a transcript: {error}")
                 continue
             if self.clock_map.offset is None:  # its times cannot be placed before audio flows: retry next hop
                 if self.now_s() - arrival < MAX_PENDING_S:
                     self.pending_text.append((text, arrival))
                 else:
-                    self.get_logger().warn("dropped a transcript: no audio arrived within 10 s of it")
+                    self.get_logger().warning("dropped a transcript: no audio arrived within 10 s of it")
                 continue
             if transcript.clock == "untimed":  # an ASR result: it describes the speech just heard
                 end = self.clock_map.to_stream(arrival)
@@ -323,6 +332,8 @@ class GestureNode(Node):
             self.engine.push_words(words)
 
     def _add_frames(self, times: np.ndarray, directions: np.ndarray, now: float) -> None:
+        if not np.isfinite(directions).all():
+            raise ValueError("the model produced NaN/Inf direction vectors (a broken or diverged checkpoint?)")
         delay = self.get_parameter("playback_delay_s").value
         for t, dirs in zip(times, directions):
             play = self.clock_map.to_ros(float(t)) + delay
@@ -366,7 +377,7 @@ class GestureNode(Node):
             return last[1], last[0]
         if not self._knows_robot_state():
             missing = [n for n in self.joint_names if n not in self.current_state]
-            self.get_logger().warn(f"no joint_states for {', '.join(missing)}: assuming they are at rest")
+            self.get_logger().warning(f"no joint_states for {', '.join(missing)}: assuming they are at rest")
         q = np.array([self.current_state.get(name, rest) for name, rest in zip(self.joint_names, self.rest)])
         return q, play - FRAME_DT
 
@@ -396,15 +407,16 @@ class GestureNode(Node):
     def _publish_trajectories(self, now: float) -> None:
         self.timeline.forget_before(now, keep=2)
         times, positions = self.timeline.after(now + MIN_LEAD_S)
-        if not len(times):
-            return  # nothing new: the controllers hold their last (zero-velocity) point
+        if not len(times) or times[-1] == self._published_until:
+            return  # nothing new: the controllers go on with what they have, or hold their last (resting) point
+        self._published_until = times[-1]
         qd = velocities(times, positions)
         for group, index in self.groups.items():
             msg = build_trajectory([self.joint_names[i] for i in index], times, positions[:, index], qd[:, index])
             self.trajectory_pubs[group].publish(msg)
         self.stats["trajectories"] += 1
 
-    def on_preview(self) -> None:
+    def _publish_preview(self) -> None:
         now = self.now_s()
         q = self.timeline.at(now)
         if q is None:

@@ -126,7 +126,7 @@ class MicrophoneNode(Node):
 
         def on_block(block, frames, time_info, status):  # PortAudio's thread; rclpy publishers are thread safe
             if status:
-                self.get_logger().warn(f"audio capture: {status}", throttle_duration_sec=5.0)
+                self.get_logger().warning(f"audio capture: {status}", throttle_duration_sec=5.0)
             self.audio_pub.publish(from_samples(block.copy(), self.audio_type, self.rate,
                                                 stamp=self.get_clock().now().to_msg()))
 

@@ -1,0 +1,338 @@
+"""The gesture node end to end with real rclpy: speech in over a topic, JointTrajectory per controller group out.
+
+A random tiny HA2G checkpoint stands in for the trained one (its gestures are meaningless but real network output,
+so everything downstream, retargeting, limits, fades, timing, is exercised for real). The speech is espeak-ng's.
+"""
+import json
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class  # noqa: E402
+from ha2g_ros.trajectory import absolute_times, check_limits, validate_trajectory  # noqa: E402
+from ha2g_ros.transcript import to_json  # noqa: E402
+
+pytestmark = pytest.mark.ros
+RATE = 16_000
+CHUNK = 1_600  # 100 ms
+HOP_PARAMS = {"hop_frames": 6, "lookahead_frames": 6, "playback_delay_s": 1.2}
+# ~12 s: speech, a 3 s silence (the robot must come to rest), speech again
+SPEECH = (("Hello, and welcome to this little demonstration.",
+           "I am a robot, and I move my arms while I speak."),
+          ("Then I start again, and the gestures come back.",))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from ha2g_model.checkpoint import save_checkpoint
+    from ha2g_model.config import PRESETS
+    from ha2g_model.model import HA2G
+    from ha2g_model.text import Vocab
+
+    torch.manual_seed(0)
+    config = PRESETS["tiny_expressive"]
+    vocab = Vocab("hello and welcome to this little demonstration i am a robot move my arms".split()[:16])
+    from dataclasses import replace
+
+    model = HA2G(replace(config, n_words=len(vocab))).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("checkpoint"), model, vocab, {"note": "random, for tests"})
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    import shutil
+
+    import soundfile
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: it synthesises the test speech")
+    from ha2g_ros.demo import synthesize_speech
+
+    wav, transcript = synthesize_speech(tmp_path_factory.mktemp("speech"), SPEECH)
+    audio, rate = soundfile.read(wav, dtype="float32")
+    assert rate == RATE
+    words = [(w["word"], w["start"], w["end"]) for w in json.loads(transcript.read_text())["words"]]
+    return audio, words, wav, transcript
+
+
+class Harness:
+    """The gesture node plus a 'robot' node (controllers' side) in one executor, as they would meet on a robot.
+
+    ROS time is simulated (use_sim_time, /clock published here) and advances only when the node has handled what
+    is due, so the behaviour checked does not depend on how loaded the machine is.
+    """
+
+    STEP = 0.05  # s of simulated time per clock tick
+
+    def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, robot_state=None, **params):
+        from rclpy.qos import qos_profile_sensor_data
+        from rosgraph_msgs.msg import Clock
+
+        from ha2g_ros.gesture_node import GestureNode
+
+        overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
+                     **HOP_PARAMS, **params}
+        self.gesture = GestureNode(context=context, cli_args=cli_args,
+                                   parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        self.robot = rclpy.create_node("robot", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.gesture)
+        self.executor.add_node(self.robot)
+        r = self.gesture.retargeter
+        self.groups = {g: list(j) for g, j in r.groups.items()}
+        self.index = {name: i for i, name in enumerate(r.joint_names)}
+        self.received = {g: [] for g in self.groups}
+        self.timing = []
+        self.topics = {g: f"{g}/joint_trajectory" for g in self.groups}
+        if cli_args:
+            self.topics.update(remapped_topics(cli_args))
+        for group, topic in self.topics.items():
+            self.robot.create_subscription(JointTrajectory, topic, self.received[group].append, 50)
+        self.robot.create_subscription(String, "gesture_timing", lambda m: self.timing.append(json.loads(m.data)), 50)
+        self.clock_pub = self.robot.create_publisher(Clock, "/clock", 10)
+        self.audio_pub = self.robot.create_publisher(message_class(audio_type), "audio", qos_profile_sensor_data)
+        self.text_pub = self.robot.create_publisher(String, "transcript", 10)
+        self.state_pub = self.robot.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+        self.audio_type = audio_type
+        self.robot_state = robot_state
+        self.t = 1000.0  # simulated ROS time, s
+        self._wait_for_discovery()
+
+    def _wait_for_discovery(self):
+        subs = [s for s in self.robot.subscriptions if s.topic_name != "/parameter_events"]
+        pubs = (self.audio_pub, self.text_pub, self.clock_pub, self.state_pub)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() for p in pubs) and all(s.get_publisher_count() for s in subs):
+                self.tick(0.0)
+                return
+            self.executor.spin_once(timeout_sec=0.05)
+        raise AssertionError("discovery did not match the gesture node's topics within 20 s")
+
+    def now(self):
+        return self.t
+
+    def tick(self, dt):
+        """Advance simulated time by `dt` and let both nodes handle what became due."""
+        from rosgraph_msgs.msg import Clock
+
+        from ha2g_ros.trajectory import to_time
+
+        self.t += dt
+        self.clock_pub.publish(Clock(clock=to_time(self.t)))
+        if self.robot_state is not None:
+            names = list(self.index)
+            self.state_pub.publish(JointState(name=names, position=[float(x) for x in self.robot_state]))
+        deadline = time.monotonic() + 5
+        while self.gesture.now_s() < self.t - 1e-6 and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.01)
+        for _ in range(8):  # the timers and messages now due
+            self.executor.spin_once(timeout_sec=0.002)
+
+    def spin(self, seconds):
+        for _ in range(int(round(seconds / self.STEP))):
+            self.tick(self.STEP)
+
+    def play(self, audio, words=None):
+        """Publish `audio` in 100 ms chunks paced by simulated time, the transcript (ROS clock) with the first one."""
+        for k, start in enumerate(range(0, len(audio), CHUNK)):
+            if k == 0 and words:
+                self.text_pub.publish(String(data=to_json(words, clock="ros", origin=self.now())))
+            self.audio_pub.publish(from_samples(audio[start:start + CHUNK], self.audio_type, RATE))
+            self.spin(CHUNK / RATE)
+
+    def close(self):
+        self.executor.shutdown()
+        self.gesture.destroy_node()
+        self.robot.destroy_node()
+
+
+def remapped_topics(cli_args):
+    pairs = [a.split(":=") for a in cli_args if ":=" in a]
+    return {src.split("/")[0]: dst for src, dst in pairs if src.endswith("joint_trajectory")}
+
+
+def union(messages):
+    """All points of a group's messages merged on absolute time: {time_ns: positions}, checking overlaps agree."""
+    frames = {}
+    for msg in messages:
+        for t, point in zip(absolute_times(msg), msg.points):
+            key = int(round(t * 1e9))
+            if key in frames:  # republished tail: the same frame must carry the same positions
+                np.testing.assert_allclose(point.positions, frames[key], atol=1e-9)
+            frames[key] = list(point.positions)
+    keys = sorted(frames)
+    return np.array(keys) * 1e-9, np.array([frames[k] for k in keys])
+
+
+def limits(harness, group):
+    r, index = harness.gesture, [harness.index[j] for j in harness.groups[group]]
+    return r.lower[index], r.upper[index], r.vmax[index]
+
+
+def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
+    audio, words, _, _ = speech
+    assert len(audio) / RATE >= 10.0
+    gaps = [b[1] - a[2] for a, b in zip(words, words[1:])]
+    paragraph_end, paragraph_start = words[int(np.argmax(gaps))][2], words[int(np.argmax(gaps)) + 1][1]
+    assert paragraph_start - paragraph_end > 2.5
+    h = Harness(rclpy_context, checkpoint, vad_hangover_s=0.4, fade_out_s=0.5)
+    try:
+        rest = h.gesture.rest
+        start_state = rest.copy()
+        start_state[h.index["LShoulderPitch"]] -= 0.6  # the robot is not at rest when the node starts
+        h.robot_state = start_state
+        h.spin(0.1)  # joint_states reach the node before its first hop
+        audio_start = h.now()
+        h.play(audio, words)
+        h.robot_state = None
+        h.text_pub.publish(String(data='{"words": [{"word": "oops"'))  # malformed: logged, survived
+        h.audio_pub.publish(message_class(h.audio_type)())  # an empty audio message: logged, survived
+        h.spin(2.5)  # the tail: playback delay + fade out
+    finally:
+        h.close()
+
+    report = h.timing[-1]
+    assert report["bad_transcripts"] == 1 and report["bad_audio"] == 1 and report["inference_errors"] == 0
+    assert report["late_frames"] == 0, report
+    assert report["compute_ms_mean"] > 0 and report["latency_ms_mean"] > 0
+    expected_frames = int(len(audio) / RATE * 15) - 12  # the last hop + lookahead frames wait for more audio
+    assert report["frames"] >= expected_frames - 6, report
+
+    for group, messages in h.received.items():
+        assert len(messages) > 10, group
+        lower, upper, vmax = limits(h, group)
+        for k, msg in enumerate(messages):  # what joint_trajectory_controller would check, plus the URDF limits
+            assert validate_trajectory(msg, h.groups[group], lower, upper, vmax) == [], (group, k)
+            assert list(msg.joint_names) == h.groups[group]
+            assert all(len(p.velocities) == len(h.groups[group]) for p in msg.points)
+        times, positions = union(messages)
+        assert np.all(np.diff(times) > 0)
+        # continuity across hops: the merged motion obeys the velocity limits everywhere
+        assert check_limits(h.groups[group], times, positions, lower, upper, vmax) == []
+        # start-up: the first frame is one limited step away from where the robot was
+        index = [h.index[j] for j in h.groups[group]]
+        assert np.all(np.abs(positions[0] - start_state[index]) <= vmax / 15 + 1e-9)
+        assert not np.allclose(positions[0], rest[index]) or group != "left_arm"
+
+        # silence: between the paragraphs the robot rests (after hangover + fade), and moves in the speech around
+        at_rest = np.all(np.abs(positions - rest[index]) < 1e-9, axis=1)
+        assert at_rest[-1], f"{group}: not at rest after the speech ended"
+        if group.endswith("arm"):
+            play = lambda t: audio_start + t + HOP_PARAMS["playback_delay_s"]  # noqa: E731 - stream -> ROS time
+            quiet = (times > play(paragraph_end + 1.6)) & (times < play(paragraph_start) - 0.2)
+            assert quiet.sum() >= 10 and at_rest[quiet].all(), f"{group}: not resting in the silence"
+            assert (~at_rest[(times > play(words[2][1])) & (times < play(paragraph_end))]).any()
+            assert (~at_rest[times > play(paragraph_start)]).any(), f"{group}: gestures did not resume"
+
+
+@pytest.mark.parametrize("audio_type", STD_TYPES)
+def test_every_audio_message_type_drives_the_node(rclpy_context, checkpoint, speech, audio_type):
+    audio = speech[0][: 4 * RATE]
+    h = Harness(rclpy_context, checkpoint, audio_type=audio_type)
+    try:
+        h.robot_state = h.gesture.rest  # known robot state: the node starts at once (no wait for joint_states)
+        h.spin(0.1)
+        h.play(audio)
+        h.spin(0.5)
+        stats = h.gesture.stats
+    finally:
+        h.close()
+    assert stats["bad_audio"] == 0 and stats["audio_chunks"] == len(range(0, len(audio), CHUNK))
+    assert stats["frames"] >= 4 * 15 - 12 - 6
+    assert all(msgs for msgs in h.received.values())
+
+
+def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, checkpoint, speech, tmp_path):
+    """NaN / out-of-range / odd-length audio is dropped; a model that outputs NaN makes the robot rest, not crash."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "diverged"
+    shutil.copytree(checkpoint, broken)
+    weights = load_file(broken / "model.safetensors")
+    for name in weights:  # a diverged training run: NaN weights in every layer
+        if weights[name].dtype.kind == "f":
+            weights[name] = np.full_like(weights[name], np.nan)
+    save_file(weights, broken / "model.safetensors")
+
+    h = Harness(rclpy_context, broken, audio_type="std_msgs/msg/Float32MultiArray", channels=2)
+    try:
+        h.robot_state = h.gesture.rest
+        h.spin(0.1)
+        bad = message_class(h.audio_type)
+        h.audio_pub.publish(bad(data=[0.1, float("nan")]))
+        h.audio_pub.publish(bad(data=[0.5, 3.0]))
+        h.audio_pub.publish(bad(data=[0.1, 0.2, 0.3]))  # 3 samples cannot be 2 interleaved channels
+        stereo = np.repeat(speech[0][: 3 * RATE, None], 2, axis=1)
+        for start in range(0, len(stereo), CHUNK):
+            h.audio_pub.publish(from_samples(stereo[start:start + CHUNK], h.audio_type, RATE))
+            h.spin(CHUNK / RATE)
+        h.spin(1.0)
+        stats = dict(h.gesture.stats)
+    finally:
+        h.close()
+    assert stats["bad_audio"] == 3 and stats["audio_chunks"] >= 25
+    assert stats["inference_errors"] >= 1 and stats["frames"] == 0
+    for group, messages in h.received.items():  # it kept commanding the rest pose, within limits
+        lower, upper, vmax = limits(h, group)
+        assert messages, group
+        for msg in messages:
+            assert validate_trajectory(msg, h.groups[group], lower, upper, vmax) == []
+        _, positions = union(messages)
+        index = [h.index[j] for j in h.groups[group]]
+        np.testing.assert_allclose(positions[-1], h.gesture.rest[index], atol=1e-9)
+
+
+def test_live_parameters_are_validated(rclpy_context, checkpoint):
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        node = h.gesture
+        results = node.set_parameters([Parameter("amplitude", value=0.5), Parameter("rest_blend", value=0.25),
+                                       Parameter("speaker", value=2)])
+        assert all(r.successful for r in results)
+        assert node.retargeter.amplitude == 0.5 and node.retargeter.rest_blend == 0.25 and node.engine.speaker == 2
+        bad = node.set_parameters([Parameter("speaker", value=3)])[0]  # the tiny checkpoint has 3 speakers
+        assert not bad.successful and "speaker" in bad.reason and node.engine.speaker == 2
+        bad = node.set_parameters([Parameter("amplitude", value=7.0)])[0]
+        assert not bad.successful and node.retargeter.amplitude == 0.5
+        bad = node.set_parameters([Parameter("hop_frames", value=2)])[0]  # read only: needs a restart
+        assert not bad.successful
+        assert node.set_parameters([Parameter("enabled", value=False)])[0].successful
+    finally:
+        h.close()
+
+
+def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint):
+    from ha2g_ros.gesture_node import GestureNode
+
+    for name, value, message in [("sample_rate", 100, "sample_rate"), ("backend", "cuda-magic", "backend"),
+                                 ("audio_type", "sensor_msgs/msg/Image", "audio_type")]:
+        with pytest.raises(Exception, match=message):
+            GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
+                                                                    Parameter(name, value=value)])
+    with pytest.raises(FileNotFoundError, match="no HA2G checkpoint"):
+        GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value="/nonexistent")])
+
+
+def test_disabled_node_holds_the_rest_pose(rclpy_context, checkpoint, speech):
+    h = Harness(rclpy_context, checkpoint, enabled=False)
+    try:
+        h.play(speech[0][: 3 * RATE])
+        h.spin(0.5)
+    finally:
+        h.close()
+    for group, messages in h.received.items():
+        _, positions = union(messages)
+        index = [h.index[j] for j in h.groups[group]]
+        np.testing.assert_allclose(positions, np.broadcast_to(h.gesture.rest[index], positions.shape), atol=1e-9)
