@@ -110,7 +110,8 @@ class HA2G(nn.Module):
         audio = self.encode_audio(spec, speaker)
         return self.decode(audio["blends"], words, seed, speaker, noise)["out"][-1]
 
-    # --- input validation: eager mode only (a traced/exported graph has fixed shapes and cannot raise) ---------
+    # --- input validation: eager mode only (a traced/exported graph has fixed shapes and cannot raise); value
+    # checks also not while a CUDA graph is being captured (they read tensors back to the host) -----------------
 
     def _check_inputs(self, spec, words, seed, speaker, noise):
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -130,6 +131,8 @@ class HA2G(nn.Module):
         for name, tensor in (("words", words), ("speaker", speaker)):
             if tensor.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"{name} must be an integer tensor (int64), got {tensor.dtype}")
+        if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+            return
         if words.numel() and (int(words.min()) < 0 or int(words.max()) >= c.n_words):
             raise ValueError(f"word ids must be in [0, {c.n_words}), got [{int(words.min())}, {int(words.max())}]")
         if speaker.numel() and (int(speaker.min()) < 0 or int(speaker.max()) >= c.n_speakers):
