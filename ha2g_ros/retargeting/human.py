@@ -1,9 +1,10 @@
 """The human side: which bones of a HA2G skeleton retargeting reads, and the speaker's torso frame.
 
-Bone directions come in the TED frame (x = the person's left, y = down, z = backwards). Robots only care about arm
-motion relative to the body, so every direction is re-expressed in the speaker's own torso frame, built from the spine
-and the two clavicles, with the axes robots use: x forward, y left, z up. A speaker who turns or leans does not turn
-the robot's arms.
+Bone directions come in the frame of the data set: TED Expressive has x = the person's left, y = down, z = backwards;
+TED Gesture's mean pose (ted_statistics.json) has x = the person's right, y = down, z = forwards (its left shoulder
+sits at -x, its forearms point to +z). Robots only care about arm motion relative to the body, so every direction is
+re-expressed in the speaker's own torso frame, built from the spine and the two clavicles, with the axes robots use:
+x forward, y left, z up. That handles both data frames, and a speaker who turns or leans does not turn the robot.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ha2g_model.skeleton import Skeleton, skeleton_for_pose_dim
+from ha2g_model.skeleton import SKELETONS, Skeleton
 from ha2g_ros.retargeting.profile import FINGERS, SIDES
 
 MIN_NORM = 1e-6  # a bone shorter than this (or non-finite) counts as missing
@@ -27,6 +28,7 @@ class BoneMap:
     upper_arm: dict[str, int]
     forearm: dict[str, int]
     fingers: dict[str, np.ndarray] | None  # side -> (5, 3) phalanx bone indices, FINGERS order, wrist outward
+    rest_torso: np.ndarray  # (3, 3) torso_rotation of the skeleton's mean pose: the fallback while none is seen
 
 
 def bone_map(skeleton: Skeleton) -> BoneMap:
@@ -37,18 +39,23 @@ def bone_map(skeleton: Skeleton) -> BoneMap:
                                     b(f"{side}_{finger}_1", f"{side}_{finger}_2"),
                                     b(f"{side}_{finger}_2", f"{side}_{finger}_3")] for finger in FINGERS])
                    for side in SIDES}
-    return BoneMap(skeleton=skeleton, spine=b("spine", "neck"),
-                   clavicle={side: b("neck", f"{side}_shoulder") for side in SIDES},
+    spine, clavicle = b("spine", "neck"), {side: b("neck", f"{side}_shoulder") for side in SIDES}
+    rest = skeleton.rest_directions().astype(np.float64)
+    return BoneMap(skeleton=skeleton, spine=spine, clavicle=clavicle,
                    upper_arm={side: b(f"{side}_shoulder", f"{side}_elbow") for side in SIDES},
                    forearm={side: b(f"{side}_elbow", f"{side}_wrist") for side in SIDES},
-                   fingers=fingers)
+                   fingers=fingers,
+                   rest_torso=_torso_axes(rest[spine], rest[clavicle["left"]], rest[clavicle["right"]]))
 
 
 def bone_map_for(directions: np.ndarray) -> BoneMap:
     """The bone map of the skeleton whose shape `directions` (n_bones, 3) has; a clear error for any other shape."""
-    if directions.ndim != 2 or directions.shape[1] != 3:
-        raise ValueError(f"directions must have shape (n_bones, 3), got {directions.shape}")
-    return bone_map(skeleton_for_pose_dim(3 * directions.shape[0]))
+    for skeleton in SKELETONS.values():
+        if directions.shape == (skeleton.n_bones, 3):
+            return bone_map(skeleton)
+    raise ValueError("directions must have shape (n_bones, 3): "
+                     + " or ".join(f"({s.n_bones}, 3) for {s.name}" for s in SKELETONS.values())
+                     + f"; got {directions.shape}")
 
 
 def unit_bones(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +73,18 @@ def torso_rotation(unit: np.ndarray, valid: np.ndarray, bones: BoneMap) -> np.nd
     idx = [bones.spine, bones.clavicle["left"], bones.clavicle["right"]]
     if not valid[idx].all():
         return None
-    up = unit[bones.spine]
-    left = unit[bones.clavicle["left"]] - unit[bones.clavicle["right"]]
+    return _torso_axes(unit[bones.spine], unit[bones.clavicle["left"]], unit[bones.clavicle["right"]])
+
+
+def _torso_axes(spine: np.ndarray, left_clavicle: np.ndarray, right_clavicle: np.ndarray) -> np.ndarray | None:
+    up = spine
+    left = left_clavicle - right_clavicle
     left = left - left.dot(up) * up
     norm = np.linalg.norm(left)
-    if norm < MIN_NORM:  # shoulders along the spine: degenerate pose estimate
+    if norm < MIN_NORM:  # shoulders along the spine: a degenerate pose estimate
         return None
-    left /= norm
+    left = left / norm
     return np.stack([np.cross(left, up), left, up])
-
-
-# The TED frame's fixed relation to a body frame (x forward = -z, y left = +x, z up = -y): the torso frame of an
-# upright speaker facing the camera, used until a frame with valid torso bones arrives.
-TED_TO_BODY = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
 def hand_axes(unit: np.ndarray, valid: np.ndarray, finger_bones: np.ndarray) -> np.ndarray | None:

@@ -24,11 +24,15 @@ CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FING
 
 @dataclass(frozen=True)
 class HandAxes:
-    """The robot hand's orientation: a frame and two unit axes expressed in it."""
+    """The robot hand's orientation: a frame and unit axes expressed in it.
+
+    Leave `forward` out when the wrist only turns about the forearm (Pepper, NAO): the hand then cannot point
+    elsewhere than the forearm, and a forward target would only pull the forearm off its own target.
+    """
 
     frame: str
-    forward: tuple[float, float, float]  # wrist -> fingertips
     thumb_side: tuple[float, float, float]  # little finger -> index finger, across the palm
+    forward: tuple[float, float, float] | None = None  # wrist -> fingertips
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,8 @@ def _arm(data, where: str) -> ArmProfile:
         if value is None:
             return None
         axes = _take(value, HandAxes, f"{where}.hand")
-        return HandAxes(axes.frame, _axis(axes.forward, f"{where}.hand.forward"),
-                        _axis(axes.thumb_side, f"{where}.hand.thumb_side"))
+        forward = None if axes.forward is None else _axis(axes.forward, f"{where}.hand.forward")
+        return HandAxes(axes.frame, _axis(axes.thumb_side, f"{where}.hand.thumb_side"), forward)
     return _take(data, ArmProfile, where, joints=tuple, hand=hand)
 
 

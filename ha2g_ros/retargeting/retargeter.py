@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pinocchio as pin
 
 from ha2g_ros.retargeting.hands import HandMapper, finger_flexion
-from ha2g_ros.retargeting.human import TED_TO_BODY, BoneMap, bone_map_for, hand_axes, torso_rotation, unit_bones
+from ha2g_ros.retargeting.human import BoneMap, bone_map_for, hand_axes, torso_rotation, unit_bones
 from ha2g_ros.retargeting.profile import (RobotProfile, SIDES, validate_against_model, validate_amplitude,
                                           validate_rest_blend)
 from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, load_model, reduced_model
@@ -71,8 +72,8 @@ class Retargeter:
             raise RobotLoadError(f"torso frame {profile.torso!r} moves with a commanded joint "
                                  f"({self.model.names[self.model.frames[torso].parentJoint]!r}); pick a frame above "
                                  "the arms (the chest or torso link)")
-        self._ik, self.terms = self._build_ik()
         self._world_R_torso = self._torso_rotation(torso)
+        self._ik, self.terms = self._build_ik()
         self._rest_dirs = self._ik.directions(self._to_model(self._rest))
         arm_term = np.array([t.kind in ("upper_arm", "forearm") for t in self.terms])
         self._weights_full = np.where(arm_term, 1.0, profile.solver.hand_weight)
@@ -102,15 +103,20 @@ class Retargeter:
             meanings += [Term(side, "upper_arm"), Term(side, "forearm")]
             if arm.hand is not None:
                 hand = frame_id(m, arm.hand.frame, f"arms.{side}.hand.frame")
-                terms += [AxisTerm(hand, np.array(arm.hand.forward)), AxisTerm(hand, np.array(arm.hand.thumb_side))]
-                meanings += [Term(side, "hand_forward"), Term(side, "hand_side")]
+                if arm.hand.forward is not None:
+                    terms.append(AxisTerm(hand, np.array(arm.hand.forward)))
+                    meanings.append(Term(side, "hand_forward"))
+                terms.append(AxisTerm(hand, np.array(arm.hand.thumb_side)))
+                meanings.append(Term(side, "hand_side"))
         columns = self._qi[:self._n_arm]
         solver = self.profile.solver
-        return DirectionIK(m, terms, columns, solver.damping, solver.posture_weight), meanings
+        front = self._world_R_torso[:, 0]  # the torso's x axis, in the world frame
+        return DirectionIK(m, terms, columns, solver.damping, solver.posture_weight, front), meanings
 
     def _torso_rotation(self, torso: int) -> np.ndarray:
-        self._ik.directions(self._to_model(np.clip(0.0, self.lower, self.upper)))  # forward kinematics
-        return self._ik.data.oMf[torso].rotation.copy()  # constant: no commanded joint moves the torso
+        data = self.model.createData()
+        pin.framesForwardKinematics(self.model, data, pin.neutral(self.model))
+        return data.oMf[torso].rotation.copy()  # constant: no commanded joint moves the torso
 
     def _to_model(self, q: np.ndarray) -> np.ndarray:
         q_model = np.empty(self.model.nq)
@@ -152,7 +158,7 @@ class Retargeter:
         self._q_ik = self._q_out.copy()
         self.velocity = np.zeros(len(self.joint_names))
         self._targets_body = self._rest_dirs @ self._world_R_torso  # held targets, in the robot torso frame
-        self._torso = TED_TO_BODY
+        self._torso = None  # the speaker's last seen torso frame; the skeleton's mean pose until one is seen
         self._hand_targets = self._rest.copy()
 
     # --- solving --------------------------------------------------------------------------------------------------
@@ -172,9 +178,11 @@ class Retargeter:
         torso = torso_rotation(unit, valid, bones)
         if torso is not None:
             self._torso = torso
+        elif self._torso is None:
+            self._torso = bones.rest_torso
         human = self._human_targets(unit, valid, bones)
         found = ~np.isnan(human[:, 0])
-        self._targets_body[found] = human[found] @ self._torso.T  # the last valid torso frame if this one has none
+        self._targets_body[found] = human[found] @ self._torso.T
         weights = self._weights_full if bones.fingers is not None else self._weights_no_hands
         targets = _rotate_toward(self._rest_dirs, self._targets_body @ self._world_R_torso.T, self._amplitude)
 

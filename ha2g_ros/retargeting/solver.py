@@ -4,9 +4,10 @@ The unknowns are the arm joints. Each target is a unit direction in the robot's 
 (frame a -> frame b, e.g. shoulder -> elbow) or an axis fixed in a frame (the hand's forward axis) should point along.
 One step minimises
 
-    sum_k w_k^2 |t_k - d_k(q) - J_k dq|^2 + damping^2 |dq|^2 + posture |q + dq - q_rest|^2
+    sum_k w_k^2 |e_k(q) - J_k dq|^2 + damping^2 |dq|^2 + posture |q + dq - q_rest|^2
 
-subject to lo <= q + dq <= hi, where the box [lo, hi] intersects the joint position limits with the velocity budget
+where e_k is the tangent vector at the current direction d_k(q) that points to the target t_k, as long as the angle
+between them (Gauss-Newton on the sphere), subject to lo <= q + dq <= hi, where the box [lo, hi] intersects the joint position limits with the velocity budget
 around the previous frame's output (|q - q_prev| <= v_max * dt). The box is handled as a small QP by an active set:
 solve, pin the joints that left the box at its edge, re-solve the others. Starting from the previous frame's answer
 and never leaving the velocity box is what keeps the motion on one IK branch (no elbow flips).
@@ -19,6 +20,7 @@ import numpy as np
 import pinocchio as pin
 
 _WORLD = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
+_DETOUR_ANGLE = np.radians(120)  # targets further than this are approached through the robot's front
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class AxisTerm:
 class DirectionIK:
     """Damped least-squares IK on direction targets for the joints at `columns` of `model` (all 1-DoF)."""
 
-    def __init__(self, model: pin.Model, terms: list, columns: np.ndarray, damping: float, posture_weight: float):
+    def __init__(self, model: pin.Model, terms: list, columns: np.ndarray, damping: float, posture_weight: float,
+                 front: np.ndarray):
         self.model = model
         self.data = model.createData()
         self.terms = terms
@@ -58,6 +61,7 @@ class DirectionIK:
         self._order = np.array([next(i for i, s in enumerate(stacked) if s is t) for t in terms], dtype=np.int64)
         self.regulariser = damping ** 2 + posture_weight
         self.posture_weight = posture_weight
+        self.front = front  # world direction of the robot's front (detour for far targets, see _tangent_error)
 
     def directions(self, q_model: np.ndarray) -> np.ndarray:
         """(n_terms, 3) current directions of every term in the world frame (forward kinematics only)."""
@@ -104,12 +108,41 @@ class DirectionIK:
             dirs, jacs = self._linearise(q_model)
             w = weights[:, None]
             J = (jacs * w[:, :, None]).reshape(-1, n)  # (3 n_terms, n)
-            e = ((targets - dirs) * w).reshape(-1)
-            H = J.T @ J + self.regulariser * np.eye(n)
+            e = (_tangent_error(dirs, targets, self.front) * w).reshape(-1)
+            # Levenberg-Marquardt style: damping grows with the squared error (Sugihara 2011), so far targets get
+            # short, safe steps instead of Gauss-Newton overshoot that would oscillate from frame to frame.
+            H = J.T @ J + (self.regulariser + 0.5 * e @ e) * np.eye(n)
             g = J.T @ e + self.posture_weight * (q_rest - x)
             x = x + _box_solve(H, g, lo - x, hi - x)
             q_model[self.columns] = x
         return q_model
+
+
+def _tangent_error(current: np.ndarray, target: np.ndarray, detour: np.ndarray) -> np.ndarray:
+    """(n, 3) error on the unit sphere: tangent at `current`, pointing to `target`, as long as the angle between them.
+
+    Unlike the chord target - current, it does not vanish when the two are opposite (an arm hanging down asked to
+    point up). Such far targets are ambiguous (every great circle leads there) and the nearest-looking way often ends
+    at a joint limit (Pepper's arm swung out sideways cannot turn up), so beyond 120 degrees the error turns toward
+    the `detour` direction (the robot's front): arms go up and down in front of the body, as people's do.
+    """
+    cos = np.clip(np.einsum("nx,nx->n", current, target), -1.0, 1.0)
+    toward = target - cos[:, None] * current
+    angle = np.arccos(cos)
+    far = angle > _DETOUR_ANGLE
+    if far.any():
+        u = current[far]
+        via = detour - (u @ detour)[:, None] * u
+        if (np.linalg.norm(via, axis=1) < 1e-6).any():  # pointing straight ahead/back: any perpendicular will do
+            via = np.where(np.linalg.norm(via, axis=1, keepdims=True) < 1e-6, np.cross(u, [0.0, 0.0, 1.0]), via)
+        share = ((angle[far] - _DETOUR_ANGLE) / (np.pi - _DETOUR_ANGLE))[:, None]
+        toward[far] = (1 - share) * _unit(toward[far]) + share * _unit(via)
+    return _unit(toward) * angle[:, None]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norm, out=np.zeros_like(v), where=norm > 1e-12)
 
 
 def _box_solve(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, passes: int = 3) -> np.ndarray:

@@ -60,7 +60,7 @@ class SideBySide:
         unit[~valid] = bones.skeleton.rest_directions()[~valid]  # draw missing bones at rest rather than not at all
         rotation = torso_rotation(unit, valid, bones)
         if rotation is None:
-            rotation = torso_rotation(bones.skeleton.rest_directions(), np.ones(len(unit), bool), bones)
+            rotation = bones.rest_torso
         positions = directions_to_positions(unit, bones.skeleton) @ rotation.T
         parents, children = zip(*bones.skeleton.bones)
         colours = [GREY] * len(parents)
