@@ -17,6 +17,15 @@ from ha2g_model.text import Vocab
 WORDS = ["so", "we", "move", "our", "hands", "when", "we", "speak", "about", "big", "ideas"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU spinning OpenMP threads slow everyone down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_model(preset="tiny_expressive", seed=0):
     torch.manual_seed(seed)
     return HA2G(HA2GConfig.preset(preset)).eval()
