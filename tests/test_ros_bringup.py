@@ -1,0 +1,204 @@
+"""The params file, remapping, the microphone node, the single-process bringup and the launch file."""
+import ast
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Float32MultiArray, Int16MultiArray, String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from ha2g_ros.bringup import SOURCE_CONFIG, params_file  # noqa: E402
+from ha2g_ros.gesture_node import PARAMS  # noqa: E402
+from ha2g_ros.trajectory import validate_trajectory  # noqa: E402
+
+from test_ros_gesture_node import Harness, checkpoint, speech  # noqa: E402,F401 - shared fixtures
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / "launch" / "gestures.launch.py"
+
+
+def load_yaml():
+    return yaml.safe_load(SOURCE_CONFIG.read_text())
+
+
+def test_params_file_matches_the_declared_defaults():
+    config = load_yaml()
+    values = {**config["/**"]["ros__parameters"], **config["gesture_node"]["ros__parameters"]}
+    declared = {p.name: p.default for p in PARAMS}
+    assert set(values) == set(declared), "config/gestures.yaml and gesture_node.PARAMS list different parameters"
+    for name, default in declared.items():
+        assert values[name] == default and type(values[name]) is type(default), name
+    assert params_file() == SOURCE_CONFIG
+
+
+def test_params_from_yaml_reach_both_nodes(tmp_path, checkpoint, speech):  # noqa: F811
+    """A user's copy of the params file, loaded the way the bringup loads it (global --params-file)."""
+    from ha2g_ros.bringup import create_nodes
+
+    config = load_yaml()
+    config["/**"]["ros__parameters"]["audio_type"] = "std_msgs/msg/Float32MultiArray"
+    config["gesture_node"]["ros__parameters"].update(amplitude=0.7, checkpoint=str(checkpoint), hop_frames=5)
+    config["microphone_node"]["ros__parameters"].update(source="file", file=str(speech[2]), chunk_size=800)
+    user_yaml = tmp_path / "my_robot.yaml"
+    user_yaml.write_text(yaml.safe_dump(config))
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["test", "--ros-args", "--params-file", str(user_yaml)])
+    try:
+        microphone, gesture = create_nodes(context, gesture_overrides=[Parameter("speaker", value=1)])
+        try:
+            assert gesture.get_parameter("amplitude").value == 0.7 and gesture.retargeter.amplitude == 0.7
+            assert gesture.get_parameter("hop_frames").value == 5 and gesture.engine.config.hop_frames == 5
+            assert gesture.get_parameter("speaker").value == 1 and gesture.engine.speaker == 1  # override wins
+            for node in (microphone, gesture):
+                assert node.get_parameter("audio_type").value == "std_msgs/msg/Float32MultiArray"
+            assert microphone.get_parameter("chunk_size").value == 800
+            assert microphone.audio_pub.msg_type is Float32MultiArray
+        finally:
+            microphone.destroy_node()
+            gesture.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def test_trajectory_topics_follow_remapping(rclpy_context, checkpoint, speech):  # noqa: F811
+    remap = ["--ros-args", "-r", "left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory"]
+    h = Harness(rclpy_context, checkpoint, cli_args=remap)
+    try:
+        topics = {name for name, _ in h.gesture.get_publisher_names_and_types_by_node("gesture_node", "/")}
+        assert "/left_arm_controller/joint_trajectory" in topics and "/left_arm/joint_trajectory" not in topics
+        assert "/right_arm/joint_trajectory" in topics
+        h.robot_state = h.gesture.rest
+        h.spin(0.1)
+        h.play(speech[0][: 2 * 16000])
+        h.spin(0.5)
+    finally:
+        h.close()
+    assert h.topics["left_arm"] == "/left_arm_controller/joint_trajectory"
+    assert h.received["left_arm"] and h.received["right_arm"]
+
+
+def test_file_source_plays_in_real_time_with_its_transcript(rclpy_context, speech):  # noqa: F811
+    from ha2g_ros.microphone_node import MicrophoneNode
+
+    _, words, wav, transcript = speech
+    node = MicrophoneNode(context=rclpy_context, parameter_overrides=[
+        Parameter("source", value="file"), Parameter("file", value=str(wav)),
+        Parameter("transcript_file", value=str(transcript)), Parameter("sample_rate", value=8000),
+        Parameter("chunk_size", value=400)])
+    listener = rclpy.create_node("listener", context=rclpy_context)
+    chunks, texts = [], []
+    from rclpy.qos import qos_profile_sensor_data
+
+    listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append((time.monotonic(), m)),
+                                 qos_profile_sensor_data)
+    listener.create_subscription(String, "transcript", texts.append, 10)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
+    assert len(texts) == 1
+    message = json.loads(texts[0].data)
+    assert message["clock"] == "ros" and [w["word"] for w in message["words"]] == [w for w, _, _ in words]
+    assert len(chunks) > 20 and all(len(m.data) == 400 for _, m in chunks[:-1])
+    # real time: 400 samples at 8 kHz = 50 ms per chunk, within timer jitter over the whole run
+    elapsed = chunks[-1][0] - chunks[0][0]
+    assert elapsed == pytest.approx((len(chunks) - 1) * 0.05, abs=0.5)
+
+
+def test_no_input_device_is_a_clear_error(rclpy_context):
+    sounddevice = pytest.importorskip("sounddevice")
+    from ha2g_ros.microphone_node import MicrophoneError, MicrophoneNode
+
+    if any(d["max_input_channels"] > 0 for d in sounddevice.query_devices()):
+        with pytest.raises(MicrophoneError, match="no input device matches"):
+            MicrophoneNode(context=rclpy_context, parameter_overrides=[Parameter("device", value="no-such-mic")])
+    else:
+        with pytest.raises(MicrophoneError, match="no audio input device found"):
+            MicrophoneNode(context=rclpy_context)
+
+
+def test_bringup_command_runs_the_pipeline(rclpy_context, checkpoint, speech, tmp_path):  # noqa: F811
+    """`ha2g-bringup` in its own process, file source, one params file; a controller-side node listens here."""
+    import soundfile
+
+    audio, words, _, _ = speech
+    short = tmp_path / "short.wav"
+    soundfile.write(short, audio[: 4 * 16000], 16000)
+    (tmp_path / "short.json").write_text(json.dumps({"words": [
+        {"word": w, "start": s, "end": e} for w, s, e in words if e < 4.0]}))
+    listener = rclpy.create_node("controllers", context=rclpy_context)
+    received = []
+    listener.create_subscription(JointTrajectory, "right_arm/joint_trajectory", received.append, 50)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(listener)
+    command = [sys.executable, "-m", "ha2g_ros.bringup", "--checkpoint", str(checkpoint), "--audio-source", "file",
+               "--audio-file", str(short), "--transcript-file", str(tmp_path / "short.json"), "--duration", "14",
+               "--", "--ros-args", "-p", "gesture_node:playback_delay_s:=3.0"]
+    child = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        while child.poll() is None:
+            executor.spin_once(timeout_sec=0.05)
+        output = child.stdout.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        executor.shutdown()
+        listener.destroy_node()
+    assert child.returncode == 0, output
+    assert "finished playing the file" in output, output
+    assert received, output
+    joints = ["RShoulderPitch", "RShoulderRoll", "RElbowYaw", "RElbowRoll", "RWristYaw"]
+    for msg in received:
+        assert validate_trajectory(msg, joints) == []
+
+
+def test_launch_file_uses_the_one_params_file():
+    """The launch file reads share/ha2g_ros/config/gestures.yaml: the installed copy of the bringup's file."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert {"config", "gestures.yaml", "gesture_node", "microphone_node"} <= strings
+    assert SOURCE_CONFIG.parent.name == "config" and SOURCE_CONFIG.name == "gestures.yaml"
+
+
+def test_launch_description_builds():
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (the PyPI ROS 2 wheels lack it)")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("ha2g_ros")
+    except PackageNotFoundError:
+        pytest.skip("ha2g_ros is not installed into an ament prefix (colcon build) here")
+    spec = importlib.util.spec_from_file_location("gestures_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from launch import LaunchContext
+
+    description = module.generate_launch_description()
+    arguments = {a.name for a in description.get_launch_arguments()}
+    assert {"robot", "checkpoint", "backend", "audio_source", "remappings", "params_file"} <= arguments
+    context = LaunchContext()
+    for action in description.entities:
+        action.visit(context)
+    nodes = module._nodes(context)
+    assert [n.node_executable for n in nodes] == ["gesture_node", "microphone_node"]
+    assert module.PARAMS_FILE.name == "gestures.yaml"
