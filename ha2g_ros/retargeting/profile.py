@@ -61,7 +61,8 @@ class SolverConfig:
     damping: float = 0.05  # DLS damping (rad-scale); larger = smoother near singularities, less exact
     posture_weight: float = 1e-3  # pull toward the rest pose; picks the elbow of redundant (7-DoF) arms
     hand_weight: float = 0.3  # weight of the hand orientation relative to the arm bone directions
-    iterations: int = 3  # DLS iterations per frame (warm-started from the previous frame)
+    hand_smoothing_s: float = 0.2  # time constant of a low-pass on hand orientation and curl targets; 0 = off
+    iterations: int = 2  # DLS iterations per frame (warm-started: a third changes the error by < 0.5 degree)
     curl_range_deg: tuple[float, float] = (30.0, 130.0)  # finger flexion (knuckle + middle joint) mapped to 0..1
 
 
@@ -189,9 +190,11 @@ def _check_consistency(profile: RobotProfile) -> None:
     validate_amplitude(s.amplitude)
     validate_rest_blend(s.rest_blend)
     lo, hi = s.curl_range_deg
-    if not (s.damping > 0 and s.posture_weight >= 0 and s.hand_weight >= 0 and s.iterations >= 1 and 0 <= lo < hi):
+    if not (s.damping > 0 and s.posture_weight >= 0 and s.hand_weight >= 0 and s.hand_smoothing_s >= 0
+            and s.iterations >= 1 and 0 <= lo < hi):
         raise ValueError(f"{where}: solver needs damping > 0, posture_weight >= 0, hand_weight >= 0, "
-                         f"iterations >= 1 and 0 <= curl_range_deg[0] < curl_range_deg[1]; got {s}")
+                         f"hand_smoothing_s >= 0, iterations >= 1 and 0 <= curl_range_deg[0] < curl_range_deg[1]; "
+                         f"got {s}")
 
 
 def validate_amplitude(value: float) -> float:

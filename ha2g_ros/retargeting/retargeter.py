@@ -75,9 +75,9 @@ class Retargeter:
         self._world_R_torso = self._torso_rotation(torso)
         self._ik, self.terms = self._build_ik()
         self._rest_dirs = self._ik.directions(self._to_model(self._rest))
-        arm_term = np.array([t.kind in ("upper_arm", "forearm") for t in self.terms])
-        self._weights_full = np.where(arm_term, 1.0, profile.solver.hand_weight)
-        self._weights_no_hands = np.where(arm_term, 1.0, 0.0)  # skeletons without fingers: the wrist just rests
+        self._arm_term = np.array([t.kind in ("upper_arm", "forearm") for t in self.terms])
+        self._weights_full = np.where(self._arm_term, 1.0, profile.solver.hand_weight)
+        self._weights_no_hands = np.where(self._arm_term, 1.0, 0.0)  # skeletons without fingers: the wrist rests
         self._hand_mappers = {side: HandMapper(joints, profile.solver.curl_range_deg)
                               for side, joints in profile.hands.items() if joints}
         offset = self._n_arm
@@ -182,7 +182,11 @@ class Retargeter:
             self._torso = bones.rest_torso
         human = self._human_targets(unit, valid, bones)
         found = ~np.isnan(human[:, 0])
-        self._targets_body[found] = human[found] @ self._torso.T
+        # Hand targets come from noisy finger estimates: a first-order low-pass keeps the wrists from chattering.
+        smooth = 1.0 - np.exp(-dt / self.profile.solver.hand_smoothing_s) if self.profile.solver.hand_smoothing_s else 1.0
+        gain = np.where(self._arm_term[found], 1.0, smooth)[:, None]
+        moved = self._targets_body[found] + gain * (human[found] @ self._torso.T - self._targets_body[found])
+        self._targets_body[found] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
         weights = self._weights_full if bones.fingers is not None else self._weights_no_hands
         targets = _rotate_toward(self._rest_dirs, self._targets_body @ self._world_R_torso.T, self._amplitude)
 
@@ -198,7 +202,8 @@ class Retargeter:
             for side, mapper in self._hand_mappers.items():
                 flexion = finger_flexion(unit, valid, bones.fingers[side])
                 if flexion is not None:
-                    self._hand_targets[self._hand_slices[side]] = mapper.positions(flexion)
+                    held = self._hand_targets[self._hand_slices[side]]
+                    self._hand_targets[self._hand_slices[side]] = held + smooth * (mapper.positions(flexion) - held)
         for s in self._hand_slices.values():
             q_ik[s] = self._hand_targets[s]
         self._q_ik = np.clip(q_ik, self.lower, self.upper)

@@ -9,7 +9,7 @@ A URDF source is one of
 
 Only kinematics are built (`buildModelFromUrdf` without geometry), so meshes referenced by the URDF need not exist.
 
-Run `python -m ha2g_ros.retargeting.robot <source>` to print a robot's joints, limits and frames: the starting point for
+Run `python -m ha2g_ros.retargeting <source>` to print a robot's joints, limits and frames: the starting point for
 writing a profile (docs/retargeting.md).
 """
 from __future__ import annotations
@@ -120,13 +120,3 @@ def describe(model: pin.Model) -> str:
         lines.append(f"  frame {frame.name:<40} {str(frame.type).split('.')[-1]:<12} "
                      f"{np.array2string(data.oMf[fid].translation, precision=3, suppress_small=True)}")
     return "\n".join(lines)
-
-
-def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m ha2g_ros.retargeting.robot <URDF path | package://... | python://...>")
-    print(describe(load_model(sys.argv[1])))
-
-
-if __name__ == "__main__":
-    main()

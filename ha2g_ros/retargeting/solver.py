@@ -90,8 +90,11 @@ class DirectionIK:
         seg_jac = (dd - u[:, :, None] * np.einsum("ki,kin->kn", u, dd)[:, None, :]) / length[:, None, None]
         # Axes: a = R a_local, so da = omega x a.
         a = np.einsum("kij,kj->ki", rot[self._axis_frame], self._axis_local)
-        omega = jac[self._axis_frame, 3:]  # (n_axes, 3, n)
-        axis_jac = np.cross(omega, a[:, :, None], axis=1)
+        w = jac[self._axis_frame, 3:]  # (n_axes, 3, n) angular velocity per joint
+        a_ = a[:, :, None]
+        axis_jac = np.stack([w[:, 1] * a_[:, 2] - w[:, 2] * a_[:, 1],  # omega x a, column by column
+                             w[:, 2] * a_[:, 0] - w[:, 0] * a_[:, 2],
+                             w[:, 0] * a_[:, 1] - w[:, 1] * a_[:, 0]], axis=1)
         return np.concatenate([u, a])[self._order], np.concatenate([seg_jac, axis_jac])[self._order]
 
     def solve(self, q_model: np.ndarray, targets: np.ndarray, weights: np.ndarray, q_rest: np.ndarray,
