@@ -111,3 +111,271 @@ def synthesize_speech(out_dir: Path, paragraphs=SPEECH) -> tuple[Path, Path]:
     soundfile.write(wav, 0.8 * audio / max(1e-6, np.abs(audio).max()), SAMPLE_RATE, subtype="PCM_16")
     transcript.write_text(to_json(words))
     return wav, transcript
+
+
+# --- running the bringup and recording what it publishes ------------------------------------------------------------
+
+def loopback_environment() -> None:
+    """The demo talks to nobody else: discovery on this machine only, and a domain of its own unless one is set."""
+    from ha2g_ros.bringup import default_environment
+
+    default_environment()
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the range on newer distros
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+
+
+class Recording:
+    """Everything the recorder node received, with the ROS time of arrival."""
+
+    def __init__(self, groups):
+        self.trajectories = {g: [] for g in groups}  # per group: (arrival number, message)
+        self.arrivals = 0
+        self.skeletons: list[tuple[float, np.ndarray]] = []  # (stamp s, joint positions in the body frame)
+        self.timing: list[dict] = []
+        self.transcript_origin: float | None = None
+
+
+def make_recorder(context, groups, recording: Recording):
+    """A node on the controllers' side of the topics: it keeps every message for the analysis."""
+    import rclpy
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+    from visualization_msgs.msg import MarkerArray
+
+    from ha2g_ros.trajectory import time_to_seconds
+
+    node = rclpy.create_node("demo_recorder", context=context)
+
+    def keeper(group):
+        def on_trajectory(msg):
+            recording.arrivals += 1
+            recording.trajectories[group].append((recording.arrivals, msg))
+        return on_trajectory
+
+    for group in groups:
+        node.create_subscription(JointTrajectory, f"{group}/joint_trajectory", keeper(group), 100)
+
+    def on_skeleton(msg):
+        lines = msg.markers[0]
+        points = np.array([[p.x, p.y, p.z] for p in lines.points])
+        recording.skeletons.append((time_to_seconds(lines.header.stamp), points))
+
+    def on_transcript(msg):
+        recording.transcript_origin = json.loads(msg.data)["origin"]
+
+    node.create_subscription(MarkerArray, "gesture_skeleton", on_skeleton, 100)
+    node.create_subscription(String, "gesture_timing", lambda m: recording.timing.append(json.loads(m.data)), 100)
+    node.create_subscription(String, "transcript", on_transcript, 10)
+    return node
+
+
+def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None, backend: str | None,
+                tail_s: float = 2.5, timeout_s: float = 300.0):
+    """Bringup + recorder in one SingleThreadedExecutor until the file has played and the robot came to rest."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from ha2g_ros.bringup import create_nodes, params_file
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["ha2g-demo", "--ros-args", "--params-file", str(params_file())])
+    nodes, executor = [], None
+    try:
+        mic = [Parameter("source", value="file"), Parameter("file", value=str(wav)),
+               Parameter("transcript_file", value=str(transcript))]
+        gesture = [Parameter("robot", value=robot)]
+        gesture += [Parameter("checkpoint", value=str(checkpoint))] if checkpoint else []
+        gesture += [Parameter("backend", value=backend)] if backend else []
+        nodes = create_nodes(context, mic, gesture)
+        microphone, gesture_node = nodes
+        recording = Recording(gesture_node.groups)
+        nodes.append(make_recorder(context, gesture_node.groups, recording))
+        executor = SingleThreadedExecutor(context=context)
+        for node in nodes:
+            executor.add_node(node)
+        delay = gesture_node.get_parameter("playback_delay_s").value
+        fade = gesture_node.get_parameter("fade_out_s").value
+        deadline, finished_at = time.monotonic() + timeout_s, None
+        from tqdm import tqdm
+
+        duration = len(microphone.audio) / microphone.rate
+        with tqdm(total=round(duration, 1), desc="playing the speech through ROS 2", unit="s") as bar:
+            while time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
+                played = round(microphone.position / microphone.rate, 1)
+                if played != bar.n:
+                    bar.update(played - bar.n)
+                if microphone.finished and finished_at is None:
+                    finished_at = time.monotonic()
+                if finished_at is not None and time.monotonic() - finished_at > delay + fade + tail_s:
+                    break
+            else:
+                raise RuntimeError(f"the demo did not finish within {timeout_s} s")
+        meta = {"robot": robot, "joint_names": gesture_node.joint_names, "groups": gesture_node.retargeter.groups,
+                "playback_delay_s": delay, "stats": dict(gesture_node.stats),
+                "checkpoint": str(checkpoint or "shipped default"),
+                "backend": gesture_node.get_parameter("backend").value}
+        return recording, gesture_node.retargeter, gesture_node.engine.skeleton, meta
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        context.try_shutdown()
+
+
+# --- analysis -------------------------------------------------------------------------------------------------------
+
+def merged_motion(recording: Recording, retargeter) -> tuple[np.ndarray, np.ndarray]:
+    """The motion the robot's controllers executed: times (n,) and q (n, n_joints), messages in arrival order."""
+    from ha2g_ros.trajectory import executed_motion
+
+    arrivals = sorted((msg_index, msg) for messages in recording.trajectories.values()
+                      for msg_index, msg in messages)
+    return executed_motion([msg for _, msg in arrivals], list(retargeter.joint_names))
+
+
+def check_recording(recording: Recording, retargeter) -> dict:
+    """Every message as a controller would check it, against the URDF limits; then the merged motion."""
+    from ha2g_ros.trajectory import check_limits, validate_trajectory
+
+    names = list(retargeter.joint_names)
+    index = {n: i for i, n in enumerate(names)}
+    problems, per_group = [], {}
+    for group, messages in recording.trajectories.items():
+        joints = retargeter.groups[group]
+        idx = [index[j] for j in joints]
+        limits = (retargeter.lower[idx], retargeter.upper[idx], retargeter.velocity_limits[idx])
+        bad = 0
+        for k, (_, msg) in enumerate(messages):
+            found = validate_trajectory(msg, joints, *limits)
+            bad += bool(found)
+            problems += [f"{group} message #{k}: {p}" for p in found]
+        per_group[group] = {"messages": len(messages), "points": sum(len(m.points) for _, m in messages),
+                            "rejected": bad}
+    times, q = merged_motion(recording, retargeter)
+    motion = check_limits(names, times, q, retargeter.lower, retargeter.upper, retargeter.velocity_limits)
+    speed = np.abs(np.diff(q, axis=0)) / np.diff(times)[:, None] if len(times) > 1 else np.zeros((0, len(names)))
+    return {"groups": per_group, "message_problems": problems[:20], "n_message_problems": len(problems),
+            "motion_problems": motion[:20], "n_motion_problems": len(motion), "frames": len(times),
+            "peak_velocity_fraction_of_limit": float((speed / retargeter.velocity_limits).max()) if len(speed) else 0,
+            "position_range_rad": {n: [float(q[:, i].min()), float(q[:, i].max())] for i, n in enumerate(names)}
+            if len(q) else {}}
+
+
+def human_directions(recording: Recording, skeleton, times: np.ndarray) -> np.ndarray:
+    """The human pose shown at each of `times`: the skeleton marker published last before it, back in data frame."""
+    from ha2g_model.skeleton import positions_to_directions
+
+    stamps = np.array([t for t, _ in recording.skeletons])
+    rotation = np.asarray(skeleton.body_from_data, np.float64)
+    out = np.empty((len(times), skeleton.n_bones, 3), np.float32)
+    for k, t in enumerate(times):
+        i = max(0, int(np.searchsorted(stamps, t + 1e-3)) - 1)
+        points = recording.skeletons[i][1]
+        joints = np.zeros((skeleton.n_joints, 3))
+        joints[skeleton.bones[0][0]] = points[0]
+        for b, (_, child) in enumerate(skeleton.bones):
+            joints[child] = points[2 * b + 1]
+        out[k] = positions_to_directions(joints @ rotation, skeleton)  # body -> data frame: inverse rotation
+    return out
+
+
+def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict, wav: Path,
+           formats=("mp4", "gif")) -> list[Path]:
+    """demo.mp4 (with the speech, in sync with the gestures) and/or demo.gif (half rate) of the commanded motion."""
+    import imageio.v2 as imageio
+    import soundfile
+    from tqdm import tqdm
+
+    from ha2g_model.render import find_ffmpeg
+    from ha2g_ros.retargeting.visualize import SideBySide
+
+    times, q = merged_motion(recording, retargeter)
+    directions = human_directions(recording, skeleton, times)
+    view = SideBySide(retargeter, size_px=(560, 560))
+    images = [view.draw(d, angles, title=f"t = {t - times[0]:.1f} s")
+              for d, angles, t in tqdm(zip(directions, q, times), total=len(times), desc="drawing frames")]
+    written = []
+    if "gif" in formats:
+        gif = out_dir / "demo.gif"
+        imageio.mimsave(gif, images[::2], duration=2000 / 15, loop=0)
+        written.append(gif)
+    if "mp4" in formats and find_ffmpeg() is not None:
+        silent = out_dir / "demo_silent.mp4"
+        imageio.mimsave(silent, images, fps=15, codec="libx264", macro_block_size=16, pixelformat="yuv420p")
+        mp4 = out_dir / "demo.mp4"
+        # The robot plays the gesture of a sound playback_delay_s after it arrived; a robot that delays its own
+        # speech by as much shows the two together, so the soundtrack starts at (transcript origin + delay).
+        audio, rate = soundfile.read(wav, dtype="float32")
+        start = times[0] - (recording.transcript_origin + meta["playback_delay_s"])
+        if start >= 0:
+            audio = audio[int(start * rate):]
+        else:
+            audio = np.concatenate([np.zeros(int(-start * rate), np.float32), audio])
+        track = out_dir / "demo_track.wav"
+        soundfile.write(track, audio, rate)
+        result = subprocess.run([find_ffmpeg(), "-y", "-loglevel", "error", "-i", str(silent), "-i", str(track),
+                                 "-c:v", "copy", "-c:a", "aac", "-shortest", str(mp4)], capture_output=True, text=True)
+        silent.unlink() if result.returncode == 0 else silent.rename(mp4)
+        track.unlink()
+        written.append(mp4)
+    return written
+
+
+def summarise(recording: Recording, checks: dict, meta: dict, wav: Path, seconds: float) -> dict:
+    import soundfile
+
+    timing = recording.timing[-1] if recording.timing else {}
+    return {
+        "robot": meta["robot"], "checkpoint": meta["checkpoint"], "backend": meta["backend"],
+        "speech_s": round(soundfile.info(wav).duration, 2), "wall_s": round(seconds, 1),
+        "messages": {g: v["messages"] for g, v in checks["groups"].items()},
+        "latency": {k: round(timing[k], 1) for k in ("compute_ms_mean", "compute_ms_p95", "latency_ms_mean",
+                                                       "latency_ms_p95", "hop_ms") if k in timing},
+        "playback_delay_s": meta["playback_delay_s"],
+        "node_stats": meta["stats"],
+        "limit_checks": {k: checks[k] for k in ("n_message_problems", "message_problems", "n_motion_problems",
+                                                "motion_problems", "frames", "peak_velocity_fraction_of_limit")},
+        "all_within_limits": checks["n_message_problems"] == 0 and checks["n_motion_problems"] == 0,
+        "groups": checks["groups"],
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="ha2g-demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default: out/demo)")
+    parser.add_argument("--robot", default="pepper", help="robot profile (default: pepper)")
+    parser.add_argument("--checkpoint", help="HA2G checkpoint directory (default: the shipped one)")
+    parser.add_argument("--backend", help="torch, onnxruntime, tensorrt or auto (default: the params file's)")
+    parser.add_argument("--video", choices=("mp4", "gif", "both", "none"), default="both")
+    args = parser.parse_args(argv)
+    loopback_environment()
+    began = time.monotonic()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    print("1/4 synthesising the speech sample with espeak-ng")
+    wav, transcript = synthesize_speech(out)
+    print(f"2/4 running the bringup on {args.robot} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, loopback only)")
+    recording, retargeter, skeleton, meta = run_bringup(wav, transcript, args.robot, args.checkpoint, args.backend)
+    print("3/4 checking every trajectory against the URDF limits")
+    checks = check_recording(recording, retargeter)
+    np.savez_compressed(out / "trajectories.npz", joint_names=np.array(retargeter.joint_names),
+                        **dict(zip(("times", "positions"), merged_motion(recording, retargeter))))
+    formats = {"both": ("mp4", "gif"), "none": ()}.get(args.video, (args.video,))
+    videos = []
+    if formats:
+        print("4/4 drawing the robot")
+        videos = render(out, retargeter, skeleton, recording, meta, wav, formats)
+    summary = summarise(recording, checks, meta, wav, time.monotonic() - began)
+    summary["files"] = [str(p) for p in [wav, transcript, out / "trajectories.npz", *videos]]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: summary[k] for k in ("messages", "latency", "all_within_limits", "files")}, indent=1))
+    if not summary["all_within_limits"]:
+        raise SystemExit("some trajectories broke a limit: see summary.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -86,10 +86,39 @@ def build_trajectory(joint_names, times_s: np.ndarray, positions: np.ndarray, qd
     return msg
 
 
+def absolute_times_ns(msg: JointTrajectory) -> np.ndarray:
+    """ROS time in integer nanoseconds at which each point of `msg` is due (exact, unlike float seconds)."""
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return np.array([stamp + p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec for p in msg.points],
+                    dtype=np.int64)
+
+
 def absolute_times(msg: JointTrajectory) -> np.ndarray:
     """ROS time in seconds at which each point of `msg` is due."""
-    stamp = time_to_seconds(msg.header.stamp)
-    return np.array([stamp + time_to_seconds(p.time_from_start) for p in msg.points])
+    return absolute_times_ns(msg) * 1e-9
+
+
+def executed_motion(messages, joint_names) -> tuple[np.ndarray, np.ndarray]:
+    """What a trajectory controller plays from `messages` (in arrival order): times (n,) s and positions (n, J).
+
+    Each message takes over from its first point on, replacing whatever earlier messages planned from then (the
+    controller's trajectory replacement); points of joints outside `joint_names` are ignored, and a time is kept only
+    once every joint has a position for it.
+    """
+    frames: dict[int, dict[str, float]] = {}
+    for msg in messages:
+        times = absolute_times_ns(msg)
+        if not len(times):
+            continue
+        for t in [t for t in frames if t >= times[0]]:
+            for name in msg.joint_names:
+                frames[t].pop(name, None)
+        for t, point in zip(times, msg.points):
+            frames.setdefault(int(t), {}).update(zip(msg.joint_names, point.positions))
+    keys = [t for t in sorted(frames) if all(name in frames[t] for name in joint_names)]
+    positions = np.array([[frames[t][name] for name in joint_names] for t in keys]).reshape(len(keys),
+                                                                                           len(joint_names))
+    return np.array(keys, dtype=np.int64) * 1e-9, positions
 
 
 def check_limits(names, times_s, positions, lower, upper, velocity_limits, first: int = 0) -> list[str]:

@@ -182,3 +182,16 @@ def test_timeline_keeps_order_and_interpolates():
 
 def test_to_json_is_parseable_text():
     assert json.loads(to_json([("a", 0.0, 0.5)]))["clock"] == "stream"
+
+
+def test_executed_motion_follows_trajectory_replacement():
+    from ha2g_ros.trajectory import executed_motion
+
+    names = ["a"]
+    t0 = 1_800_000_000.0  # a realistic ROS time: float seconds would blur nanoseconds here
+    first = build_trajectory(names, t0 + np.arange(4) / 15, np.array([[0.0], [0.1], [0.2], [0.3]]), np.zeros((4, 1)))
+    # the second plan takes over from its first point (t0 + 2/15): the first plan's last two points never play
+    second = build_trajectory(names, t0 + np.arange(2, 5) / 15, np.array([[0.15], [0.1], [0.05]]), np.zeros((3, 1)))
+    times, positions = executed_motion([first, second], names)
+    np.testing.assert_allclose(positions[:, 0], [0.0, 0.1, 0.15, 0.1, 0.05])
+    assert np.all(np.diff(times) > 0.06)

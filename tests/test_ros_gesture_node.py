@@ -17,7 +17,7 @@ from std_msgs.msg import String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class  # noqa: E402
-from ha2g_ros.trajectory import absolute_times, check_limits, validate_trajectory  # noqa: E402
+from ha2g_ros.trajectory import absolute_times_ns, check_limits, validate_trajectory  # noqa: E402
 from ha2g_ros.transcript import to_json  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -165,8 +165,7 @@ def union(messages):
     """All points of a group's messages merged on absolute time: {time_ns: positions}, checking overlaps agree."""
     frames = {}
     for msg in messages:
-        for t, point in zip(absolute_times(msg), msg.points):
-            key = int(round(t * 1e9))
+        for key, point in zip(absolute_times_ns(msg).tolist(), msg.points):
             if key in frames:  # republished tail: the same frame must carry the same positions
                 np.testing.assert_allclose(point.positions, frames[key], atol=1e-9)
             frames[key] = list(point.positions)

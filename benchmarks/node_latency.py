@@ -1,0 +1,144 @@
+"""Gesture node timing under real-time speech: per-hop compute and audio -> trajectory latency. Prints and writes JSON.
+
+    python benchmarks/node_latency.py [--checkpoint DIR] [--backend torch] [--hop 6 --lookahead 6] [--seconds 30]
+
+A publisher streams espeak-ng speech in 100 ms chunks at real time to the gesture node (same process, one
+SingleThreadedExecutor, as in `ha2g-bringup`); a controller-side subscriber timestamps every trajectory. Reported:
+- compute_ms: one engine window (the node's `engine.last_compute_s`), per hop;
+- tick_ms: one pass of the node's pipeline (engine + retargeting + limits + publishing);
+- latency_ms (node): arrival of the audio chunk holding the newest frame -> that frame's trajectory published;
+- latency_ms (external): the publisher sent that chunk -> the subscriber received the trajectory covering it;
+- late_frames: frames computed after their playback time (raise playback_delay_s if not 0).
+Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID of its own unless set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHUNK = 1600  # 100 ms at 16 kHz
+
+
+def stats_ms(values) -> dict:
+    values = np.asarray(values, dtype=np.float64) * 1e3
+    if not len(values):
+        return {"n": 0}
+    return {"n": int(len(values)), "mean": round(float(values.mean()), 2), "p50": round(float(np.median(values)), 2),
+            "p95": round(float(np.percentile(values, 95)), 2), "max": round(float(values.max()), 2)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="checkpoint directory (default: the shipped one)")
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--robot", default="pepper")
+    parser.add_argument("--hop", type=int, default=6, help="hop_frames")
+    parser.add_argument("--lookahead", type=int, default=6, help="lookahead_frames")
+    parser.add_argument("--delay", type=float, default=1.2, help="playback_delay_s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds of speech to stream")
+    parser.add_argument("--out", type=Path, default=Path("out/benchmarks/node_latency.json"))
+    args = parser.parse_args(argv)
+
+    from ha2g_ros.demo import loopback_environment, synthesize_speech
+
+    loopback_environment()
+    import rclpy
+    import soundfile
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Int16MultiArray
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ha2g_ros.audio_messages import from_samples
+    from ha2g_ros.gesture_node import GestureNode
+    from ha2g_ros.trajectory import absolute_times
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav, _ = synthesize_speech(Path(tmp))
+        speech, _ = soundfile.read(wav, dtype="float32")
+    audio = np.tile(speech, int(np.ceil(args.seconds * 16000 / len(speech))))[: int(args.seconds * 16000)]
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    overrides = {"robot": args.robot, "backend": args.backend, "hop_frames": args.hop,
+                 "lookahead_frames": args.lookahead, "playback_delay_s": args.delay}
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    node = GestureNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    client = rclpy.create_node("benchmark_client", context=context)
+    sent: list[tuple[float, float]] = []  # (stream time at the chunk's end, ROS time it was published)
+    received: list[tuple[float, float]] = []  # (ROS time received, play time of the newest point)
+    group = next(iter(node.groups))
+    client.create_subscription(JointTrajectory, f"{group}/joint_trajectory",
+                               lambda m: received.append((now_s(), float(absolute_times(m)[-1]))), 100)
+    publisher = client.create_publisher(Int16MultiArray, "audio", qos_profile_sensor_data)
+    now_s = lambda: client.get_clock().now().nanoseconds * 1e-9  # noqa: E731
+    ticks: list[float] = []
+    pipeline = node._run_pipeline
+
+    def timed_pipeline():  # the node's own tick, timed from outside
+        began = time.perf_counter()
+        pipeline()
+        ticks.append(time.perf_counter() - began)
+
+    node._run_pipeline = timed_pipeline
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(client)
+    try:
+        state = client.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+        while publisher.get_subscription_count() == 0 or state.get_subscription_count() == 0:
+            executor.spin_once(timeout_sec=0.05)
+        # the robot's state, so the node starts at once instead of waiting for it
+        state.publish(JointState(name=node.joint_names, position=[float(x) for x in node.rest]))
+        start = time.monotonic()
+        for k, begin in enumerate(range(0, len(audio), CHUNK)):
+            while time.monotonic() < start + k * CHUNK / 16000:
+                executor.spin_once(timeout_sec=0.005)
+            publisher.publish(from_samples(audio[begin:begin + CHUNK], "std_msgs/msg/Int16MultiArray", 16000))
+            sent.append(((begin + CHUNK) / 16000, now_s()))
+        end = time.monotonic() + args.delay + 2.0  # the last frames: lookahead + playback delay
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+        compute = list(node.compute_s)
+        latency = list(node.latency_s)
+        offset = node.clock_map.offset
+        stats = dict(node.stats)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+        context.try_shutdown()
+
+    # External latency: the newest frame of each trajectory sits at stream time (play - delay - offset); the chunk
+    # that carried that audio was published at sent[i]; the subscriber got the trajectory at `arrival`.
+    sent_end = np.array([s for s, _ in sent])
+    external = []
+    for arrival, play in received:
+        stream_t = play - args.delay - offset
+        i = int(np.searchsorted(sent_end, stream_t))
+        if i < len(sent):
+            external.append(arrival - sent[i][1])
+    result = {
+        "config": {**overrides, "checkpoint": args.checkpoint or "shipped default", "seconds": args.seconds},
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "compute_ms": stats_ms(compute), "tick_ms": stats_ms(ticks), "latency_ms_node": stats_ms(latency),
+        "latency_ms_external": stats_ms(external), "late_frames": stats["late_frames"], "frames": stats["frames"],
+        "expected_latency_ms": round(1e3 * (args.lookahead + args.hop) / 15 + CHUNK / 16, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
