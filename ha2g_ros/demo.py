@@ -293,7 +293,11 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict
     from ha2g_model.render import find_ffmpeg
     from ha2g_ros.retargeting.visualize import SideBySide
 
-    times, q = merged_motion(recording, retargeter)
+    played, commanded = merged_motion(recording, retargeter)
+    # A frame every 1/15 s of ROS time, the controller's interpolation between commanded points: the video keeps
+    # real time (and the soundtrack in sync) even where frames were dropped as late.
+    times = np.arange(played[0], played[-1] + 1e-9, 1 / 15)
+    q = np.stack([np.interp(times, played, commanded[:, j]) for j in range(commanded.shape[1])], axis=1)
     directions = human_directions(recording, skeleton, times)
     view = SideBySide(retargeter, size_px=(560, 560))
     images = [view.draw(d, angles, title=f"t = {t - times[0]:.1f} s")
