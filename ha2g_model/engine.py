@@ -114,6 +114,15 @@ class GestureEngine:
                                     f"vocab.json{hint}")
         return cls(path, backend=backend, **kwargs)
 
+    def reconfigure(self, **changes) -> None:
+        """Change EngineConfig fields (hop_frames, lookahead_frames, seed, ...); the stream restarts."""
+        config = replace(self.config, **changes)
+        config.validate(self.model_config.n_pre_poses)
+        self._check_speaker(config.speaker)
+        with self._lock:
+            self.config = config
+        self.reset()
+
     # --- style --------------------------------------------------------------------------------------------------
 
     @property
@@ -174,7 +183,7 @@ class GestureEngine:
 
     def reset(self) -> None:
         """Start a new stream: clock back to 0, audio and words dropped, the next frames start from the rest pose."""
-        with getattr(self, "_lock", threading.Lock()):
+        with self._lock:
             self._audio = np.zeros(0, np.float32)
             self._audio_start = 0  # stream sample index of self._audio[0]
             self._n_samples = 0  # samples pushed since the stream started

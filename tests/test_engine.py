@@ -237,6 +237,20 @@ def test_stream_follows_whole_utterance_with_full_context(model, speech):
     assert error < rest_error
 
 
+def test_reconfigure_restarts_the_stream_with_new_settings(model, speech):
+    engine = GestureEngine(model, hop_frames=10, lookahead_frames=5)
+    engine.push_audio(speech[:20000])
+    engine.reconfigure(hop_frames=6, lookahead_frames=2)
+    assert engine.stream_time_s == 0 and engine.config.hop_frames == 6
+    t1, f1 = stream(engine, speech, 4000)
+    t2, f2 = stream(GestureEngine(model, hop_frames=6, lookahead_frames=2), speech, 4000)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_allclose(f1, f2, atol=1e-6)
+    with pytest.raises(ValueError, match="lookahead"):
+        engine.reconfigure(lookahead_frames=-1)
+    assert engine.config.lookahead_frames == 2  # a refused change leaves the engine as it was
+
+
 def test_stream_rejects_bad_chunks(model):
     engine = GestureEngine(model)
     with pytest.raises(ValueError, match="NaN"):

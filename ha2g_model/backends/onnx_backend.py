@@ -109,6 +109,9 @@ class OnnxBackend:
         self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._options.intra_op_num_threads = threads or os.cpu_count() or 1
         self._options.inter_op_num_threads = 1  # the chain is sequential: level k needs level k-1
+        # Idle worker threads sleep instead of spinning: the engine shares the CPU with ROS nodes and audio I/O,
+        # and spinning threads measurably slow every other thread (torch's included) on small machines.
+        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._ort, self._model, self._cache_dir = ort, model, cache_dir
         self._sessions = {}
         self._session(dynamic_batch=False)  # load now, so a broken install fails here and not mid-stream
