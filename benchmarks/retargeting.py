@@ -1,6 +1,6 @@
 """Retargeting benchmark: accuracy, hard limits and speed per robot on the real TED clips, plus pictures.
 
-    python benchmarks/retargeting.py                      # every shipped profile, every clip in ../shared/data/ted_culture
+    python benchmarks/retargeting.py        # every shipped profile, every clip in ../shared/data/ted_culture
     python benchmarks/retargeting.py --robots pepper g1 --no-pictures
 
 Per robot it prints and writes (benchmarks/results/retargeting.json):

@@ -337,3 +337,33 @@ def test_nan_and_degenerate_directions_hold_the_last_targets(ted_culture_clips):
         rt.solve(np.zeros((10, 3)))
     with pytest.raises(ValueError, match="dt"):
         rt.solve(clip[0], dt=0.0)
+
+
+def test_describe_lists_joints_and_frames_in_a_chosen_frame():
+    from ha2g_ros.retargeting.robot import describe, load_model
+
+    model = load_model(load_profile("talos").urdf)
+    text = describe(model, relative_to="arm_left_7_link")
+    assert "joint arm_left_4_joint" in text and "[-2.356, +0.000]" in text
+    tip = next(line for line in text.splitlines() if "frame gripper_left_fingertip_3_link" in line)
+    assert "[ 0.    -0.051 -0.214]" in tip  # the single finger, below the wrist on the body side
+    with pytest.raises(RobotLoadError, match="nosuch"):
+        describe(model, relative_to="nosuch")
+
+
+def test_hand_targets_are_low_passed(tmp_path):
+    """Finger estimates are noisy: with smoothing a hand closes over a few frames, without it at once."""
+    data = profile_dict("pepper")
+    data["speed_scale"] = {"default": 1.0}
+    lagging = Retargeter(profile_from_dict(data))
+    path = tmp_path / "pepper_raw_hands.yaml"
+    path.write_text(yaml.safe_dump({**data, "solver": {"hand_smoothing_s": 0.0}}))
+    immediate = Retargeter(load_profile(path))
+    hand = lagging.joint_names.index("LHand")
+    for rt in (lagging, immediate):
+        settle(rt, hand_pose(False))
+    dt = 0.2  # long enough for the velocity limit to allow the whole closing motion in one frame
+    closed_lagging, closed_immediate = (rt.solve(hand_pose(True), dt)[hand] for rt in (lagging, immediate))
+    assert closed_immediate == pytest.approx(0.1)  # the profile's closed value, reached in one frame
+    # A time constant of 0.2 s: 63% of the way after one frame of 0.2 s.
+    assert closed_lagging == pytest.approx(0.98 - (1 - np.exp(-1)) * (0.98 - 0.1))

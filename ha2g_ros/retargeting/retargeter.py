@@ -156,10 +156,11 @@ class Retargeter:
                              f"got shape {q.shape}")
         self._q_out = np.clip(q, self.lower, self.upper)
         self._q_ik = self._q_out.copy()
-        self.velocity = np.zeros(len(self.joint_names))
-        self._targets_body = self._rest_dirs @ self._world_R_torso  # held targets, in the robot torso frame
+        self.velocity = np.zeros(len(self.joint_names))  # of the last solve (rad/s), for JointCommand
+        # Targets are held while their data is missing: until the first valid frame, the start pose is held.
+        self._targets_body = self.link_directions(self._q_out)  # in the robot's torso frame
+        self._hand_targets = self._q_out.copy()
         self._torso = None  # the speaker's last seen torso frame; the skeleton's mean pose until one is seen
-        self._hand_targets = self._rest.copy()
 
     # --- solving --------------------------------------------------------------------------------------------------
 
@@ -183,7 +184,8 @@ class Retargeter:
         human = self._human_targets(unit, valid, bones)
         found = ~np.isnan(human[:, 0])
         # Hand targets come from noisy finger estimates: a first-order low-pass keeps the wrists from chattering.
-        smooth = 1.0 - np.exp(-dt / self.profile.solver.hand_smoothing_s) if self.profile.solver.hand_smoothing_s else 1.0
+        tau = self.profile.solver.hand_smoothing_s
+        smooth = 1.0 - np.exp(-dt / tau) if tau > 0 else 1.0
         gain = np.where(self._arm_term[found], 1.0, smooth)[:, None]
         moved = self._targets_body[found] + gain * (human[found] @ self._torso.T - self._targets_body[found])
         self._targets_body[found] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
@@ -245,7 +247,8 @@ class Retargeter:
         out = {}
         for group, joints in self.groups.items():
             idx = [index[j] for j in joints]
-            out[group] = JointCommand(group, tuple(joints), np.asarray(q)[idx].copy(), np.asarray(velocities)[idx].copy())
+            out[group] = JointCommand(group, tuple(joints), np.asarray(q, dtype=np.float64)[idx],
+                                      np.asarray(velocities, dtype=np.float64)[idx])
         return out
 
     # --- measurement ----------------------------------------------------------------------------------------------

@@ -104,8 +104,12 @@ def reduced_model(model: pin.Model, keep: list[str]) -> pin.Model:
     return pin.buildReducedModel(model, locked, pin.neutral(model))
 
 
-def describe(model: pin.Model) -> str:
-    """Joints (type, limits, parent) and frames of a model, one per line."""
+def describe(model: pin.Model, relative_to: str | None = None) -> str:
+    """Joints (type, limits, parent) and frame positions at zero joint angles, one per line.
+
+    Frame positions are in the root frame, or in frame `relative_to` (e.g. a hand link, to read off which of its
+    axes points along the fingers and which toward the index finger).
+    """
     lines = [f"robot {model.name!r}: {model.njoints - 1} joints, nq={model.nq}"]
     for jid in range(1, model.njoints):
         joint = model.joints[jid]
@@ -115,8 +119,10 @@ def describe(model: pin.Model) -> str:
                      f"parent={model.names[model.parents[jid]]}")
     data = model.createData()
     pin.framesForwardKinematics(model, data, pin.neutral(model))
-    lines.append("frames at the neutral configuration (position in the root frame, metres):")
+    reference = pin.SE3.Identity() if relative_to is None else data.oMf[frame_id(model, relative_to, "describe")]
+    lines.append(f"frames at zero joint angles, position in {relative_to or 'the root frame'} (metres):")
     for fid, frame in enumerate(model.frames):
+        position = (reference.actInv(data.oMf[fid])).translation
         lines.append(f"  frame {frame.name:<40} {str(frame.type).split('.')[-1]:<12} "
-                     f"{np.array2string(data.oMf[fid].translation, precision=3, suppress_small=True)}")
+                     f"{np.array2string(position, precision=3, suppress_small=True)}")
     return "\n".join(lines)

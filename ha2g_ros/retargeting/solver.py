@@ -4,13 +4,14 @@ The unknowns are the arm joints. Each target is a unit direction in the robot's 
 (frame a -> frame b, e.g. shoulder -> elbow) or an axis fixed in a frame (the hand's forward axis) should point along.
 One step minimises
 
-    sum_k w_k^2 |e_k(q) - J_k dq|^2 + damping^2 |dq|^2 + posture |q + dq - q_rest|^2
+    sum_k w_k^2 |e_k(q) - J_k dq|^2 + lambda |dq|^2 + posture |q + dq - q_rest|^2,   lo <= q + dq <= hi
 
 where e_k is the tangent vector at the current direction d_k(q) that points to the target t_k, as long as the angle
-between them (Gauss-Newton on the sphere), subject to lo <= q + dq <= hi, where the box [lo, hi] intersects the joint position limits with the velocity budget
-around the previous frame's output (|q - q_prev| <= v_max * dt). The box is handled as a small QP by an active set:
-solve, pin the joints that left the box at its edge, re-solve the others. Starting from the previous frame's answer
-and never leaving the velocity box is what keeps the motion on one IK branch (no elbow flips).
+between them (Gauss-Newton on the sphere), and lambda = damping^2 + |e|^2 / 2 grows with the error
+(Levenberg-Marquardt style). The box [lo, hi] intersects the joint position limits with the velocity budget around
+the previous frame's answer (|q - q_prev| <= v_max * dt); it is handled as a small QP by an active set: solve, pin the
+joints that left the box at its edge, re-solve the others. Starting from the previous frame's answer and never
+leaving the velocity box is what keeps the motion on one IK branch (no elbow flips).
 """
 from __future__ import annotations
 
@@ -112,8 +113,8 @@ class DirectionIK:
             w = weights[:, None]
             J = (jacs * w[:, :, None]).reshape(-1, n)  # (3 n_terms, n)
             e = (_tangent_error(dirs, targets, self.front) * w).reshape(-1)
-            # Levenberg-Marquardt style: damping grows with the squared error (Sugihara 2011), so far targets get
-            # short, safe steps instead of Gauss-Newton overshoot that would oscillate from frame to frame.
+            # Damping that grows with the squared error (Sugihara 2011): far targets get short steps instead of a
+            # Gauss-Newton overshoot that would oscillate from frame to frame.
             H = J.T @ J + (self.regulariser + 0.5 * e @ e) * np.eye(n)
             g = J.T @ e + self.posture_weight * (q_rest - x)
             x = x + _box_solve(H, g, lo - x, hi - x)
