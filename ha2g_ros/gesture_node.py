@@ -20,7 +20,7 @@ import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -40,6 +40,7 @@ MAX_PENDING_S = 10.0  # audio buffered between hops beyond this is dropped (the 
 # Before its first command the node waits this long for joint_states, so it starts from where the robot really is.
 STARTUP_STATE_WAIT_S = 2.0
 TIMING_WINDOW = 200  # hops in the rolling timing statistics
+AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 ms chunks)
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,11 @@ class GestureNode(Node):
         self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
 
         # --- interfaces ---
-        # Audio is a stream: best effort, keep-last, like any sensor (a lost chunk beats a delayed one).
-        self.create_subscription(message_class(get("audio_type")), "audio", self.on_audio, qos_profile_sensor_data)
+        # Audio is a stream: sensor-data QoS (best effort, volatile: a lost chunk beats a delayed one), but a deeper
+        # queue than its 5, so a tick busy with a slow window does not drop the 100 ms chunks that arrive meanwhile.
+        audio_qos = QoSProfile(depth=AUDIO_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
+                               durability=DurabilityPolicy.VOLATILE)
+        self.create_subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos)
         # Transcripts and commands are few and must not be lost: reliable.
         self.create_subscription(String, "transcript", self.on_transcript, 10)
         self.create_subscription(JointState, "joint_states", self.on_joint_states, qos_profile_sensor_data)
@@ -267,6 +271,7 @@ class GestureNode(Node):
             if len(times):
                 self.compute_s.append(self.engine.last_compute_s)
                 self._add_frames(times, directions, now)
+                self._report_timing()
             failed = False
         except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
             failed = True
@@ -278,7 +283,6 @@ class GestureNode(Node):
                 "audio_timeout_s").value:
             self._fade_to_rest(now)
         self._publish_trajectories(now)
-        self._report_timing(now)
 
     def _ingest_audio(self) -> None:
         chunks, self.pending_audio = self.pending_audio, []
@@ -440,9 +444,7 @@ class GestureNode(Node):
             lines.points += [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in (joints[parent], joints[child])]
         return MarkerArray(markers=[lines])
 
-    def _report_timing(self, now: float) -> None:
-        if not self.compute_s:
-            return
+    def _report_timing(self) -> None:
         compute, latency = np.array(self.compute_s) * 1e3, np.array(self.latency_s or [math.nan]) * 1e3
         report = {"compute_ms_mean": float(compute.mean()), "compute_ms_p95": float(np.percentile(compute, 95)),
                   "latency_ms_mean": float(latency.mean()), "latency_ms_p95": float(np.percentile(latency, 95)),
