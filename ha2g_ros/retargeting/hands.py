@@ -18,7 +18,7 @@ def finger_flexion(unit: np.ndarray, valid: np.ndarray, finger_bones: np.ndarray
         return None
     phalanges = unit[finger_bones]  # (5, 3, 3): finger, phalanx, xyz
     cosines = np.einsum("fkx,fkx->fk", phalanges[:, :-1], phalanges[:, 1:])
-    return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+    return np.degrees(np.arccos(np.minimum(np.maximum(cosines, -1.0), 1.0)))
 
 
 class HandMapper:
@@ -41,8 +41,8 @@ class HandMapper:
     def curls(self, flexion: np.ndarray) -> np.ndarray:
         """(16,) curls in [0, 1]: closure, then per finger the whole finger, its knuckle, its middle joint."""
         span = self.hi - self.lo
-        finger = np.clip((flexion.sum(axis=1) - self.lo) / span, 0.0, 1.0)
-        joints = np.clip((flexion - self.lo / 2) / (span / 2), 0.0, 1.0)  # (5, 2)
+        finger = np.minimum(np.maximum((flexion.sum(axis=1) - self.lo) / span, 0.0), 1.0)
+        joints = np.minimum(np.maximum((flexion - self.lo / 2) / (span / 2), 0.0), 1.0)  # (5, 2)
         return np.concatenate([[finger.mean()], finger, joints[:, 0], joints[:, 1]])
 
     def positions(self, flexion: np.ndarray) -> np.ndarray:

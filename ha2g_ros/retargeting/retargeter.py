@@ -208,10 +208,11 @@ class Retargeter:
                     self._hand_targets[self._hand_slices[side]] = held + smooth * (mapper.positions(flexion) - held)
         for s in self._hand_slices.values():
             q_ik[s] = self._hand_targets[s]
-        self._q_ik = np.clip(q_ik, self.lower, self.upper)
+        self._q_ik = np.minimum(np.maximum(q_ik, self.lower), self.upper)
 
         q = self._q_ik + self._rest_blend * (self._rest - self._q_ik)
-        q = np.clip(q, np.maximum(self.lower, self._q_out - step), np.minimum(self.upper, self._q_out + step))
+        q = np.minimum(np.maximum(q, np.maximum(self.lower, self._q_out - step)),
+                       np.minimum(self.upper, self._q_out + step))
         self.velocity = (q - self._q_out) / dt
         self._q_out = q
         return q.copy()

@@ -79,7 +79,7 @@ class DirectionIK:
         """Stacked directions (n_terms, 3) and their Jacobians (n_terms, 3, n_columns) at q_model."""
         pin.computeJointJacobians(self.model, self.data, q_model)  # also runs forward kinematics
         pin.updateFramePlacements(self.model, self.data)
-        jac = np.stack([pin.getFrameJacobian(self.model, self.data, f, _WORLD) for f in self.frames])
+        jac = np.array([pin.getFrameJacobian(self.model, self.data, f, _WORLD) for f in self.frames])
         jac = jac[:, :, self.columns]  # (n_frames, 6, n): linear rows 0-2, angular rows 3-5, world axes
         pos = np.array([self.data.oMf[f].translation for f in self.frames])
         rot = np.array([self.data.oMf[f].rotation for f in self.frames])
@@ -130,7 +130,7 @@ def _tangent_error(current: np.ndarray, target: np.ndarray, detour: np.ndarray) 
     at a joint limit (Pepper's arm swung out sideways cannot turn up), so beyond 120 degrees the error turns toward
     the `detour` direction (the robot's front): arms go up and down in front of the body, as people's do.
     """
-    cos = np.clip(np.einsum("nx,nx->n", current, target), -1.0, 1.0)
+    cos = np.minimum(np.maximum((current * target).sum(axis=1), -1.0), 1.0)
     toward = target - cos[:, None] * current
     angle = np.arccos(cos)
     far = angle > _DETOUR_ANGLE
@@ -156,7 +156,7 @@ def _box_solve(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, pas
     if not outside.any():
         return dx
     free = ~outside
-    dx = np.clip(dx, lo, hi)
+    dx = np.minimum(np.maximum(dx, lo), hi)
     for _ in range(passes):
         if not free.any():
             break
@@ -165,6 +165,6 @@ def _box_solve(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, pas
         outside = free & ((dx < lo) | (dx > hi))
         if not outside.any():
             break
-        dx = np.clip(dx, lo, hi)
+        dx = np.minimum(np.maximum(dx, lo), hi)
         free &= ~outside
-    return np.clip(dx, lo, hi)  # the last pass may still leave the box: the limits are hard, clip is the backstop
+    return np.minimum(np.maximum(dx, lo), hi)  # the last pass may still leave the box: the limits are hard
