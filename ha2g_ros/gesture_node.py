@@ -236,13 +236,14 @@ class GestureNode(Node):
             problem = check_param(spec, param.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
-            if param.name == "speaker":
-                try:
-                    self.engine.set_speaker(param.value)
-                except (ValueError, IndexError) as error:
-                    return SetParametersResult(successful=False, reason=f"speaker {param.value}: {error}")
+            n_speakers = self.engine.model_config.n_speakers
+            if param.name == "speaker" and param.value >= n_speakers:
+                return SetParametersResult(successful=False, reason=f"speaker must be in [0, {n_speakers}) for this "
+                                                                    f"checkpoint, got {param.value}")
         for param in params:  # all valid: apply
-            if param.name == "amplitude":
+            if param.name == "speaker":
+                self.engine.set_speaker(param.value)
+            elif param.name == "amplitude":
                 self.retargeter.amplitude = param.value
             elif param.name == "rest_blend":
                 self.retargeter.rest_blend = param.value
@@ -252,7 +253,7 @@ class GestureNode(Node):
                 self.vad.config.hangover_s = param.value
         return SetParametersResult(successful=True)
 
-    # --- the pipeline, once per hop ---
+    # --- the pipeline, every tick ---
     def on_tick(self) -> None:
         self._run_pipeline()
         self._publish_preview()
@@ -395,9 +396,11 @@ class GestureNode(Node):
         while t + FRAME_DT <= horizon:
             t += FRAME_DT
             q_prev, t_prev = self._previous_state(t)
-            self.weight = self._step_weight(False, t - t_prev)
-            q = limit_step(q_prev, self.rest, self.lower, self.upper, self.vmax, t - t_prev)
-            self.timeline.append(t, q)
+            weight = self._step_weight(False, t - t_prev)
+            # shrink the pose toward rest in step with the weight: rest exactly when the weight reaches 0
+            target = blend(self.rest, q_prev, weight / self.weight) if self.weight > 0 else self.rest
+            self.weight = weight
+            self.timeline.append(t, limit_step(q_prev, target, self.lower, self.upper, self.vmax, t - t_prev))
 
     def _restart_stream(self) -> None:
         self.engine.reset()
