@@ -274,6 +274,13 @@ def test_profile_naming_a_joint_or_link_the_urdf_lacks():
     assert "RElbowLinkTypo" in str(error.value) and "arms.right.elbow" in str(error.value)
 
 
+def test_swapped_sides_are_refused():
+    data = profile_dict("nao")
+    data["arms"] = {"left": data["arms"]["right"], "right": data["arms"]["left"]}
+    with pytest.raises(RobotLoadError, match="left shoulder .*RShoulder.* is not left of the right one"):
+        Retargeter(profile_from_dict(data))
+
+
 def test_continuous_joints_cannot_be_commanded():
     data = profile_dict("tiago_dual")
     data["arms"]["left"]["joints"].append("wheel_left_joint")

@@ -75,6 +75,7 @@ class Retargeter:
         self._world_R_torso = self._torso_rotation(torso)
         self._ik, self.terms = self._build_ik()
         self._rest_dirs = self._ik.directions(self._to_model(self._rest))
+        self._check_sides(torso)
         self._arm_term = np.array([t.kind in ("upper_arm", "forearm") for t in self.terms])
         self._weights_full = np.where(self._arm_term, 1.0, profile.solver.hand_weight)
         self._weights_no_hands = np.where(self._arm_term, 1.0, 0.0)  # skeletons without fingers: the wrist rests
@@ -112,6 +113,22 @@ class Retargeter:
         solver = self.profile.solver
         front = self._world_R_torso[:, 0]  # the torso's x axis, in the world frame
         return DirectionIK(m, terms, columns, solver.damping, solver.posture_weight, front), meanings
+
+    def _check_sides(self, torso: int) -> None:
+        """A mirrored profile (left arm on the robot's right) or a torso frame whose y axis does not point left."""
+        if len(self.profile.arms) < 2:
+            return
+        data = self.model.createData()
+        pin.framesForwardKinematics(self.model, data, self._to_model(self._rest))
+        torso_inv = data.oMf[torso].inverse()
+        y = {side: (torso_inv * data.oMf[self.model.getFrameId(arm.shoulder)]).translation[1]
+             for side, arm in self.profile.arms.items()}
+        if y["left"] <= y["right"]:
+            left = self.profile.arms["left"].shoulder
+            raise RobotLoadError(f"profile {self.profile.origin}: the left shoulder ({left}, y = {y['left']:+.3f} m) "
+                                 f"is not left of the right one (y = {y['right']:+.3f} m) in torso frame "
+                                 f"{self.profile.torso!r}: are the sides swapped, or does that frame's y axis not "
+                                 "point to the robot's left?")
 
     def _torso_rotation(self, torso: int) -> np.ndarray:
         data = self.model.createData()
