@@ -42,7 +42,6 @@ class AudioMessageError(ValueError):
 class AudioChunk:
     samples: np.ndarray  # (n,) float32 mono in [-1, 1]
     sample_rate: int
-    stamp_ns: int | None = None  # the message header's stamp when it has one and it is set
 
 
 def message_class(type_name: str) -> type:
@@ -83,11 +82,6 @@ def _s16le_bytes_to_float(data) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / INT16_SCALE
 
 
-def _stamp_ns(header) -> int | None:
-    ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-    return ns or None  # a zero stamp means "not set"
-
-
 def _mgonzs13_samples(audio_data, sample_format: int | None) -> np.ndarray:
     """Samples of an mgonzs13 AudioData (one typed array is filled), as float32 in [-1, 1]."""
     arrays = {_PA_FLOAT32: ("float32_data", 1.0), _PA_INT32: ("int32_data", 2.0 ** 31),
@@ -107,9 +101,7 @@ def to_chunk(msg, sample_rate: int, channels: int) -> AudioChunk:
 
     Raises AudioMessageError (naming the problem) for empty, odd-length, non-finite or out-of-range audio.
     """
-    stamp = None
-    if hasattr(msg, "header"):  # the stamped audio_common types
-        stamp = _stamp_ns(msg.header)
+    if hasattr(msg, "header"):  # the stamped audio_common types; the node times audio by its arrival instead
         msg = msg.audio
     if hasattr(msg, "audio_data") and hasattr(msg, "info"):  # mgonzs13 Audio: the format travels with the data
         info = msg.info
@@ -139,7 +131,7 @@ def to_chunk(msg, sample_rate: int, channels: int) -> AudioChunk:
         raise AudioMessageError(f"audio contains {int((~np.isfinite(interleaved)).sum())} NaN/Inf samples")
     if np.abs(interleaved).max() > 1.0 + 1e-3:
         raise AudioMessageError(f"float audio must lie in [-1, 1], peak is {float(np.abs(interleaved).max()):.3g}")
-    return AudioChunk(_to_mono(interleaved, channels), sample_rate, stamp)
+    return AudioChunk(_to_mono(interleaved, channels), sample_rate)
 
 
 def from_samples(samples: np.ndarray, type_name: str, sample_rate: int, stamp=None):
