@@ -313,6 +313,8 @@ def test_profile_structure_errors_name_the_problem():
         profile_from_dict(bad)
     with pytest.raises(RobotLoadError, match="rest value 3.0 of joint 'LElbowRoll'"):
         Retargeter(profile_from_dict({**data, "rest": {**data["rest"], "LElbowRoll": 3.0}}))
+    with pytest.raises(ValueError, match="solver.damping: expected a number, got 'lots'"):
+        profile_from_dict({**data, "solver": {"damping": "lots"}})
     with pytest.raises(ValueError, match="unknown robot profile 'marvin'"):
         load_profile("marvin")
 

@@ -111,6 +111,12 @@ def _take(data: dict, cls, where: str, internal: tuple[str, ...] = (), **convert
         raise ValueError(f"{where}: {error}") from None
 
 
+def _number(value, where: str, kind=float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    return kind(value)
+
+
 def _axis(value, where: str) -> tuple[float, float, float]:
     axis = np.asarray(value, dtype=float)
     if axis.shape != (3,) or not np.isfinite(axis).all() or np.linalg.norm(axis) < 1e-6:
@@ -129,7 +135,8 @@ def _arm(data, where: str) -> ArmProfile:
 
 
 def _hand_joint(data, where: str) -> HandJoint:
-    joint = _take(data, HandJoint, where, open=float, closed=float)
+    joint = _take(data, HandJoint, where, open=lambda v: _number(v, f"{where}.open"),
+                  closed=lambda v: _number(v, f"{where}.closed"))
     if joint.source not in CURL_SOURCES:
         raise ValueError(f"{where}: source {joint.source!r} is not one of {list(CURL_SOURCES)}")
     return joint
@@ -147,15 +154,21 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
                                                                for i, j in enumerate(joints)), "hands")
 
     def solver(value):
-        config = _take(value or {}, SolverConfig, f"{source}: solver")
-        return SolverConfig(**{**config.__dict__, "curl_range_deg": tuple(config.curl_range_deg)})
+        where = f"{source}: solver"
+        numbers = {f.name: lambda v, name=f.name: _number(v, f"{where}.{name}", int if name == "iterations" else float)
+                   for f in fields(SolverConfig) if f.name != "curl_range_deg"}
+        return _take(value or {}, SolverConfig, where, **numbers,
+                     curl_range_deg=lambda v: tuple(_number(x, f"{where}.curl_range_deg") for x in v))
+
+    def numbers(what):
+        return lambda v: {str(k): _number(x, f"{source}: {what}.{k}") for k, x in (v or {}).items()}
 
     profile = _take(data, RobotProfile, source, internal=("origin",),
                     arms=lambda v: sided(v, _arm, "arms"),
                     groups=lambda v: {str(k): tuple(j) for k, j in (v or {}).items()},
                     hands=hands,
-                    rest=lambda v: {str(k): float(x) for k, x in (v or {}).items()},
-                    speed_scale=lambda v: {str(k): float(x) for k, x in (v or {}).items()},
+                    rest=numbers("rest"),
+                    speed_scale=numbers("speed_scale"),
                     solver=solver)
     profile = RobotProfile(**{**profile.__dict__, "origin": source})
     _check_consistency(profile)
@@ -189,6 +202,8 @@ def _check_consistency(profile: RobotProfile) -> None:
     s = profile.solver
     validate_amplitude(s.amplitude)
     validate_rest_blend(s.rest_blend)
+    if len(s.curl_range_deg) != 2:
+        raise ValueError(f"{where}: solver.curl_range_deg must be [open_deg, closed_deg], got {s.curl_range_deg}")
     lo, hi = s.curl_range_deg
     if not (s.damping > 0 and s.posture_weight >= 0 and s.hand_weight >= 0 and s.hand_smoothing_s >= 0
             and s.iterations >= 1 and 0 <= lo < hi):

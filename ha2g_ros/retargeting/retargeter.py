@@ -9,7 +9,7 @@ Per frame:
 4. rest_blend mixes the answer with the rest pose, and a last clip to the limits makes them hold whatever happens.
 
 Missing data (NaN or zero-length bones, or a TED Gesture skeleton without fingers) does not stop it: the affected
-targets hold their last value (the rest pose at the start).
+targets hold their last value (the start pose of reset() until data arrives).
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ class Retargeter:
     # --- solving --------------------------------------------------------------------------------------------------
 
     def solve(self, directions: np.ndarray, dt: float = 1 / 15) -> np.ndarray:
-        """Joint positions (aligned with joint_names) for one frame of unit bone directions in the TED frame.
+        """Joint positions (aligned with joint_names) for one frame of bone directions in the data set's frame.
 
         Within the position limits, and |q - q_prev| <= velocity_limits * speed_scale * dt for every joint.
         """
@@ -255,8 +255,10 @@ class Retargeter:
         directions = np.asarray(directions)
         if directions.ndim != 3:
             raise ValueError(f"a sequence must have shape (T, n_bones, 3), got {directions.shape}")
-        return np.stack([self.solve(frame, dt) for frame in directions]) if len(directions) else \
-            np.zeros((0, len(self.joint_names)))
+        q = np.empty((len(directions), len(self.joint_names)))
+        for t, frame in enumerate(directions):
+            q[t] = self.solve(frame, dt)
+        return q
 
     def commands(self, q: np.ndarray, velocities: np.ndarray | None = None) -> dict[str, JointCommand]:
         """Split a joint vector (aligned with joint_names) into one JointCommand per controller group."""
