@@ -9,18 +9,24 @@ SingleThreadedExecutor, as in `ha2g-bringup`); a controller-side subscriber time
 - latency_ms (node): arrival of the audio chunk holding the newest frame -> that frame's trajectory published;
 - latency_ms (external): the publisher sent that chunk -> the subscriber received the trajectory covering it;
 - late_frames: frames computed after their playback time (raise playback_delay_s if not 0).
-Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID of its own unless set.
+Writes benchmarks/results/node_latency.json. Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
+ROS_DOMAIN_ID of its own unless set.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runs from a checkout without installing the package
 
 CHUNK = 1600  # 100 ms at 16 kHz
 
@@ -42,7 +48,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lookahead", type=int, default=6, help="lookahead_frames")
     parser.add_argument("--delay", type=float, default=1.2, help="playback_delay_s")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of speech to stream")
-    parser.add_argument("--out", type=Path, default=Path("out/benchmarks/node_latency.json"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_latency.json")
     args = parser.parse_args(argv)
 
     from ha2g_ros.demo import loopback_environment, synthesize_speech
@@ -129,7 +135,8 @@ def main(argv=None) -> dict:
             external.append(arrival - sent[i][1])
     result = {
         "config": {**overrides, "checkpoint": args.checkpoint or "shipped default", "seconds": args.seconds},
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
         "compute_ms": stats_ms(compute), "tick_ms": stats_ms(ticks), "latency_ms_node": stats_ms(latency),
         "latency_ms_external": stats_ms(external), "late_frames": stats["late_frames"], "frames": stats["frames"],
         "expected_latency_ms": round(1e3 * (args.lookahead + args.hop) / 15 + CHUNK / 16, 1),

@@ -7,7 +7,7 @@ Supported types (the `audio_type` parameter of both nodes):
 | `std_msgs/msg/Int16MultiArray` | int16, interleaved | parameters |
 | `std_msgs/msg/Float32MultiArray` | float32 in [-1, 1], interleaved | parameters |
 | `std_msgs/msg/UInt8MultiArray` | PCM S16LE bytes, interleaved | parameters |
-| `audio_common_msgs/msg/AudioData` | ros-drivers layout (`uint8[] data`, S16LE) or mgonzs13 layout (typed arrays) | parameters |
+| `audio_common_msgs/msg/AudioData` | ros-drivers (`uint8[] data`, S16LE) or mgonzs13 (typed arrays) | parameters |
 | `audio_common_msgs/msg/AudioDataStamped` | ros-drivers: `header` + `AudioData audio` | parameters |
 | `audio_common_msgs/msg/AudioStamped` | mgonzs13: `header` + `Audio audio` (`audio_data`, `info`) | from `info` |
 

@@ -47,18 +47,12 @@ def overrides(args: argparse.Namespace) -> tuple[list, list]:
     """Parameters given on the command line: (microphone node's, gesture node's). They beat the params file."""
     from rclpy.parameter import Parameter
 
-    mic, gesture = [], []
-    if args.audio_source:
-        mic.append(Parameter("source", value=args.audio_source))
-    for name in ("audio_file", "transcript_file", "device"):
-        value = getattr(args, name)
-        if value:
-            mic.append(Parameter(name.removeprefix("audio_"), value=str(Path(value).resolve())
-                                 if name != "device" else value))
-    for name in ("robot", "checkpoint", "backend"):
-        if getattr(args, name):
-            gesture.append(Parameter(name, value=getattr(args, name)))
-    return mic, gesture
+    microphone = {"source": args.audio_source, "device": args.device,
+                  "file": args.audio_file and str(Path(args.audio_file).resolve()),
+                  "transcript_file": args.transcript_file and str(Path(args.transcript_file).resolve())}
+    gesture = {"robot": args.robot, "checkpoint": args.checkpoint, "backend": args.backend}
+    return ([Parameter(k, value=v) for k, v in microphone.items() if v],
+            [Parameter(k, value=v) for k, v in gesture.items() if v])
 
 
 def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bool = True) -> list:

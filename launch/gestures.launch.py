@@ -4,8 +4,9 @@ Starts the microphone node and the gesture node with the package's params file (
 `ha2g-bringup` reads). Launch arguments left empty keep the params file's value; only what users switch per run is
 exposed here. Remap the trajectory topics onto your controllers with `remappings`, e.g.
 
-    ros2 launch ha2g_ros gestures.launch.py \\
-        remappings:="left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory right_arm/joint_trajectory:=/right_arm_controller/joint_trajectory"
+    ros2 launch ha2g_ros gestures.launch.py \
+        remappings:="left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory
+                     right_arm/joint_trajectory:=/right_arm_controller/joint_trajectory"
 """
 from pathlib import Path
 
