@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -176,14 +177,15 @@ def build_vocab(sequences: list[Sequence], max_size: int | None = None) -> Vocab
     return Vocab.build((word for seq in sequences for word, _, _ in seq.words), max_size=max_size)
 
 
-def write_dataset(sequences: list[Sequence], out_dir: str | Path, skeleton: str | Skeleton,
+def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: str | Skeleton,
                   split_of: dict[str, str] | None = None, vocab: Vocab | None = None,
-                  flt: WindowFilter | None = None, stride: int | dict[str, int] = STRIDE,
-                  shard_size: int = 4096) -> dict:
+                  speakers: list[str] | None = None, flt: WindowFilter | None = None,
+                  stride: int | dict[str, int] = STRIDE, shard_size: int = 4096) -> dict:
     """Cut `sequences` into windows and write the data set; returns the index (also written as index.json).
 
     `split_of` maps sequence names to "train"/"val"/"test" (default: `speaker_split` of each speaker). `vocab`
-    defaults to every word of the sequences (the official code too builds its vocabulary over the whole corpus).
+    defaults to every word of the sequences (the official code too builds its vocabulary over the whole corpus),
+    `speakers` to every speaker; give both to stream `sequences` in one pass (a data set too big for memory).
     `stride` may differ per source ({"ted_culture": 2, "synthetic": 10}): denser crops of scarce real data.
     """
     skeleton = get_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
@@ -192,16 +194,13 @@ def write_dataset(sequences: list[Sequence], out_dir: str | Path, skeleton: str 
     out.mkdir(parents=True, exist_ok=True)
     if list(out.glob("*.safetensors")):
         raise FileExistsError(f"{out} already holds a data set; write to an empty directory")
-    names = [s.name for s in sequences]
-    if len(set(names)) != len(names):
-        raise ValueError("sequence names must be unique: " + ", ".join(sorted(n for n, c in Counter(names).items() if c > 1)))
-    vocab = vocab or build_vocab(sequences)
-    speakers = sorted({s.speaker for s in sequences})
+    if vocab is None or speakers is None:
+        sequences = list(sequences)
+        vocab = vocab or build_vocab(sequences)
+        speakers = speakers or sorted({s.speaker for s in sequences})
     speaker_index = {s: i for i, s in enumerate(speakers)}
-    splits = {s.name: (split_of or {}).get(s.name) or speaker_split(s.speaker) for s in sequences}
-    bad = {n: v for n, v in splits.items() if v not in SPLITS}
-    if bad:
-        raise ValueError(f"unknown split names {bad}; use one of {SPLITS}")
+    listed: list[dict] = []
+    seen: set[str] = set()
 
     buffers = {split: [] for split in SPLITS}
     shards = {split: [] for split in SPLITS}
@@ -219,7 +218,16 @@ def write_dataset(sequences: list[Sequence], out_dir: str | Path, skeleton: str 
 
     for seq_id, seq in enumerate(tqdm(sequences, desc="windows", unit="seq")):
         seq.validate(skeleton)
-        split = splits[seq.name]
+        if seq.name in seen:
+            raise ValueError(f"sequence names must be unique: {seq.name!r} appears twice")
+        seen.add(seq.name)
+        if seq.speaker not in speaker_index:
+            raise ValueError(f"{seq.name}: speaker {seq.speaker!r} is not in the given speakers")
+        split = (split_of or {}).get(seq.name) or speaker_split(seq.speaker)
+        if split not in SPLITS:
+            raise ValueError(f"{seq.name}: unknown split {split!r}; use one of {SPLITS}")
+        listed.append({"name": seq.name, "speaker": seq.speaker, "source": seq.source, "split": split,
+                       "n_frames": seq.n_frames})
         positions = filter_positions(seq.directions, skeleton) if seq.positions is None else seq.positions
         seq_stride = stride.get(seq.source, STRIDE) if isinstance(stride, dict) else stride
         for start in window_starts(seq.n_frames, len(seq.audio), seq_stride):
@@ -250,13 +258,12 @@ def write_dataset(sequences: list[Sequence], out_dir: str | Path, skeleton: str 
         "skeleton": skeleton.name,
         "fps": FPS, "sample_rate": SAMPLE_RATE, "n_frames": N_FRAMES, "n_seed": N_SEED, "stride": stride,
         "speakers": speakers,
-        "sequences": [{"name": s.name, "speaker": s.speaker, "source": s.source, "split": splits[s.name],
-                       "n_frames": s.n_frames} for s in sequences],
+        "sequences": listed,
         "shards": shards,
         "windows": {split: kept[split] for split in SPLITS},
         "rejected": dict(rejected),
         "filter": asdict(flt),
-        "sources": dict(Counter(s.source for s in sequences)),
+        "sources": dict(Counter(item["source"] for item in listed)),
     }
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False))
     vocab.save(out / "vocab.json")

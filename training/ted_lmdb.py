@@ -1,0 +1,177 @@
+"""The official TED Gesture / TED Expressive lmdb files -> a windows data set, WITHOUT pyarrow 0.14.
+
+    python -m training.ted_lmdb --train data/ted_expressive_dataset/train --val data/ted_expressive_dataset/val \
+        --test data/ted_expressive_dataset/test --skeleton ted_expressive --out data/ted_expressive_windows
+
+Each lmdb value (key '{:010}') was written by `pyarrow.serialize(dict)` (pyarrow 0.14.1), a format that pyarrow
+removed in 2.0, which is where users of the official code got stuck. Its bytes are documented enough to decode:
+    int32 num_tensors, int32 num_ndarrays, int32 num_buffers     (0.12 .. 0.14; <= 0.11 had no num_ndarrays)
+    an Arrow IPC stream (legacy framing, metadata V4): schema + one record batch whose column 0 is a dense union,
+        one element per serialised object, children tagged by kind (see `_decode`)
+    padding to 64 bytes, then each tensor and each ndarray as an Arrow IPC tensor message (64-byte aligned),
+    then each buffer as int64 size + bytes.
+Current pyarrow still reads legacy-framed V4 messages (ARROW-6314) and V4 unions without top-level nulls, so it
+parses the container; the union-of-Python-objects layout is decoded here in plain Python. What pyarrow 0.14
+built is: a union child per kind of value, named "" for plain scalars (int64, utf8, binary, float16/32/64, bool,
+date64), "tensor" / "ndarray" / "buffer" (int32 indices into the blobs), and a struct holding one list field named
+"list" / "tuple" / "set" (values: a union) or "dict" (values: a struct of "keys" and "vals" unions).
+
+Not tested against the real 16 GB files (not available here): tests/test_training_ted_lmdb.py writes values in
+exactly this layout with current pyarrow (legacy V4 framing) and decodes them. If a real file does not decode,
+the error names the entry; please report it with `--limit 1`.
+"""
+from __future__ import annotations
+
+import argparse
+import struct
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ha2g_model.audio import resample
+from ha2g_model.skeleton import get_skeleton, positions_to_directions, resample_frames
+from ha2g_model.text import Vocab
+from training.windows import Sequence, write_dataset
+
+ALIGNMENT = 64  # tensor bodies are 64-byte aligned in the serialised stream
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.ipc  # noqa: F401  (registers pa.ipc)
+    except ImportError as e:
+        raise ImportError("reading the official lmdb files needs a current pyarrow (pip install pyarrow); "
+                          "pyarrow 0.14 is NOT needed") from e
+    return pa
+
+
+def decode_serialized(data: bytes, n_header_ints: int = 3):
+    """Decode one `pyarrow.serialize` blob (pyarrow 0.12 .. 0.14 layout) into Python objects and numpy arrays."""
+    pa = _pyarrow()
+    counts = struct.unpack_from(f"<{n_header_ints}i", data, 0)
+    if min(counts) < 0 or max(counts) > 1_000_000:
+        raise ValueError(f"not a pyarrow.serialize blob: implausible header counts {counts}")
+    n_tensors, n_ndarrays, n_buffers = counts if n_header_ints == 3 else (counts[0], 0, counts[1])
+    reader = pa.BufferReader(pa.py_buffer(data))
+    reader.seek(4 * n_header_ints)
+    schema_message = pa.ipc.read_message(reader)
+    schema = pa.ipc.read_schema(schema_message)
+    batch = pa.ipc.read_record_batch(pa.ipc.read_message(reader), schema)
+    # end-of-stream marker: a zero length (legacy framing), or continuation token + zero (current framing)
+    marker = struct.unpack_from("<I", data, reader.tell())[0]
+    reader.seek(reader.tell() + (8 if marker == 0xFFFFFFFF else 4))
+    blobs = {"tensor": [], "ndarray": [], "buffer": []}
+    for kind, n in (("tensor", n_tensors), ("ndarray", n_ndarrays)):
+        for _ in range(n):
+            reader.seek(-(-reader.tell() // ALIGNMENT) * ALIGNMENT)
+            blobs[kind].append(pa.ipc.read_tensor(reader).to_numpy())
+    if n_buffers:
+        reader.seek(-(-reader.tell() // ALIGNMENT) * ALIGNMENT)
+    for _ in range(n_buffers):
+        (size,) = struct.unpack("<q", reader.read(8))
+        blobs["buffer"].append(reader.read(size))
+    return _decode(batch.column(0), 0, blobs)
+
+
+def _decode(union, i: int, blobs: dict):
+    """Element i of a serialised-object union array."""
+    code = union.type_codes[i].as_py()
+    position = union.type.type_codes.index(code)
+    field = union.type.field(position)
+    child = union.field(position)
+    j = union.offsets[i].as_py()
+    if field.name in blobs:  # an index into the tensors / ndarrays / buffers that follow the record batch
+        return blobs[field.name][child[j].as_py()]
+    if _pyarrow().types.is_struct(child.type):  # a sub-sequence: struct of one list field, named by kind
+        kind = child.type.field(0).name
+        items = child.field(0)
+        start, stop = items.offsets[j].as_py(), items.offsets[j + 1].as_py()
+        values = items.values
+        if kind == "dict":
+            keys, vals = values.field("keys"), values.field("vals")
+            return {_decode(keys, k, blobs): _decode(vals, k, blobs) for k in range(start, stop)}
+        decoded = [_decode(values, k, blobs) for k in range(start, stop)]
+        return tuple(decoded) if kind == "tuple" else set(decoded) if kind == "set" else decoded
+    return child[j].as_py()
+
+
+# --- lmdb entries -> sequences -----------------------------------------------------------------------------------
+
+def read_entries(lmdb_dir: str | Path, limit: int | None = None) -> Iterator[tuple[bytes, dict]]:
+    """(key, decoded value) of every entry of an official lmdb directory, in key order."""
+    try:
+        import lmdb
+    except ImportError as e:
+        raise ImportError("reading the official lmdb files needs the lmdb package (pip install lmdb)") from e
+    if not (Path(lmdb_dir) / "data.mdb").exists():
+        raise FileNotFoundError(f"{lmdb_dir}: no data.mdb (pass the lmdb directory of one split)")
+    env = lmdb.open(str(lmdb_dir), readonly=True, lock=False)
+    with env.begin() as txn:
+        for n, (key, value) in enumerate(txn.cursor()):
+            if limit is not None and n >= limit:
+                break
+            try:
+                yield key, decode_serialized(value)
+            except Exception as e:
+                raise ValueError(f"{lmdb_dir}: entry {key!r} could not be decoded: {e}") from e
+    env.close()
+
+
+def video_sequences(video: dict, skeleton_name: str) -> Iterator[Sequence]:
+    """The clips of one official video entry as Sequences (words shifted to each clip's own clock)."""
+    skeleton = get_skeleton(skeleton_name)
+    vid = str(video["vid"])
+    for k, clip in enumerate(video["clips"]):
+        positions = np.asarray(clip["skeletons_3d"], dtype=np.float32)
+        if positions.ndim != 3 or positions.shape[1:] != (skeleton.n_joints, 3) or len(positions) < 2:
+            continue  # clips without 3D poses of this skeleton: the official loader skips them too
+        fps = float(video.get("framerate", 15))
+        if abs(fps - 15) > 1e-3:
+            positions = resample_frames(positions, fps, 15)
+        audio = np.asarray(clip["audio_raw"], dtype=np.float32)
+        if np.abs(audio).max(initial=0) > 1.0:  # some dumps store int16 PCM values
+            audio = audio / 32768.0
+        start = float(clip["start_time"])
+        words = [(str(w), float(s) - start, float(e) - start) for w, s, e in clip["words"] if str(w).strip()]
+        yield Sequence(name=f"{vid}_{k}", speaker=vid, directions=positions_to_directions(positions, skeleton),
+                       audio=np.clip(resample(audio, 16000), -1, 1), words=words, source="ted",
+                       positions=positions - positions[:, :1])
+
+
+def convert(splits: dict[str, str], skeleton: str, out: str, limit: int | None = None) -> dict:
+    """Two passes: words and speakers first (vocabulary), then the windows, so 16 GB never sit in memory."""
+    def sequences():
+        for split, path in splits.items():
+            for _, video in read_entries(path, limit):
+                for seq in video_sequences(video, skeleton):
+                    split_of[seq.name] = split
+                    yield seq
+
+    split_of: dict[str, str] = {}
+    words, speakers = [], set()
+    for seq in sequences():
+        words += [w for w, _, _ in seq.words]
+        speakers.add(seq.speaker)
+    return write_dataset(sequences(), out, skeleton, split_of=split_of, vocab=Vocab.build(words),
+                         speakers=sorted(speakers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for split in ("train", "val", "test"):
+        parser.add_argument(f"--{split}", help=f"lmdb directory of the official {split} split")
+    parser.add_argument("--skeleton", required=True, choices=["ted_gesture", "ted_expressive"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--limit", type=int, default=None, help="read only the first N videos per split (a test)")
+    args = parser.parse_args()
+    splits = {s: getattr(args, s) for s in ("train", "val", "test") if getattr(args, s)}
+    if not splits:
+        parser.error("give at least one of --train / --val / --test")
+    index = convert(splits, args.skeleton, args.out, args.limit)
+    print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}")
+
+
+if __name__ == "__main__":
+    main()
