@@ -5,7 +5,8 @@
    and a recorder node that keeps every published trajectory, the preview joint states and the timing reports.
 3. Checks each trajectory as joint_trajectory_controller would, and the executed motion against the URDF limits.
 4. Writes demo.mp4 / demo.gif (the robot beside the human skeleton it imitates, with the speech where ffmpeg is
-   available), a summary JSON and the recorded trajectories (NPZ).
+   available), motion.png (the speech and every arm joint's angle within its limits), summary.json and the
+   recorded trajectories (trajectories.npz).
 
 ROS traffic stays on this machine: the demo forces ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and, unless set, a
 ROS_DOMAIN_ID of its own.
@@ -329,6 +330,40 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict
     return written
 
 
+def plot_motion(path: Path, recording: Recording, retargeter, meta: dict, wav: Path, words) -> Path:
+    """One picture of the run: the speech (with its words) on top, each arm joint's commanded angle below, within
+    its URDF limits (shaded), on the time line of the speech as the robot plays it."""
+    import soundfile
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    times, q = merged_motion(recording, retargeter)
+    audio, rate = soundfile.read(wav, dtype="float32")
+    t0 = recording.transcript_origin + meta["playback_delay_s"]  # speech time 0 on the robot's clock
+    arm = [j for g, joints in retargeter.groups.items() if "arm" in g for j in joints][:10]
+    figure = Figure(figsize=(12, 2 + 1.0 * len(arm)), dpi=90)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(arm) + 1, 1, sharex=True, gridspec_kw={"height_ratios": [2] + [1] * len(arm)})
+    axes[0].plot(np.arange(len(audio)) / rate, audio, lw=0.3, color="0.3")
+    for word, start, _ in words:
+        axes[0].text(start, 0.9, word, fontsize=7, rotation=45, transform=axes[0].get_xaxis_transform())
+    axes[0].set_ylabel("speech")
+    axes[0].set_title(f"{meta['robot']}: commanded joint angles (blue) within the URDF limits (grey), "
+                      f"rest pose (dashed); {meta['checkpoint']}", fontsize=9, pad=45)
+    rest = retargeter.rest_pose()
+    for ax, name in zip(axes[1:], arm):
+        j = retargeter.joint_names.index(name)
+        ax.axhspan(retargeter.lower[j], retargeter.upper[j], color="0.92")
+        ax.axhline(rest[j], color="0.5", ls="--", lw=0.8)
+        ax.plot(times - t0, q[:, j], color="tab:blue", lw=1.2)
+        ax.set_ylabel(name, fontsize=7, rotation=0, ha="right")
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("speech time (s)")
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
 def summarise(recording: Recording, checks: dict, meta: dict, wav: Path, seconds: float) -> dict:
     import soundfile
 
@@ -368,8 +403,11 @@ def main(argv=None) -> None:
     checks = check_recording(recording, retargeter)
     np.savez_compressed(out / "trajectories.npz", joint_names=np.array(retargeter.joint_names),
                         **dict(zip(("times", "positions"), merged_motion(recording, retargeter))))
+    words = json.loads(transcript.read_text())["words"]
+    picture = plot_motion(out / "motion.png", recording, retargeter, meta, wav,
+                          [(w["word"], w["start"], w["end"]) for w in words])
     formats = {"both": ("mp4", "gif"), "none": ()}.get(args.video, (args.video,))
-    videos = []
+    videos = [picture]
     if formats:
         print("4/4 drawing the robot")
         videos = render(out, retargeter, skeleton, recording, meta, wav, formats)

@@ -36,7 +36,7 @@ from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
 FRAME_DT = 1.0 / FPS
 # Points closer than this to "now" are not sent: the controller needs time to reach the first point it receives.
 MIN_LEAD_S = FRAME_DT
-MAX_PENDING_S = 10.0  # audio buffered between hops beyond this is dropped (the executor was starved)
+MAX_PENDING_S = 10.0  # a transcript waits this long for audio that places its words in time
 # Before its first command the node waits this long for joint_states, so it starts from where the robot really is.
 STARTUP_STATE_WAIT_S = 2.0
 TIMING_WINDOW = 200  # hops in the rolling timing statistics
@@ -182,7 +182,7 @@ class GestureNode(Node):
         self.compute_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.stats = {"ticks": 0, "audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
-                      "frames": 0, "late_frames": 0, "trajectories": 0}
+                      "frames": 0, "late_frames": 0, "trajectories": 0, "dropped_audio_s": 0.0}
         self._last_report = time.monotonic()
         self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
 
@@ -288,12 +288,16 @@ class GestureNode(Node):
 
     def _ingest_audio(self) -> None:
         chunks, self.pending_audio = self.pending_audio, []
+        # Audio that waited longer than the playback delay can no longer be gestured on time: when compute falls
+        # behind real time, drop the oldest and stay with the speech instead of lagging further behind it.
         total = sum(len(c.samples) / c.sample_rate for c, _ in chunks)
-        while chunks and total > MAX_PENDING_S:
-            total -= len(chunks[0][0].samples) / chunks[0][0].sample_rate
+        while chunks and total > self.get_parameter("playback_delay_s").value:
+            dropped = len(chunks[0][0].samples) / chunks[0][0].sample_rate
+            total -= dropped
+            self.stats["dropped_audio_s"] += dropped
             chunks.pop(0)
-            self.get_logger().warning("audio piled up beyond 10 s between hops; dropping the oldest",
-                                   throttle_duration_sec=5.0)
+            self.get_logger().warning("inference is slower than real time: dropping audio to keep up (try a "
+                                      "larger hop_frames or a faster backend)", throttle_duration_sec=5.0)
         for chunk, arrival in chunks:
             samples = self.resampler(chunk.samples, chunk.sample_rate)
             if not len(samples):
