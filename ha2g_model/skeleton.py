@@ -16,15 +16,11 @@ Every function accepts numpy arrays or torch tensors with any leading batch/time
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-
-try:  # torch is a hard dependency of the model, but the skeleton toolkit is usable without it
-    import torch
-except ImportError:  # pragma: no cover - exercised only in torch-less environments
-    torch = None
 
 FPS = 15  # every HA2G sequence is at 15 frames per second
 
@@ -176,25 +172,35 @@ def skeleton_for_pose_dim(pose_dim: int) -> Skeleton:
 
 # --- array helpers: one implementation for numpy and torch ----------------------------------------------------------
 
+def _torch():
+    """The torch module if something already imported it, else None.
+
+    The skeleton never imports torch itself: the retargeting (numpy only) imports this module, and importing torch
+    costs seconds. A tensor can only exist once torch is imported, so the check below is exact.
+    """
+    return sys.modules.get("torch")
+
+
 def _is_torch(x) -> bool:
+    torch = _torch()
     return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _check_finite(x, what: str) -> None:
-    finite = bool(torch.isfinite(x).all()) if _is_torch(x) else bool(np.isfinite(x).all())
+    finite = bool(_torch().isfinite(x).all()) if _is_torch(x) else bool(np.isfinite(x).all())
     if not finite:
         raise ValueError(f"{what} contains NaN or Inf values")
 
 
 def _norm(x):
     if _is_torch(x):
-        return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return _torch().linalg.vector_norm(x, dim=-1, keepdim=True)
     return np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def _like(values: np.ndarray, ref):
     if _is_torch(ref):
-        return torch.as_tensor(values, dtype=ref.dtype, device=ref.device)
+        return _torch().as_tensor(values, dtype=ref.dtype, device=ref.device)
     return values.astype(ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float32)
 
 
@@ -240,7 +246,7 @@ def directions_to_positions(directions, skeleton: Skeleton, bone_lengths=None):
     joints[0] = bones[..., 0, :] * 0
     for i, (parent, child) in enumerate(skeleton.bones):  # bones are listed parent-before-child
         joints[child] = joints[parent] + bones[..., i, :]
-    return torch.stack(joints, dim=-2) if _is_torch(directions) else np.stack(joints, axis=-2)
+    return _torch().stack(joints, dim=-2) if _is_torch(directions) else np.stack(joints, axis=-2)
 
 
 def normalize_directions(directions, skeleton: Skeleton):
@@ -290,6 +296,7 @@ def resample_frames(frames, src_fps: float, dst_fps: float = FPS):
     hi = np.clip(lo + 1, 0, n_src - 1)
     w = (t - lo).astype(np.float32).reshape((-1,) + (1,) * (frames.ndim - 1))
     if _is_torch(frames):
+        torch = _torch()
         w_t = torch.as_tensor(w, dtype=frames.dtype, device=frames.device)
         return frames[torch.as_tensor(lo)] * (1 - w_t) + frames[torch.as_tensor(hi)] * w_t
     return (frames[lo] * (1 - w) + frames[hi] * w).astype(frames.dtype)

@@ -53,6 +53,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # 5. Everything else, then the package itself (editable, so the checkout is what runs).
   log "installing Python requirements"
   pip install -q -r requirements.txt
+  # Pepper's and NAO's URDFs ship inside qibullet; its simulator dependency (pybullet, a long native build) is not
+  # needed for them, and requirements.txt cannot say --no-deps.
+  pip install -q --no-deps "qibullet==1.4.6"
   pip install -q --no-build-isolation -e . 2>&1 | grep -v -i "editable\|!!\|\*\*\*\|name as your package\|^ *$\|with strategy" || true
   echo "$want" > "$stamp"
   log "setup complete"
