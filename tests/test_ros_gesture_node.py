@@ -337,3 +337,30 @@ def test_disabled_node_holds_the_rest_pose(rclpy_context, checkpoint, speech):
         _, positions = union(messages)
         index = [h.index[j] for j in h.groups[group]]
         np.testing.assert_allclose(positions, np.broadcast_to(h.gesture.rest[index], positions.shape), atol=1e-9)
+
+
+def test_audio_older_than_the_playback_delay_is_dropped(rclpy_context, checkpoint, speech):
+    """A burst of 3 s of audio at once (a stalled executor, a reconnecting source) cannot all be gestured on time:
+    the node keeps the newest playback_delay_s of it and stays with the speech."""
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        h.robot_state = h.gesture.rest
+        h.spin(0.1)
+        burst = speech[0][: 3 * RATE]
+        for start in range(0, len(burst), CHUNK):
+            h.audio_pub.publish(from_samples(burst[start:start + CHUNK], h.audio_type, RATE))
+        deadline = time.monotonic() + 10
+        while len(h.gesture.pending_audio) < 30 and time.monotonic() < deadline:
+            h.executor.spin_once(timeout_sec=0.01)  # simulated time stands still: only the callbacks run
+        assert len(h.gesture.pending_audio) == 30
+        h.spin(0.1)
+        stats = dict(h.gesture.stats)
+        h.play(speech[0][3 * RATE: 5 * RATE])
+        h.spin(0.5)
+    finally:
+        h.close()
+    assert stats["dropped_audio_s"] == pytest.approx(3.0 - HOP_PARAMS["playback_delay_s"], abs=0.11)
+    assert h.gesture.stats["late_frames"] == 0
+    for group, messages in h.received.items():
+        lower, upper, vmax = limits(h, group)
+        assert messages and all(validate_trajectory(m, h.groups[group], lower, upper, vmax) == [] for m in messages)
