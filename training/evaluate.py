@@ -130,10 +130,10 @@ def plot_trajectories(clips, generated: dict, skeleton: Skeleton, path: Path, n_
         t = np.arange(clip.n_frames) / 15.0
         for col, joint in enumerate(wrists):
             ax = axes[row, col]
-            for label, directions in series.items():
-                p = directions_to_positions(directions, skeleton)[:, joint]
-                ax.plot(t, -p[:, 1], label=f"{label} height")
-                ax.plot(t, -p[:, 2], "--", label=f"{label} forward", alpha=0.7)
+            for k, (label, directions) in enumerate(series.items()):
+                p = directions_to_positions(directions, skeleton)[:, joint]  # TED Expressive: y down, z back
+                ax.plot(t, -p[:, 1], color=f"C{k}", label=f"{label} height")
+                ax.plot(t, -p[:, 2], "--", color=f"C{k}", label=f"{label} forward", alpha=0.7)
             ax.set_title(f"{clip.name}: {skeleton.joint_names[joint]}", fontsize=9)
             ax.set_xlabel("s")
     axes[0, 0].legend(fontsize=7, ncol=3)
