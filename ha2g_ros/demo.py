@@ -410,7 +410,7 @@ def main(argv=None) -> None:
     videos = [picture]
     if formats:
         print("4/4 drawing the robot")
-        videos = render(out, retargeter, skeleton, recording, meta, wav, formats)
+        videos += render(out, retargeter, skeleton, recording, meta, wav, formats)
     summary = summarise(recording, checks, meta, wav, time.monotonic() - began)
     summary["files"] = [str(p) for p in [wav, transcript, out / "trajectories.npz", *videos]]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

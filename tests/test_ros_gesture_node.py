@@ -1,7 +1,7 @@
 """The gesture node end to end with real rclpy: speech in over a topic, JointTrajectory per controller group out.
 
-A random tiny HA2G checkpoint stands in for the trained one (its gestures are meaningless but real network output,
-so everything downstream, retargeting, limits, fades, timing, is exercised for real). The speech is espeak-ng's.
+The shipped checkpoint drives it (a random tiny one where that is not installed: meaningless gestures, but real
+network output, so retargeting, limits, fades and timing are still exercised for real). The speech is espeak-ng's.
 """
 import json
 import time
@@ -32,7 +32,12 @@ SPEECH = (("Hello, and welcome to this little demonstration.",
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    """The shipped default checkpoint; a random tiny one where it is not installed."""
     torch = pytest.importorskip("torch")
+    from ha2g_model.engine import DEFAULT_CHECKPOINT
+
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        return DEFAULT_CHECKPOINT
     from ha2g_model.checkpoint import save_checkpoint
     from ha2g_model.config import PRESETS
     from ha2g_model.model import HA2G
@@ -299,12 +304,13 @@ def test_live_parameters_are_validated(rclpy_context, checkpoint):
     h = Harness(rclpy_context, checkpoint)
     try:
         node = h.gesture
+        last = node.engine.model_config.n_speakers - 1
         results = node.set_parameters([Parameter("amplitude", value=0.5), Parameter("rest_blend", value=0.25),
-                                       Parameter("speaker", value=2)])
+                                       Parameter("speaker", value=last)])
         assert all(r.successful for r in results)
-        assert node.retargeter.amplitude == 0.5 and node.retargeter.rest_blend == 0.25 and node.engine.speaker == 2
-        bad = node.set_parameters([Parameter("speaker", value=3)])[0]  # the tiny checkpoint has 3 speakers
-        assert not bad.successful and "speaker" in bad.reason and node.engine.speaker == 2
+        assert node.retargeter.amplitude == 0.5 and node.retargeter.rest_blend == 0.25 and node.engine.speaker == last
+        bad = node.set_parameters([Parameter("speaker", value=last + 1)])[0]  # beyond the checkpoint's speakers
+        assert not bad.successful and "speaker" in bad.reason and node.engine.speaker == last
         bad = node.set_parameters([Parameter("amplitude", value=7.0)])[0]
         assert not bad.successful and node.retargeter.amplitude == 0.5
         bad = node.set_parameters([Parameter("hop_frames", value=2)])[0]  # read only: needs a restart
