@@ -9,10 +9,11 @@ import torch
 from ha2g_model.checkpoint import load_checkpoint
 from training.train import TrainConfig, contrastive, huber, train
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
 @pytest.fixture(scope="module")
+@needs_espeak
 def smoke_data(tmp_path_factory):
     from training.synthetic import make_corpus
     from training.windows import write_dataset
@@ -24,6 +25,7 @@ def smoke_data(tmp_path_factory):
     return out
 
 
+@needs_espeak
 def test_smoke_training_reduces_the_loss_and_resumes(smoke_data, tmp_path):
     torch.set_num_threads(1)
     cfg = TrainConfig.from_yaml("training/configs/smoke.yaml", [f"data={smoke_data}", f"out={tmp_path / 'run'}"])
@@ -57,3 +59,12 @@ def test_losses_on_known_inputs():
     text = torch.randn(2, 34, 32)
     shuffled = text.reshape(-1, 32)[torch.randperm(68)].reshape(2, 34, 32)
     assert contrastive(text, text + 0.01 * torch.randn_like(text)) < contrastive(text, shuffled)
+
+
+@pytest.mark.parametrize("name", ["smoke", "compact_expressive", "ted_expressive", "ted_gesture"])
+def test_shipped_configs_parse_and_build_a_model(name):
+    from ha2g_model.config import HA2GConfig
+
+    cfg = TrainConfig.from_yaml(f"training/configs/{name}.yaml")
+    config = HA2GConfig.preset(cfg.preset, n_words=100, n_speakers=10, **cfg.model)
+    assert config.skeleton in ("ted_gesture", "ted_expressive") and cfg.batch_size > 0

@@ -3,9 +3,8 @@
     python -m training.export_default data      --out data/default_windows    # real clips + synthetic corpus
     python -m training.train_feature_net --data data/default_windows --out runs/feature_net --epochs 30
     nice -n 10 python -m training.train --config training/configs/compact_expressive.yaml
-    python -m training.evaluate --checkpoint runs/compact_expressive/best --feature-net runs/feature_net \
-        --data data/default_windows --out runs/compact_expressive/eval
-    python -m training.export_default ship  --run runs/compact_expressive --report runs/compact_expressive/eval
+    python -m training.export_default ship  --run runs/compact_expressive --data data/default_windows \
+        --feature-net runs/feature_net
 
 The data: the 12 real TED-Culture clips (../shared/data/ted_culture, 4 held out for testing, 1 for validation; real
 windows cut with stride 2 instead of 10 because they are so few) plus a SYNTHETIC espeak-ng corpus
@@ -15,11 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
+import torch
+
+from ha2g_model.checkpoint import load_checkpoint, save_checkpoint
+from ha2g_model.engine import GestureEngine
 from training import synthetic, ted_culture
-from training.windows import write_dataset
+from training.evaluate import evaluate, mirror_to
+from training.metrics import mean_metrics, sequence_metrics
+from training.windows import read_index, write_dataset
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ha2g_model" / "checkpoints" / "default"
 MAX_BYTES = 30 * 1024 * 1024
@@ -37,28 +41,57 @@ def build_data(out: str, n_synthetic: int = 300, n_speakers: int = 24, seed: int
                          stride={"ted_culture": 2, "synthetic": 10})
 
 
-def ship(run: str, report: str, dest: Path = DEFAULT_DIR) -> Path:
-    """Copy `<run>/best` and the evaluation report into the package, with a README that says what it is."""
+def relabel_speaker(model: torch.nn.Module, speakers: list[str], chosen: int) -> list[str]:
+    """Swap speaker ids 0 and `chosen` in every speaker embedding (and the name list).
+
+    Speaker ids are arbitrary labels; the engine and the node use id 0 unless told otherwise, so the style chosen
+    as the default is moved there. Generated motion for every speaker is unchanged, only its id moves.
+    """
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Embedding) and "speaker_embedding" in name:
+                module.weight[[0, chosen]] = module.weight[[chosen, 0]]
+    speakers = list(speakers)
+    speakers[0], speakers[chosen] = speakers[chosen], speakers[0]
+    return speakers
+
+
+def choose_default_speaker(model, vocab, speakers: list[str], candidates: list[str], clips) -> tuple[int, dict]:
+    """The candidate style whose motion on the validation clips is closest to real (velocity histogram) and most
+    speech-aligned (loudness/arm-speed correlation): argmin of vel_hist_dist - loudness_speed_corr."""
+    scores = {}
+    for name in candidates:
+        engine = GestureEngine(model, vocab, speaker=speakers.index(name))
+        rows = [sequence_metrics(mirror_to(engine.generate_utterance(c.audio, c.words, fade_to_rest=False), c.n_frames),
+                                 c.directions, c.audio, engine.skeleton) for c in clips]
+        means = mean_metrics(rows)
+        scores[name] = {k: means[k] for k in ("vel_hist_dist", "loudness_speed_corr", "arm_speed")}
+    best = min(scores, key=lambda n: scores[n]["vel_hist_dist"] - scores[n]["loudness_speed_corr"])
+    return speakers.index(best), scores
+
+
+def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_DIR,
+         clips_dir: str | Path = ted_culture.DEFAULT_DIR) -> Path:
+    """`<run>/best` -> `dest`: default speaker chosen on the validation clip, evaluated, with a README."""
     best = Path(run) / "best"
-    report_dir = Path(report)
-    for name in ("model.safetensors", "config.json", "vocab.json"):
-        if not (best / name).is_file():
-            raise FileNotFoundError(f"{best} has no {name}: not a finished training run")
-    size = (best / "model.safetensors").stat().st_size
+    model, vocab, meta = load_checkpoint(best)
+    index = read_index(data)
+    real_train = sorted({s["speaker"] for s in index["sequences"]
+                         if s["source"] == "ted_culture" and s["split"] == "train"})
+    val_clips = ted_culture.load_clips(clips_dir, ted_culture.VAL_CLIPS)
+    chosen, scores = choose_default_speaker(model, vocab, meta["speakers"], real_train, val_clips)
+    meta["default_speaker"] = {"name": meta["speakers"][chosen], "chosen_on": list(ted_culture.VAL_CLIPS),
+                               "candidates": scores}
+    meta["speakers"] = relabel_speaker(model, meta["speakers"], chosen)
+    save_checkpoint(dest, model, vocab, meta)
+    size = (dest / "model.safetensors").stat().st_size
     if size > MAX_BYTES:
-        raise ValueError(f"{best}/model.safetensors is {size / 2**20:.1f} MB; the shipped default must be <= 30 MB")
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json", "vocab.json"):
-        shutil.copy2(best / name, dest / name)
-    for name in ("report.md", "report.json", "trajectories.png"):
-        if (report_dir / name).is_file():
-            shutil.copy2(report_dir / name, dest / name)
-    train_config = (Path(run) / "train_config.yaml").read_text()
-    report_md = (report_dir / "report.md").read_text() if (report_dir / "report.md").is_file() else "(no report)"
-    meta = json.loads((best / "config.json").read_text())["meta"]
-    (dest / "README.md").write_text(README.format(epoch=meta.get("epoch"), step=meta.get("step"),
-                                                  sources=json.dumps(meta.get("data_sources")),
-                                                  size=size / 2**20, train_config=train_config, report=report_md))
+        raise ValueError(f"{dest}/model.safetensors is {size / 2**20:.1f} MB; the shipped default must be <= 30 MB")
+    evaluate(str(dest), str(dest), data, feature_net, str(clips_dir))
+    (dest / "README.md").write_text(README.format(
+        epoch=meta.get("epoch"), step=meta.get("step"), sources=json.dumps(index["sources"]), size=size / 2**20,
+        speaker=meta["speakers"][0], train_config=(Path(run) / "train_config.yaml").read_text(),
+        report=(dest / "report.md").read_text()))
     return dest
 
 
@@ -77,6 +110,8 @@ below; `config.json` has the exact sizes), {size:.1f} MB of weights (`model.safe
   whose beats follow the audio onsets and whose amplitude follows loudness. It is NOT real data; it gives volume and
   teaches the loudness/onset-to-motion relation that the few real clips cannot teach alone.
 * Sequences per source: {sources}. Stopped after epoch {epoch} (step {step}), the best validation epoch.
+* Default style (speaker id 0): `{speaker}`, a real training speaker chosen on the validation clip among the real
+  training speakers (`meta.default_speaker` in config.json lists the candidates' scores).
 
 This is far from the paper's setting (TED Expressive, about 276k real windows, 100 epochs on a GPU): expect
 plausible, speech-paced arm and hand motion, not the paper's quality. Official TED Expressive numbers
@@ -88,9 +123,8 @@ the table below (another data set, another FGD feature net, 4 short clips).
 python -m training.export_default data --out data/default_windows
 python -m training.train_feature_net --data data/default_windows --out runs/feature_net --epochs 30
 nice -n 10 python -m training.train --config training/configs/compact_expressive.yaml
-python -m training.evaluate --checkpoint runs/compact_expressive/best --feature-net runs/feature_net \\
-    --data data/default_windows --out runs/compact_expressive/eval
-python -m training.export_default ship --run runs/compact_expressive --report runs/compact_expressive/eval
+python -m training.export_default ship --run runs/compact_expressive --data data/default_windows \\
+    --feature-net runs/feature_net        # picks the default style, evaluates, writes this directory
 ```
 Training configuration used:
 ```yaml
@@ -109,15 +143,18 @@ def main() -> None:
     data.add_argument("--synthetic", type=int, default=300, help="synthetic sequences (about 15 s each)")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--clips", default=str(ted_culture.DEFAULT_DIR), help="the ted_culture directory")
-    shipping = sub.add_parser("ship", help="copy a finished run into ha2g_model/checkpoints/default")
+    shipping = sub.add_parser("ship", help="evaluate a finished run and write ha2g_model/checkpoints/default")
     shipping.add_argument("--run", required=True)
-    shipping.add_argument("--report", required=True, help="directory written by training.evaluate")
+    shipping.add_argument("--data", required=True, help="the windows data set it was trained on")
+    shipping.add_argument("--feature-net", help="FGD feature net directory")
+    shipping.add_argument("--clips", default=str(ted_culture.DEFAULT_DIR))
+    shipping.add_argument("--dest", default=str(DEFAULT_DIR))
     args = parser.parse_args()
     if args.command == "data":
         index = build_data(args.out, args.synthetic, seed=args.seed, clips_dir=args.clips)
         print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}, sources {index['sources']}")
     else:
-        print(f"shipped to {ship(args.run, args.report)}")
+        print(f"shipped to {ship(args.run, args.data, args.feature_net, Path(args.dest), args.clips)}")
 
 
 if __name__ == "__main__":
