@@ -13,7 +13,6 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 
 @pytest.fixture(scope="module")
-@needs_espeak
 def smoke_data(tmp_path_factory):
     from training.synthetic import make_corpus
     from training.windows import write_dataset
