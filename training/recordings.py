@@ -37,7 +37,7 @@ import yaml
 from ha2g_model.audio import resample
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton, resample_frames
 from ha2g_model.words import read_words
-from training.windows import SAMPLE_RATE, Sequence
+from training.windows import Sequence
 
 AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 WORD_SUFFIXES = (".TextGrid", ".textgrid", ".json", ".tsv")

@@ -26,7 +26,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton, get_skeleton
+from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton
 from training.metrics import loudness
 from training.windows import SAMPLE_RATE, Sequence
 
@@ -129,6 +129,9 @@ def random_sentence(rng: np.random.Generator) -> str:
 
 # --- gestures ----------------------------------------------------------------------------------------------------
 
+VOICES = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us+f3", "en+m3", "en-us+f2")
+
+
 @dataclass
 class GestureStyle:
     """A synthetic speaker's way of moving (angles in radians)."""
@@ -148,7 +151,7 @@ class GestureStyle:
         return GestureStyle(amplitude=float(rng.uniform(0.6, 1.4)), left_share=float(rng.uniform(0.15, 0.85)),
                             lift=float(rng.uniform(-0.1, 0.3)), spread=float(rng.uniform(-0.05, 0.2)),
                             flex=float(rng.uniform(0.0, 0.5)), drift=float(rng.uniform(0.1, 0.3)),
-                            voice=str(rng.choice(["en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us+f3", "en+m3", "en-us+f2"])),
+                            voice=str(rng.choice(VOICES)),
                             rate=int(rng.integers(140, 200)), pitch=int(rng.integers(25, 75)))
 
 
@@ -164,9 +167,12 @@ def _rot_z(a: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
 
 
-def gesture_for_speech(audio: np.ndarray, style: GestureStyle, rng: np.random.Generator,
-                       skeleton: Skeleton = TED_EXPRESSIVE) -> np.ndarray:
-    """(T, n_bones, 3) unit directions at 15 fps whose beats and amplitude follow the speech."""
+def gesture_for_speech(audio: np.ndarray, style: GestureStyle, rng: np.random.Generator) -> np.ndarray:
+    """(T, 42, 3) TED Expressive unit directions at 15 fps whose beats and amplitude follow the speech.
+
+    Built by rotating the mean pose's arm chains, in the TED Expressive frame (x = left, y = down, z = back).
+    """
+    skeleton = TED_EXPRESSIVE
     n = int(len(audio) / SAMPLE_RATE * FPS)
     t = np.arange(n) / FPS
     db = loudness(audio, n)
@@ -239,7 +245,7 @@ def _head_joints(skeleton: Skeleton) -> set[int]:
 # --- corpus ------------------------------------------------------------------------------------------------------
 
 def make_sequence(espeak: Espeak, name: str, speaker: str, style: GestureStyle, rng: np.random.Generator,
-                  seconds: float = 15.0, skeleton: Skeleton = TED_EXPRESSIVE) -> Sequence:
+                  seconds: float = 15.0) -> Sequence:
     """Sentences with pauses until about `seconds` of audio, per-word emphasis, and the gestures that follow it."""
     pieces, words, offset = [], [], 0.0
     while offset < seconds:
@@ -255,20 +261,19 @@ def make_sequence(espeak: Espeak, name: str, speaker: str, style: GestureStyle, 
         offset += (len(audio) + len(pause)) / SAMPLE_RATE
     audio = np.concatenate(pieces).astype(np.float32)
     audio *= 0.9 / max(np.abs(audio).max(), 1e-6)
-    directions = gesture_for_speech(audio, style, rng, skeleton)
+    directions = gesture_for_speech(audio, style, rng)
     return Sequence(name=name, speaker=speaker, directions=directions, audio=audio, words=words, source="synthetic")
 
 
-def make_corpus(n_sequences: int, n_speakers: int = 24, seed: int = 0, seconds: float = 15.0,
-                skeleton: str = "ted_expressive") -> list[Sequence]:
+def make_corpus(n_sequences: int, n_speakers: int = 24, seed: int = 0, seconds: float = 15.0) -> list[Sequence]:
+    """`n_sequences` TED Expressive sequences of about `seconds` each, spread over `n_speakers` synthetic speakers."""
     rng = np.random.default_rng(seed)
     styles = [GestureStyle.sample(rng) for _ in range(n_speakers)]
     espeak = Espeak()
     sequences = []
     for i in tqdm(range(n_sequences), desc="synthetic corpus", unit="seq"):
         k = i % n_speakers
-        sequences.append(make_sequence(espeak, f"synth_{i:05d}", f"synth_speaker{k:03d}", styles[k], rng, seconds,
-                                       get_skeleton(skeleton)))
+        sequences.append(make_sequence(espeak, f"synth_{i:05d}", f"synth_speaker{k:03d}", styles[k], rng, seconds))
     return sequences
 
 
