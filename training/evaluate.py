@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,10 @@ def markdown(report: dict) -> str:
         for name in ROWS:
             lines.append(f"| {name} | " + " | ".join(_fmt(rows[name].get(c)) for c in cols) + " |")
         lines.append("")
+    if report.get("windows"):
+        lines.append("On windows the mismatched row is a permutation of the same windows: its FGD and Diversity equal "
+                     "the ground truth's by construction (only its BC and L1 say something). FGD uses the feature net "
+                     "trained on this data set, so it is not comparable with the paper's values.")
     return "\n".join(lines)
 
 
@@ -178,7 +183,7 @@ def evaluate(checkpoint: str, out: str, data: str | None = None, feature_net: st
     model.eval()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"checkpoint": str(checkpoint), "meta_epoch": meta.get("epoch")}
+    report: dict = {"checkpoint": os.path.relpath(checkpoint), "meta_epoch": meta.get("epoch")}
     if clips_dir is not None and Path(clips_dir).exists():
         pool = ted_culture.load_clips(clips_dir)
         clips = [c for c in pool if c.name in ted_culture.TEST_CLIPS]
