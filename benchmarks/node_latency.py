@@ -6,8 +6,10 @@ A publisher streams espeak-ng speech in 100 ms chunks at real time to the gestur
 SingleThreadedExecutor, as in `ha2g-bringup`); a controller-side subscriber timestamps every trajectory. Reported:
 - compute_ms: one engine window (the node's `engine.last_compute_s`), per hop;
 - tick_ms: one pass of the node's pipeline (engine + retargeting + limits + publishing);
-- latency_ms (node): arrival of the audio chunk holding the newest frame -> that frame's trajectory published;
-- latency_ms (external): the publisher sent that chunk -> the subscriber received the trajectory covering it;
+- latency_ms (node): arrival of the audio chunk holding a hop's first frame -> its trajectory published (the
+  hop's worst case: lookahead + hop + chunk + compute);
+- latency_ms (external): the publisher sent the chunk holding a trajectory's newest frame -> the subscriber got it
+  (lookahead + chunk + compute + transport; meaningful on an unloaded machine, where executor queueing is small);
 - late_frames: frames computed after their playback time (raise playback_delay_s if not 0).
 Writes benchmarks/results/node_latency.json. Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 ROS_DOMAIN_ID of its own unless set.

@@ -367,9 +367,10 @@ class GestureNode(Node):
             self.skeleton_frames.append((play, dirs))
             self.stats["frames"] += 1
         if len(times) and self.chunk_arrivals:
-            # Latency of the newest audio this hop covered: from its chunk's arrival to now (publication follows).
-            newest = float(times[-1])
-            arrival = next((a for end, a in self.chunk_arrivals if end >= newest), self.chunk_arrivals[-1][1])
+            # Latency of the oldest audio this hop covers (the hop's worst): from the arrival of the chunk holding
+            # its first frame to now, just before the trajectory goes out.
+            first = float(times[0])
+            arrival = next((a for end, a in self.chunk_arrivals if end > first), self.chunk_arrivals[-1][1])
             self.latency_s.append(self.now_s() - arrival)
 
     def _step_weight(self, speaking: bool, dt: float) -> float:
