@@ -6,6 +6,8 @@ so speeds are in those units per second. Audio is 16 kHz float32.
 """
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 from scipy import linalg
@@ -20,7 +22,9 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N, D) (the FID/FGD formula)."""
     mu_a, mu_b = features_a.mean(0), features_b.mean(0)
     cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # singular covariances are expected for constant baselines (the mean pose)
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(covmean).all():  # nearly singular product: regularise, as the FID reference code does
         offset = np.eye(len(cov_a)) * 1e-6
         covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
