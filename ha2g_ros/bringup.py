@@ -96,8 +96,10 @@ def main(argv=None) -> None:
     default_environment()
     args, ros_args = parse_args(argv)
     import rclpy
+    from rclpy.exceptions import InvalidParameterValueException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from ha2g_model.backends import BackendError
     from ha2g_ros.microphone_node import MicrophoneError
 
     params = args.params_file or params_file()
@@ -116,8 +118,8 @@ def main(argv=None) -> None:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
-    except MicrophoneError as error:
-        raise SystemExit(f"ha2g-bringup: {error}") from None
+    except (MicrophoneError, InvalidParameterValueException, ValueError, OSError, BackendError) as error:
+        raise SystemExit(f"ha2g-bringup: {error}") from None  # a configuration problem: one line, no traceback
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

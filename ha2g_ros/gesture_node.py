@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -25,8 +28,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
-from geometry_msgs.msg import Point
 
+from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import AUDIO_TYPES, AudioMessageError, StreamResampler, message_class, to_chunk
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory, limit_step, velocities
@@ -479,6 +482,10 @@ def main(args=None):
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (InvalidParameterValueException, ValueError, OSError, BackendError) as error:
+        # a configuration problem (parameter, checkpoint, robot, backend): say it in one line, no traceback
+        print(f"gesture_node: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         if node is not None:
             node.destroy_node()
