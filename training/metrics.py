@@ -117,6 +117,18 @@ def loudness_speed_correlation(directions: np.ndarray, audio: np.ndarray, skelet
     return 0.0 if best == -1.0 else best
 
 
+def official_angle_pairs(skeleton: Skeleton, pairs_key: str, *value_keys: str) -> tuple[np.ndarray, ...]:
+    """The official bone pairs (and their per-pair statistics) of `skeleton_statistics`, usable ones only.
+
+    The official TED Expressive lists end with pairs (4, 42) and (21, 43): bones that do not exist in a 42-bone
+    skeleton. They are dropped with their statistics.
+    """
+    stats = skeleton_statistics(skeleton.name)
+    pairs = np.asarray(stats[pairs_key])
+    valid = (pairs < skeleton.n_bones).all(axis=1)
+    return (pairs[valid],) + tuple(np.asarray(stats[key], dtype=np.float32)[valid] for key in value_keys)
+
+
 def beat_consistency(directions: np.ndarray, audio: np.ndarray, skeleton: Skeleton, sigma: float = 0.1,
                      threshold: float = 0.03) -> float | None:
     """Beat consistency (BC) of one sequence, the corrected version: angles of unit directions (mean added back).
@@ -125,13 +137,7 @@ def beat_consistency(directions: np.ndarray, audio: np.ndarray, skeleton: Skelet
     least `threshold` on one side; each audio onset scores exp(-d^2 / (2 sigma^2)) with d its distance to the
     nearest motion beat. Returns None when there is no motion beat or no onset (the official code skips those).
     """
-    stats = skeleton_statistics(skeleton.name)
-    pairs = np.asarray(stats["bc_angle_pair"])
-    change = np.asarray(stats["bc_change_angle"])
-    # The official TED Expressive list ends with pairs (4, 42) and (21, 43), bones that do not exist (42 bones):
-    # dropped, with their normalisers.
-    valid = (pairs < skeleton.n_bones).all(axis=1)
-    pairs, change = pairs[valid], change[valid]
+    pairs, change = official_angle_pairs(skeleton, "bc_angle_pair", "bc_change_angle")
     a, b = directions[:, pairs[:, 0]], directions[:, pairs[:, 1]]
     cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
     angles = np.arccos(np.clip(cos, -1.0, 1.0))  # (T, n_pairs)

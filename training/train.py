@@ -29,8 +29,9 @@ from tqdm import tqdm
 from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
-from ha2g_model.skeleton import denormalize_directions, normalize_directions, skeleton_statistics
+from ha2g_model.skeleton import denormalize_directions, normalize_directions
 from ha2g_model.text import load_word_vectors
+from training.metrics import frechet_distance, official_angle_pairs
 from training.windows import N_SEED, Windows, load_vocab, load_windows
 
 
@@ -112,14 +113,11 @@ class AnglePrior:
     """L_phys: Gaussian prior on the angle between official bone pairs (statistics of the TED train set)."""
 
     def __init__(self, skeleton, device):
-        stats = skeleton_statistics(skeleton.name)
-        pairs = np.asarray(stats["angle_pair"])
-        # TED Expressive lists pairs (4, 42), (21, 43): bones that do not exist (42 bones); dropped
-        valid = (pairs < skeleton.n_bones).all(axis=1)
+        pairs, mean, var = official_angle_pairs(skeleton, "angle_pair", "avg_angle", "var_angle")
         self.skeleton = skeleton
-        self.pairs = torch.as_tensor(pairs[valid], device=device)
-        self.mean = torch.as_tensor(np.asarray(stats["avg_angle"])[valid], dtype=torch.float32, device=device)
-        self.var = torch.as_tensor(np.asarray(stats["var_angle"])[valid], dtype=torch.float32, device=device)
+        self.pairs = torch.as_tensor(pairs, device=device)
+        self.mean = torch.as_tensor(mean, device=device)
+        self.var = torch.as_tensor(var, device=device)
 
     def __call__(self, pose: torch.Tensor) -> torch.Tensor:
         d = denormalize_directions(pose.float(), self.skeleton)  # (B, T, n_bones, 3) unit
@@ -178,8 +176,6 @@ def validate(model: HA2G, val: Batches, feature_net, batch_size: int) -> dict:
     real = val.pose.cpu()
     result = {"val_huber": sum(losses) / val.n, "val_l1": float((generated - real).abs().mean())}
     if feature_net is not None:
-        from training.metrics import frechet_distance
-
         result["val_fgd"] = frechet_distance(feature_net.features(generated).numpy(),
                                              feature_net.features(real).numpy())
     return result
