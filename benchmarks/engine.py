@@ -61,7 +61,7 @@ def stats_ms(seconds: list[float]) -> dict:
     return {"min": float(ms.min()), "median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
 
 
-def worker(preset: str, variant: str, device: str, repeats: int, batch: int) -> dict:
+def worker(preset: str, variant: str, device: str, repeats: int, batch: int, threads: int | None) -> dict:
     import torch
 
     from ha2g_model.audio import log_mel, window_spectrogram
@@ -71,6 +71,10 @@ def worker(preset: str, variant: str, device: str, repeats: int, batch: int) -> 
     from ha2g_model.model import HA2G
 
     name, precision, options = VARIANTS[variant]
+    if threads and name in ("torch", "onnxruntime"):
+        options = {**options, "threads": threads}
+    if threads:
+        torch.set_num_threads(threads)  # the eager baseline gets the same number of threads
     torch.manual_seed(0)
     model = HA2G(HA2GConfig.preset(preset)).eval()
     config = model.config
@@ -176,10 +180,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for every backend and the eager "
+                                                                      "baseline (default: torch/ORT defaults)")
     parser.add_argument("--worker", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.device, args.repeats, args.batch)))
+        print(json.dumps(worker(*args.worker, args.device, args.repeats, args.batch, args.threads)))
         return 0
 
     variants = args.variants or (GPU_VARIANTS if args.device.startswith("cuda") else CPU_VARIANTS)
@@ -189,7 +195,8 @@ def main() -> int:
         for variant in variants:
             print(f"{preset} / {variant} ...", flush=True)
             proc = subprocess.run([sys.executable, __file__, "--worker", preset, variant, "--device", args.device,
-                                   "--repeats", str(args.repeats), "--batch", str(args.batch)],
+                                   "--repeats", str(args.repeats), "--batch", str(args.batch)]
+                                  + (["--threads", str(args.threads)] if args.threads else []),
                                   capture_output=True, text=True)
             if proc.returncode:
                 reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
@@ -218,6 +225,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     info = machine(args.device)
     info["load_average_1min_before"] = load_before
+    info["threads"] = args.threads or "default"
     out.write_text(json.dumps({"machine": info, "repeats": args.repeats, "results": results, "failures": failures},
                               indent=1))
     print(f"-> {out}")

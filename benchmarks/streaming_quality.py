@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # nothing here uses ROS; set as every script does
 os.environ.setdefault("ROS_DOMAIN_ID", "77")
 
-SETTINGS = [(4, 0), (4, 4), (4, 8), (6, 4), (6, 8), (10, 0), (10, 4), (10, 8), (10, 15), (15, 0), (15, 8),
-            (15, 15), (30, 0)]
+SETTINGS = [(4, 0), (4, 4), (4, 8), (6, 0), (6, 4), (6, 6), (6, 8), (8, 6), (10, 0), (10, 4), (10, 8), (10, 15),
+            (15, 0), (15, 8), (15, 15), (30, 0)]
 CHUNK = 1600  # 100 ms of audio per push, like a microphone node
 
 
@@ -69,6 +69,40 @@ def join_ratio(frames: np.ndarray, hop: int, lookahead: int) -> float:
     return float(steps[joins].max() / np.percentile(steps[~joins], 95))
 
 
+def plot(engine, clip, offline, path: Path) -> None:
+    """The right wrist's height, streamed (default settings) vs whole utterance, emission joins marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ha2g_model.engine import EngineConfig
+    from ha2g_model.skeleton import directions_to_positions, to_body_frame
+
+    defaults = EngineConfig()
+    engine.reconfigure(hop_frames=defaults.hop_frames, lookahead_frames=defaults.lookahead_frames)
+    live, _ = stream(engine, clip)
+    wrist = engine.skeleton.joint_names.index("right_wrist")
+
+    def height(d):
+        return to_body_frame(directions_to_positions(d, engine.skeleton), engine.skeleton)[:, wrist, 2]
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(np.arange(len(offline)) / 15, height(offline), label="whole utterance", color="0.5", lw=2)
+    ax.plot(np.arange(len(live)) / 15, height(live), label=f"streamed (hop {defaults.hop_frames}, "
+            f"lookahead {defaults.lookahead_frames})", color="C3", lw=1.2)
+    for join in range(defaults.hop_frames - defaults.lookahead_frames, len(live), defaults.hop_frames):
+        ax.axvline(join / 15, color="C0", lw=0.5, alpha=0.5)
+    ax.set_xlabel("time (s); blue lines: first frame of each emission")
+    ax.set_ylabel("right wrist height")
+    ax.set_title(f"clip {clip['id']}")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"-> {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
@@ -76,6 +110,7 @@ def main() -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--clips", type=Path, default=REPO.parent / "shared" / "data" / "ted_culture")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "streaming_quality.json")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "streaming_vs_whole.png")
     args = parser.parse_args()
 
     from ha2g_model.engine import GestureEngine
@@ -149,6 +184,7 @@ def main() -> int:
               f"| {r['windows_per_s_of_speech']:.1f} | {r['joint_error']:.4f} | {r['vel_hist_dist']:.3f} "
               f"| {r['bc']:.3f} | {r['join_step_ratio']:.2f} |")
     print(f"whole utterance BC {reference['whole_bc']:.3f}, ground truth BC {reference['truth_bc']:.3f}")
+    plot(engine, clips[0], whole[0], args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model": model_name, "backend": engine.backend.name, "chunk_samples": CHUNK,
                                     "clips": [c["id"] for c in clips], "reference": reference, "rows": rows},

@@ -244,7 +244,7 @@ class GestureEngine:
         n = len(self._pending)
         w = (np.arange(1, n + 1) / (n + 1))[:, None]
         new[:n] = (1 - w) * self._pending + w * new[:n]
-        n_emit = end - c.lookahead_frames - first
+        n_emit = max(0, end - c.lookahead_frames - first)  # 0 while the stream is younger than the lookahead
         self._ready.append((first, new[:n_emit]))
         self._emitted = np.concatenate((self._emitted, new[:n_emit]))[-WINDOW_FRAMES:]
         self._next_frame += n_emit

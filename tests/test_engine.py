@@ -181,7 +181,7 @@ def test_stream_does_not_depend_on_chunk_size(model, vocab, speech):
     np.testing.assert_allclose(f1, f3, atol=1e-6)
 
 
-@pytest.mark.parametrize("hop, lookahead", [(4, 0), (10, 8), (15, 15), (30, 0)])
+@pytest.mark.parametrize("hop, lookahead", [(4, 0), (4, 10), (10, 8), (15, 15), (30, 0)])
 def test_stream_emits_every_frame_once_lagging_by_lookahead(model, speech, hop, lookahead):
     engine = GestureEngine(model, hop_frames=hop, lookahead_frames=lookahead)
     engine.reset()
