@@ -8,8 +8,8 @@ SingleThreadedExecutor, as in `ha2g-bringup`); a controller-side subscriber time
 - tick_ms: one pass of the node's pipeline (engine + retargeting + limits + publishing);
 - latency_ms (node): arrival of the audio chunk holding a hop's first frame -> its trajectory published (the
   hop's worst case: lookahead + hop + chunk + compute);
-- latency_ms (external): the publisher sent the chunk holding a trajectory's newest frame -> the subscriber got it
-  (lookahead + chunk + compute + transport; meaningful on an unloaded machine, where executor queueing is small);
+- latency_ms (external): arrival of the audio of a trajectory's newest frame -> a controller-side subscriber holds
+  the trajectory (lookahead + chunk + compute + transport); playback_delay_s minus it is the headroom;
 - late_frames: frames computed after their playback time (raise playback_delay_s if not 0).
 Writes benchmarks/results/node_latency.json. Loopback only: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 ROS_DOMAIN_ID of its own unless set.
@@ -82,7 +82,6 @@ def main(argv=None) -> dict:
         overrides["checkpoint"] = args.checkpoint
     node = GestureNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     client = rclpy.create_node("benchmark_client", context=context)
-    sent: list[tuple[float, float]] = []  # (stream time at the chunk's end, ROS time it was published)
     received: list[tuple[float, float]] = []  # (ROS time received, play time of the newest point)
     group = next(iter(node.groups))
     client.create_subscription(JointTrajectory, f"{group}/joint_trajectory",
@@ -112,13 +111,11 @@ def main(argv=None) -> dict:
             while time.monotonic() < start + k * CHUNK / 16000:
                 executor.spin_once(timeout_sec=0.005)
             publisher.publish(from_samples(audio[begin:begin + CHUNK], "std_msgs/msg/Int16MultiArray", 16000))
-            sent.append(((begin + CHUNK) / 16000, now_s()))
         end = time.monotonic() + args.delay + 2.0  # the last frames: lookahead + playback delay
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.01)
         compute = list(node.compute_s)
         latency = list(node.latency_s)
-        offset = node.clock_map.offset
         stats = dict(node.stats)
     finally:
         executor.shutdown()
@@ -126,15 +123,10 @@ def main(argv=None) -> dict:
         client.destroy_node()
         context.try_shutdown()
 
-    # External latency: the newest frame of each trajectory sits at stream time (play - delay - offset); the chunk
-    # that carried that audio was published at sent[i]; the subscriber got the trajectory at `arrival`.
-    sent_end = np.array([s for s, _ in sent])
-    external = []
-    for arrival, play in received:
-        stream_t = play - args.delay - offset
-        i = int(np.searchsorted(sent_end, stream_t))
-        if i < len(sent):
-            external.append(arrival - sent[i][1])
+    # External latency: a trajectory's newest frame plays at (its audio's arrival + delay) by the node's clock map,
+    # so (reception - (play - delay)) is the time from that audio's arrival to the controller side holding its
+    # gesture; delay minus it is the headroom left before the frame would be late.
+    external = [arrival - (play - args.delay) for arrival, play in received]
     result = {
         "config": {**overrides, "checkpoint": args.checkpoint or "shipped default", "seconds": args.seconds},
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),

@@ -64,6 +64,8 @@ PARAMS = (
     Param("backend", "torch", "Inference backend of the gesture engine.",
           choices=("torch", "onnxruntime", "tensorrt", "auto")),
     Param("device", "cpu", "Torch device of the engine (cpu, cuda, cuda:1, ...)."),
+    Param("threads", 1, "CPU threads of the torch/onnxruntime backend; 0 = the backend's default (all cores). One "
+          "window is small: more threads mostly contend with the executor and other processes.", (0, 256)),
     Param("hop_frames", 6, "Frames (15 fps) produced per inference step; also the trajectory publish period.",
           (1, 30)),
     Param("lookahead_frames", 6, "Future audio frames the model sees before it commits a frame (adds latency).",
@@ -154,10 +156,11 @@ class GestureNode(Node):
         from ha2g_model.engine import GestureEngine
         from ha2g_ros.retargeting import Retargeter, load_profile
 
+        threads = {"threads": get("threads")} if get("threads") and get("backend") != "tensorrt" else {}
         self.engine = GestureEngine.from_checkpoint(
             get("checkpoint") or None, backend=get("backend"), hop_frames=get("hop_frames"),
             lookahead_frames=get("lookahead_frames"), speaker=get("speaker"),
-            seed=None if get("seed") < 0 else get("seed"), device=get("device"))
+            seed=None if get("seed") < 0 else get("seed"), device=get("device"), backend_options=threads)
         self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=get("robot_description") or None)
         self.retargeter.amplitude, self.retargeter.rest_blend = get("amplitude"), get("rest_blend")
         r = self.retargeter
