@@ -137,22 +137,42 @@ class Recording:
         self.transcript_origin: float | None = None
 
 
-def make_recorder(context, groups, recording: Recording):
-    """A node on the controllers' side of the topics: it keeps every message for the analysis."""
+def make_recorder(context, groups, rest: dict[str, float], recording: Recording):
+    """The robot's side of the topics: keeps every message for the analysis and, standing in for the controllers,
+    publishes joint_states (the rest pose, then each group's commanded point due now, as a controller that tracks
+    perfectly would report), so the gesture node starts at once from a known state."""
     import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
     from visualization_msgs.msg import MarkerArray
 
-    from ha2g_ros.trajectory import time_to_seconds
+    from ha2g_ros.trajectory import absolute_times_ns, time_to_seconds
 
     node = rclpy.create_node("demo_recorder", context=context)
+    state = dict(rest)
+    state_pub = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
 
     def keeper(group):
         def on_trajectory(msg):
             recording.arrivals += 1
             recording.trajectories[group].append((recording.arrivals, msg))
         return on_trajectory
+
+    def on_state_timer():
+        now = node.get_clock().now().nanoseconds
+        for messages in recording.trajectories.values():
+            if messages:
+                msg = messages[-1][1]
+                due = [p for t, p in zip(absolute_times_ns(msg), msg.points) if t <= now]
+                if due:
+                    state.update(zip(msg.joint_names, due[-1].positions))
+        stamped = JointState(name=list(state), position=list(state.values()))
+        stamped.header.stamp = node.get_clock().now().to_msg()
+        state_pub.publish(stamped)
+
+    node.create_timer(1 / 15, on_state_timer)
 
     for group in groups:
         node.create_subscription(JointTrajectory, f"{group}/joint_trajectory", keeper(group), 100)
@@ -192,7 +212,8 @@ def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None,
         nodes = create_nodes(context, mic, gesture)
         microphone, gesture_node = nodes
         recording = Recording(gesture_node.groups)
-        nodes.append(make_recorder(context, gesture_node.groups, recording))
+        rest = dict(zip(gesture_node.joint_names, gesture_node.rest.tolist()))
+        nodes.append(make_recorder(context, gesture_node.groups, rest, recording))
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
