@@ -42,8 +42,8 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 @dataclass(frozen=True)
 class EngineConfig:
     # Streaming. Defaults chosen from the quality/latency table in docs/engine.md.
-    hop_frames: int = 10  # one window every hop frames of new audio (1..30)
-    lookahead_frames: int = 8  # emitted frames lag the newest audio by this many frames; hop + lookahead <= 30
+    hop_frames: int = 6  # one window every hop frames of new audio (1..30)
+    lookahead_frames: int = 4  # emitted frames lag the newest audio by this many frames; hop + lookahead <= 30
     # Both modes.
     speaker: int = 0  # gesture style: a speaker id of the checkpoint
     seed: int | None = None  # None: deterministic style (z = mu); an int: sampled style noise, reproducible
