@@ -237,6 +237,28 @@ def test_stream_follows_whole_utterance_with_full_context(model, speech):
     assert error < rest_error
 
 
+def test_stream_push_and_pull_from_two_threads(model, speech):
+    """An audio thread pushes while another pulls: the frames are those of a single-threaded run."""
+    import threading
+
+    engine = GestureEngine(model, hop_frames=6, lookahead_frames=4)
+    _, expected = stream(engine, speech, 1000)
+    engine.reset()
+
+    def producer():
+        for i in range(0, len(speech), 1000):
+            engine.push_audio(speech[i:i + 1000])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    pulled = []
+    while thread.is_alive():
+        pulled.append(engine.pull_frames()[1])
+    thread.join()
+    pulled.append(engine.pull_frames()[1])
+    np.testing.assert_allclose(np.concatenate(pulled), expected, atol=1e-6)
+
+
 def test_reconfigure_restarts_the_stream_with_new_settings(model, speech):
     engine = GestureEngine(model, hop_frames=10, lookahead_frames=5)
     engine.push_audio(speech[:20000])
