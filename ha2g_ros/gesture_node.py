@@ -163,8 +163,11 @@ class GestureNode(Node):
             seed=None if get("seed") < 0 else get("seed"), device=get("device"), backend_options=threads)
         # One window on silence now: the first window of a process is several times slower (allocations, caches),
         # and would otherwise make the first gesture frames late.
-        self.engine.push_audio(np.zeros(3 * SAMPLE_RATE, np.float32))
-        self.engine.pull_frames()
+        try:
+            self.engine.push_audio(np.zeros(3 * SAMPLE_RATE, np.float32))
+            self.engine.pull_frames()
+        except ValueError as error:
+            raise ValueError(f"the checkpoint fails on silence, a broken or diverged model? ({error})") from None
         self.engine.reset()
         self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=get("robot_description") or None)
         self.retargeter.amplitude, self.retargeter.rest_blend = get("amplitude"), get("rest_blend")

@@ -258,21 +258,36 @@ def test_every_audio_message_type_drives_the_node(rclpy_context, checkpoint, spe
     assert all(msgs for msgs in h.received.values())
 
 
-def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, checkpoint, speech, tmp_path):
-    """NaN / out-of-range / odd-length audio is dropped; a model that outputs NaN makes the robot rest, not crash."""
+def nan_checkpoint(checkpoint, path, speaker=None):
+    """A copy of `checkpoint` with NaN weights: every float tensor, or only `speaker`'s style embedding rows."""
     import shutil
 
     from safetensors.numpy import load_file, save_file
 
-    broken = tmp_path / "diverged"
-    shutil.copytree(checkpoint, broken)
-    weights = load_file(broken / "model.safetensors")
-    for name in weights:  # a diverged training run: NaN weights in every layer
-        if weights[name].dtype.kind == "f":
-            weights[name] = np.full_like(weights[name], np.nan)
-    save_file(weights, broken / "model.safetensors")
+    shutil.copytree(checkpoint, path)
+    weights = load_file(path / "model.safetensors")
+    for name, value in weights.items():
+        if speaker is None and value.dtype.kind == "f":
+            weights[name] = np.full_like(value, np.nan)
+        elif speaker is not None and name.endswith("speaker_embedding.0.weight"):
+            value[speaker] = np.nan
+    save_file(weights, path / "model.safetensors")
+    return path
 
+
+def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, checkpoint, speech, tmp_path):
+    """NaN / out-of-range / odd-length audio is dropped; a style whose weights are NaN (a corrupted checkpoint row)
+    makes inference fail: the robot fades to rest within its limits, the node keeps running, and recovers when a
+    working style is chosen again."""
+    broken = nan_checkpoint(checkpoint, tmp_path / "corrupted", speaker=1)
     h = Harness(rclpy_context, broken, audio_type="std_msgs/msg/Float32MultiArray", channels=2)
+    stereo = np.repeat(speech[0][:, None], 2, axis=1)
+
+    def play(seconds, start):
+        for begin in range(int(start * RATE), int((start + seconds) * RATE), CHUNK):
+            h.audio_pub.publish(from_samples(stereo[begin:begin + CHUNK], h.audio_type, RATE))
+            h.spin(CHUNK / RATE)
+
     try:
         h.robot_state = h.gesture.rest
         h.spin(0.1)
@@ -280,23 +295,27 @@ def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, check
         h.audio_pub.publish(bad(data=[0.1, float("nan")]))
         h.audio_pub.publish(bad(data=[0.5, 3.0]))
         h.audio_pub.publish(bad(data=[0.1, 0.2, 0.3]))  # 3 samples cannot be 2 interleaved channels
-        stereo = np.repeat(speech[0][: 3 * RATE, None], 2, axis=1)
-        for start in range(0, len(stereo), CHUNK):
-            h.audio_pub.publish(from_samples(stereo[start:start + CHUNK], h.audio_type, RATE))
-            h.spin(CHUNK / RATE)
+        play(2.0, 0.5)
+        healthy = dict(h.gesture.stats)
+        assert h.gesture.set_parameters([Parameter("speaker", value=1)])[0].successful
+        play(3.0, 2.5)
+        failing = dict(h.gesture.stats)
+        at_failure = len(h.received["left_arm"])
+        assert h.gesture.set_parameters([Parameter("speaker", value=0)])[0].successful
+        play(3.0, 5.5)
         h.spin(1.0)
-        stats = dict(h.gesture.stats)
+        recovered = dict(h.gesture.stats)
     finally:
         h.close()
-    assert stats["bad_audio"] == 3 and stats["audio_chunks"] >= 25
-    assert stats["inference_errors"] >= 1 and stats["frames"] == 0
-    for group, messages in h.received.items():  # it kept commanding the rest pose, within limits
+    assert healthy["bad_audio"] == 3 and healthy["inference_errors"] == 0 and healthy["frames"] > 0
+    assert failing["inference_errors"] >= 1 and failing["frames"] == healthy["frames"]
+    assert recovered["frames"] > failing["frames"]  # gestures again after the style was switched back
+    for group, messages in h.received.items():
         lower, upper, vmax = limits(h, group)
-        assert messages, group
         for msg in messages:
             assert validate_trajectory(msg, h.groups[group], lower, upper, vmax) == []
-        _, positions = union(messages)
         index = [h.index[j] for j in h.groups[group]]
+        _, positions = union(messages[:at_failure])  # what was commanded while the model failed: back to rest
         np.testing.assert_allclose(positions[-1], h.gesture.rest[index], atol=1e-9)
 
 
@@ -320,7 +339,7 @@ def test_live_parameters_are_validated(rclpy_context, checkpoint):
         h.close()
 
 
-def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint):
+def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint, tmp_path):
     from ha2g_ros.gesture_node import GestureNode
 
     for name, value, message in [("sample_rate", 100, "sample_rate"), ("backend", "cuda-magic", "backend"),
@@ -330,6 +349,9 @@ def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint):
                                                                     Parameter(name, value=value)])
     with pytest.raises(FileNotFoundError, match="no HA2G checkpoint"):
         GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value="/nonexistent")])
+    diverged = nan_checkpoint(checkpoint, tmp_path / "diverged")
+    with pytest.raises(ValueError, match="checkpoint fails on silence"):
+        GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(diverged))])
 
 
 def test_disabled_node_holds_the_rest_pose(rclpy_context, checkpoint, speech):
