@@ -16,6 +16,8 @@ built is: a union child per kind of value, named "" for plain scalars (int64, ut
 date64), "tensor" / "ndarray" / "buffer" (int32 indices into the blobs), and a struct holding one list field named
 "list" / "tuple" / "set" (values: a union) or "dict" (values: a struct of "keys" and "vals" unions).
 
+Known limit: current pyarrow refuses a V4 union with nulls, i.e. a serialised None anywhere in a value ("Cannot read
+pre-1.0.0 Union array with top-level validity bitmap"); the official entries are not expected to hold any.
 Not tested against the real 16 GB files (not available here): tests/test_training_ted_lmdb.py writes values in
 exactly this layout with current pyarrow (legacy V4 framing) and decodes them. If a real file does not decode,
 the error names the entry; please report it with `--limit 1`.
