@@ -248,11 +248,14 @@ def test_every_audio_message_type_drives_the_node(rclpy_context, checkpoint, spe
     try:
         h.robot_state = h.gesture.rest  # known robot state: the node starts at once (no wait for joint_states)
         h.spin(0.1)
-        h.play(audio)
+        h.play(audio[: 2 * RATE])
+        h.text_pub.publish(String(data="hello and welcome to this"))  # an ASR result: spread over the speech
+        h.play(audio[2 * RATE:])
         h.spin(0.5)
         stats = h.gesture.stats
     finally:
         h.close()
+    assert stats["bad_transcripts"] == 0 and stats["inference_errors"] == 0
     assert stats["bad_audio"] == 0 and stats["audio_chunks"] == len(range(0, len(audio), CHUNK))
     assert stats["frames"] >= 4 * 15 - 12 - 6
     assert all(msgs for msgs in h.received.values())
@@ -343,7 +346,9 @@ def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint, tmp_path
     from ha2g_ros.gesture_node import GestureNode
 
     for name, value, message in [("sample_rate", 100, "sample_rate"), ("backend", "cuda-magic", "backend"),
-                                 ("audio_type", "sensor_msgs/msg/Image", "audio_type")]:
+                                 ("audio_type", "sensor_msgs/msg/Image", "audio_type"),
+                                 ("robot_description", '<robot name="box"><link name="base_link"/></robot>', "joints"),
+                                 ("robot", "no_such_robot", "no_such_robot")]:
         with pytest.raises(Exception, match=message):
             GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
                                                                     Parameter(name, value=value)])
