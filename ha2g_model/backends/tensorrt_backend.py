@@ -94,8 +94,6 @@ class TensorRTBackend:
         builder_config = builder.create_builder_config()
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
         if self.precision == "fp16":
-            if not builder.platform_has_fast_fp16:
-                log.warning("this GPU has no fast FP16; building FP16 anyway")
             builder_config.set_flag(trt.BuilderFlag.FP16)
         profile = builder.create_optimization_profile()
         for name, shape in zip(INPUT_NAMES, _input_shapes(config)):
@@ -109,7 +107,8 @@ class TensorRTBackend:
     def _deserialize(self, path: Path):
         if not path.is_file():
             raise BackendError(f"TensorRT engine file {path} does not exist")
-        engine = self._trt.Runtime(self._logger).deserialize_cuda_engine(path.read_bytes())
+        self._runtime = self._trt.Runtime(self._logger)  # kept: an engine must not outlive its runtime
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BackendError(f"TensorRT could not load the engine file {path}: corrupt, or built for another "
                                f"GPU / TensorRT version (this is {self._trt.__version__}); delete it to rebuild")
