@@ -334,3 +334,15 @@ def test_onnxruntime_engine_matches_torch(tmp_path, model, speech):
     _, f2 = stream(reference, speech, 3000)
     np.testing.assert_allclose(f1, f2, atol=1e-4)
     assert ours.last_compute_s > 0
+
+
+def test_ted_gesture_skeleton_and_official_checkpoint(official_fixtures_dir, speech):
+    """The engine is skeleton-agnostic, and loads the authors' checkpoint format (.bin) directly."""
+    engine = GestureEngine.from_checkpoint(official_fixtures_dir / "ha2g_ted_gesture_official_random_small.bin",
+                                           hop_frames=10, lookahead_frames=5)
+    assert engine.skeleton.name == "ted_gesture" and engine.vocab is not None
+    out = engine.generate_utterance(speech[:16000 * 3], [("word00", 0.2, 0.6), ("unknownword", 1.0, 1.5)])
+    assert out.shape == (45, 9, 3)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+    _, frames = stream(engine, speech[:16000 * 3], 1600)
+    assert frames.shape[1:] == (9, 3) and len(frames) == 40 - 5  # the last window that fits 3 s ends at frame 40
