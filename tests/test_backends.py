@@ -167,6 +167,7 @@ def gpu():
     return "cuda"
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
 def test_tensorrt_matches_torch(tmp_path_factory, gpu, precision, tolerance):
     model = make_model("tiny_expressive")
@@ -184,6 +185,7 @@ def test_tensorrt_matches_torch(tmp_path_factory, gpu, precision, tolerance):
     np.testing.assert_allclose(again.run(*inputs), backend.run(*inputs), atol=1e-6)
 
 
+@pytest.mark.gpu
 def test_tensorrt_bad_engine_file_is_a_clear_error(tmp_path, gpu):
     bad = tmp_path / "broken.engine"
     bad.write_bytes(b"not an engine")

@@ -44,14 +44,12 @@ def vocab(model):
 
 
 @pytest.fixture(scope="module")
-def speech():
+def speech(request):
     """About 7.5 s of speech-like audio: a real clip when the shared data is there, else a voiced synthetic one."""
-    from tests.conftest import TED_CULTURE
-
-    clips = sorted(TED_CULTURE.glob("*.npz")) if TED_CULTURE.exists() else []
-    if clips:
-        with np.load(clips[0]) as clip:
-            return clip["audio"].astype(np.float32) / 32768
+    try:
+        return request.getfixturevalue("ted_culture_clips")[0]["audio"].astype(np.float32) / 32768
+    except pytest.skip.Exception:  # no shared data beside this checkout: the windowing tests still run
+        pass
     t = np.arange(int(7.5 * 16000)) / 16000
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 3 * t)) ** 2
     return (0.2 * envelope * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420), 1))).astype(
