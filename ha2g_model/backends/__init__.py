@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -88,8 +89,8 @@ def model_hash(model) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where exported ONNX files and TensorRT engines are kept between runs (~/.cache/ha2g)."""
-    return Path.home() / ".cache" / "ha2g"
+    """Where exported ONNX files and TensorRT engines are kept between runs ($XDG_CACHE_HOME/ha2g, ~/.cache/ha2g)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ha2g"
 
 
 def _expand(name_or_list, device: str) -> list[str]:
