@@ -45,7 +45,7 @@ class EngineConfig:
     hop_frames: int = 6  # one window every hop frames of new audio (1..30)
     lookahead_frames: int = 4  # emitted frames lag the newest audio by this many frames; hop + lookahead <= 30
     # Both modes.
-    speaker: int = 0  # gesture style: a speaker id of the checkpoint
+    speaker: int = 0  # gesture style: a speaker id (checkpoints loaded from disk default to their recommended one)
     seed: int | None = None  # None: deterministic style (z = mu); an int: sampled style noise, reproducible
     # Whole utterance.
     stride_frames: int = 30  # window stride; 34 - 30 = 4 frames overlap = the seed frames (as the official code)
@@ -85,8 +85,10 @@ class GestureEngine:
 
             path = Path(model)
             load = load_official_checkpoint if path.is_file() else load_checkpoint  # official: one pickled .bin
-            model, loaded_vocab, _ = load(path)
+            model, loaded_vocab, meta = load(path)
             vocab = loaded_vocab if vocab is None else vocab
+            if config is None and "speaker" not in overrides:
+                overrides["speaker"] = _default_speaker(meta)
         self.model_config = model.config
         self.skeleton: Skeleton = model.config.skeleton_def
         if vocab is not None and len(vocab) > model.config.n_words:
@@ -313,6 +315,13 @@ class GestureEngine:
 
     def _directions(self, normalised: np.ndarray) -> np.ndarray:
         return denormalize_directions(normalised, self.skeleton).astype(np.float32)
+
+
+def _default_speaker(meta: dict) -> int:
+    """The style the checkpoint recommends (meta["default_speaker"]["name"] among meta["speakers"]), else 0."""
+    name = (meta.get("default_speaker") or {}).get("name")
+    speakers = meta.get("speakers") or []
+    return speakers.index(name) if name in speakers else 0
 
 
 def _audio_offset(frame: int) -> int:

@@ -314,6 +314,13 @@ def test_from_checkpoint(tmp_path, model, vocab, speech):
         GestureEngine.from_checkpoint(tmp_path / "missing")
 
 
+def test_checkpoint_recommended_speaker_is_the_default(tmp_path, model):
+    vocab = Vocab([f"w{i}" for i in range(model.config.n_words - 4)])
+    save_checkpoint(tmp_path, model, vocab, {"speakers": ["ann", "bob", "cyd"], "default_speaker": {"name": "cyd"}})
+    assert GestureEngine.from_checkpoint(tmp_path).speaker == 2
+    assert GestureEngine.from_checkpoint(tmp_path, speaker=1).speaker == 1  # an explicit choice wins
+
+
 def test_default_checkpoint_missing_is_a_clear_error():
     if (DEFAULT_CHECKPOINT / "config.json").is_file():
         assert GestureEngine.from_checkpoint(None).skeleton is not None
