@@ -3,8 +3,10 @@
 ROS 2 reads ROS_AUTOMATIC_DISCOVERY_RANGE and ROS_DOMAIN_ID when a context is initialised, so they are set here, at
 import time, before any test creates a node; child processes started by tests inherit them.
 """
+import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,49 @@ def rclpy_context():
         yield context
     finally:
         context.try_shutdown()
+
+
+# --- the gesture node's inputs, shared by the ROS test modules (tests/ros_harness.py drives the node) ----------
+
+# ~12 s: speech, a 3 s silence (the robot must come to rest), speech again
+SPEECH = (("Hello, and welcome to this little demonstration.",
+           "I am a robot, and I move my arms while I speak."),
+          ("Then I start again, and the gestures come back.",))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """The shipped default checkpoint; a random tiny one where it is not installed."""
+    torch = pytest.importorskip("torch")
+    from ha2g_model.engine import DEFAULT_CHECKPOINT
+
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        return DEFAULT_CHECKPOINT
+    from ha2g_model.checkpoint import save_checkpoint
+    from ha2g_model.config import PRESETS
+    from ha2g_model.model import HA2G
+    from ha2g_model.text import Vocab
+
+    torch.manual_seed(0)
+    config = PRESETS["tiny_expressive"]
+    vocab = Vocab("hello and welcome to this little demonstration i am a robot move my arms".split()[:16])
+    model = HA2G(replace(config, n_words=len(vocab))).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("checkpoint"), model, vocab, {"note": "random, for tests"})
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """~12 s of espeak-ng speech with a 3 s pause: (audio, words, wav path, transcript path)."""
+    import shutil
+
+    import soundfile
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: it synthesises the test speech")
+    from ha2g_ros.demo import synthesize_speech
+
+    wav, transcript = synthesize_speech(tmp_path_factory.mktemp("speech"), SPEECH)
+    audio, rate = soundfile.read(wav, dtype="float32")
+    assert rate == 16_000
+    words = [(w["word"], w["start"], w["end"]) for w in json.loads(transcript.read_text())["words"]]
+    return audio, words, wav, transcript

@@ -21,7 +21,7 @@ from ha2g_ros.bringup import SOURCE_CONFIG, params_file  # noqa: E402
 from ha2g_ros.gesture_node import PARAMS  # noqa: E402
 from ha2g_ros.trajectory import validate_trajectory  # noqa: E402
 
-from test_ros_gesture_node import Harness, checkpoint, speech  # noqa: E402,F401 - shared fixtures
+from ros_harness import Harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]

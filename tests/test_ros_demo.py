@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from test_ros_gesture_node import checkpoint  # noqa: E402,F401 - shared fixture
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

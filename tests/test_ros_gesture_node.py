@@ -3,184 +3,20 @@
 The shipped checkpoint drives it (a random tiny one where that is not installed: meaningless gestures, but real
 network output, so retargeting, limits, fades and timing are still exercised for real). The speech is espeak-ng's.
 """
-import json
 import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class  # noqa: E402
-from ha2g_ros.trajectory import absolute_times_ns, check_limits, validate_trajectory  # noqa: E402
-from ha2g_ros.transcript import to_json  # noqa: E402
+from ha2g_ros.trajectory import check_limits, validate_trajectory  # noqa: E402
+from ros_harness import CHUNK, HOP_PARAMS, RATE, Harness, limits, union  # noqa: E402
 
 pytestmark = pytest.mark.ros
-RATE = 16_000
-CHUNK = 1_600  # 100 ms
-HOP_PARAMS = {"hop_frames": 6, "lookahead_frames": 6, "playback_delay_s": 1.2}
-# ~12 s: speech, a 3 s silence (the robot must come to rest), speech again
-SPEECH = (("Hello, and welcome to this little demonstration.",
-           "I am a robot, and I move my arms while I speak."),
-          ("Then I start again, and the gestures come back.",))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """The shipped default checkpoint; a random tiny one where it is not installed."""
-    torch = pytest.importorskip("torch")
-    from ha2g_model.engine import DEFAULT_CHECKPOINT
-
-    if (DEFAULT_CHECKPOINT / "config.json").is_file():
-        return DEFAULT_CHECKPOINT
-    from ha2g_model.checkpoint import save_checkpoint
-    from ha2g_model.config import PRESETS
-    from ha2g_model.model import HA2G
-    from ha2g_model.text import Vocab
-
-    torch.manual_seed(0)
-    config = PRESETS["tiny_expressive"]
-    vocab = Vocab("hello and welcome to this little demonstration i am a robot move my arms".split()[:16])
-    from dataclasses import replace
-
-    model = HA2G(replace(config, n_words=len(vocab))).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("checkpoint"), model, vocab, {"note": "random, for tests"})
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    import shutil
-
-    import soundfile
-
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: it synthesises the test speech")
-    from ha2g_ros.demo import synthesize_speech
-
-    wav, transcript = synthesize_speech(tmp_path_factory.mktemp("speech"), SPEECH)
-    audio, rate = soundfile.read(wav, dtype="float32")
-    assert rate == RATE
-    words = [(w["word"], w["start"], w["end"]) for w in json.loads(transcript.read_text())["words"]]
-    return audio, words, wav, transcript
-
-
-class Harness:
-    """The gesture node plus a 'robot' node (controllers' side) in one executor, as they would meet on a robot.
-
-    ROS time is simulated (use_sim_time, /clock published here) and advances only when the node has handled what
-    is due, so the behaviour checked does not depend on how loaded the machine is.
-    """
-
-    STEP = 0.05  # s of simulated time per clock tick
-
-    def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, robot_state=None, **params):
-        from rclpy.qos import qos_profile_sensor_data
-        from rosgraph_msgs.msg import Clock
-
-        from ha2g_ros.gesture_node import GestureNode
-
-        overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
-                     **HOP_PARAMS, **params}
-        self.gesture = GestureNode(context=context, cli_args=cli_args,
-                                   parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-        self.robot = rclpy.create_node("robot", context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.gesture)
-        self.executor.add_node(self.robot)
-        r = self.gesture.retargeter
-        self.groups = {g: list(j) for g, j in r.groups.items()}
-        self.index = {name: i for i, name in enumerate(r.joint_names)}
-        self.received = {g: [] for g in self.groups}
-        self.timing = []
-        self.topics = {g: f"{g}/joint_trajectory" for g in self.groups}
-        if cli_args:
-            self.topics.update(remapped_topics(cli_args))
-        for group, topic in self.topics.items():
-            self.robot.create_subscription(JointTrajectory, topic, self.received[group].append, 50)
-        self.robot.create_subscription(String, "gesture_timing", lambda m: self.timing.append(json.loads(m.data)), 50)
-        self.clock_pub = self.robot.create_publisher(Clock, "/clock", 10)
-        self.audio_pub = self.robot.create_publisher(message_class(audio_type), "audio", qos_profile_sensor_data)
-        self.text_pub = self.robot.create_publisher(String, "transcript", 10)
-        self.state_pub = self.robot.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
-        self.audio_type = audio_type
-        self.robot_state = robot_state
-        self.t = 1000.0  # simulated ROS time, s
-        self._wait_for_discovery()
-
-    def _wait_for_discovery(self):
-        subs = [s for s in self.robot.subscriptions if s.topic_name != "/parameter_events"]
-        pubs = (self.audio_pub, self.text_pub, self.clock_pub, self.state_pub)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if all(p.get_subscription_count() for p in pubs) and all(s.get_publisher_count() for s in subs):
-                self.tick(0.0)
-                return
-            self.executor.spin_once(timeout_sec=0.05)
-        raise AssertionError("discovery did not match the gesture node's topics within 20 s")
-
-    def now(self):
-        return self.t
-
-    def tick(self, dt):
-        """Advance simulated time by `dt` and let both nodes handle what became due."""
-        from rosgraph_msgs.msg import Clock
-
-        from ha2g_ros.trajectory import to_time
-
-        self.t += dt
-        self.clock_pub.publish(Clock(clock=to_time(self.t)))
-        if self.robot_state is not None:
-            names = list(self.index)
-            self.state_pub.publish(JointState(name=names, position=[float(x) for x in self.robot_state]))
-        deadline = time.monotonic() + 5
-        while self.gesture.now_s() < self.t - 1e-6 and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.01)
-        for _ in range(8):  # the timers and messages now due
-            self.executor.spin_once(timeout_sec=0.002)
-
-    def spin(self, seconds):
-        for _ in range(int(round(seconds / self.STEP))):
-            self.tick(self.STEP)
-
-    def play(self, audio, words=None):
-        """Publish `audio` in 100 ms chunks paced by simulated time, the transcript (ROS clock) with the first one."""
-        for k, start in enumerate(range(0, len(audio), CHUNK)):
-            if k == 0 and words:
-                self.text_pub.publish(String(data=to_json(words, clock="ros", origin=self.now())))
-            self.audio_pub.publish(from_samples(audio[start:start + CHUNK], self.audio_type, RATE))
-            self.spin(CHUNK / RATE)
-
-    def close(self):
-        self.executor.shutdown()
-        self.gesture.destroy_node()
-        self.robot.destroy_node()
-
-
-def remapped_topics(cli_args):
-    pairs = [a.split(":=") for a in cli_args if ":=" in a]
-    return {src.split("/")[0]: dst for src, dst in pairs if src.endswith("joint_trajectory")}
-
-
-def union(messages):
-    """All points of a group's messages merged on absolute time: {time_ns: positions}, checking overlaps agree."""
-    frames = {}
-    for msg in messages:
-        for key, point in zip(absolute_times_ns(msg).tolist(), msg.points):
-            if key in frames:  # republished tail: the same frame must carry the same positions
-                np.testing.assert_allclose(point.positions, frames[key], atol=1e-9)
-            frames[key] = list(point.positions)
-    keys = sorted(frames)
-    return np.array(keys) * 1e-9, np.array([frames[k] for k in keys])
-
-
-def limits(harness, group):
-    r, index = harness.gesture, [harness.index[j] for j in harness.groups[group]]
-    return r.lower[index], r.upper[index], r.vmax[index]
 
 
 def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
