@@ -21,6 +21,7 @@ RATE = 16_000
 CHUNK = 1_600  # 100 ms
 HOP_PARAMS = {"hop_frames": 6, "lookahead_frames": 6, "playback_delay_s": 1.2}
 
+
 class Harness:
     """The gesture node plus a 'robot' node (controllers' side) in one executor, as they would meet on a robot.
 
