@@ -220,6 +220,27 @@ class GestureEngine:
                 self._stream_window(self._next_end)
                 self._next_end += self.config.hop_frames
             ready, self._ready = self._ready, []
+        return self._frames_out(ready)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """End the stream: return every frame not pulled yet, up to the end of the pushed audio (the lookahead the
+        last frames lack is taken as silence), then reset. For the end of an utterance when no more audio follows."""
+        with self._lock:
+            n_frames = round(self._n_samples * FPS / SAMPLE_RATE)
+            while self._next_frame < n_frames:
+                needed = _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
+                if self._n_samples < needed:
+                    self._audio = np.concatenate((self._audio, np.zeros(needed - self._n_samples, np.float32)))
+                    self._n_samples = needed
+                self._stream_window(self._next_end)
+                self._next_end += self.config.hop_frames
+            ready, self._ready = self._ready, []
+        times, directions = self._frames_out(ready)
+        self.reset()
+        keep = times < n_frames / FPS - 1e-9
+        return times[keep], directions[keep]
+
+    def _frames_out(self, ready: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         if not ready:
             return np.zeros(0), np.zeros((0, self.skeleton.n_bones, 3), np.float32)
         first = ready[0][0]

@@ -257,6 +257,22 @@ def test_stream_push_and_pull_from_two_threads(model, speech):
     np.testing.assert_allclose(np.concatenate(pulled), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("hop, lookahead", [(6, 4), (10, 0), (4, 10)])
+def test_finish_emits_the_rest_of_the_stream_and_resets(model, speech, hop, lookahead):
+    engine = GestureEngine(model, hop_frames=hop, lookahead_frames=lookahead)
+    times, frames = stream(engine, speech, 1600)
+    pulled = len(times)
+    rest_times, rest = engine.finish()
+    all_times = np.concatenate((times, rest_times))
+    n_frames = round(len(speech) / 16000 * 15)
+    np.testing.assert_allclose(all_times * 15, np.arange(n_frames), atol=1e-6)  # every frame once, nothing beyond
+    assert len(rest) == n_frames - pulled and np.isfinite(rest).all()
+    assert engine.stream_time_s == 0 and engine.pull_frames()[0].size == 0  # a fresh stream
+    t2, f2 = stream(engine, speech, 1600)
+    np.testing.assert_array_equal(t2, times)
+    np.testing.assert_allclose(f2, frames, atol=1e-6)
+
+
 def test_reconfigure_restarts_the_stream_with_new_settings(model, speech):
     engine = GestureEngine(model, hop_frames=10, lookahead_frames=5)
     engine.push_audio(speech[:20000])
