@@ -173,7 +173,7 @@ class GestureEngine:
             if w:  # cross-fade the frames this window shares with the previous one
                 frames[:overlap] = (1 - ramp) * out[start:start + overlap] + ramp * frames[:overlap]
             out[start:start + WINDOW_FRAMES] = frames
-            seed = out[start + WINDOW_FRAMES - n_pre:start + WINDOW_FRAMES]
+            seed = out[start + stride:start + stride + n_pre]  # this window's frames where the next one starts
         out = out[:n_frames]
         if fade_to_rest and self.config.fade_frames:
             n = min(self.config.fade_frames, n_frames)
@@ -200,7 +200,7 @@ class GestureEngine:
 
     def push_audio(self, samples) -> None:
         """Append speech samples (16 kHz mono float32 in [-1, 1], any chunk size) to the stream."""
-        if len(np.asarray(samples)) == 0:
+        if np.asarray(samples).size == 0:
             return
         samples = validate_audio(samples, allow_silence=True)
         with self._lock:

@@ -137,6 +137,26 @@ def test_utterance_windows_chain_on_their_seeds(model, speech):
     np.testing.assert_allclose(out[:60], denormalize_directions(expected, TED_EXPRESSIVE), atol=1e-5)
 
 
+def test_utterance_with_a_shorter_stride_seeds_each_window_where_it_starts(model, speech):
+    """stride 20: window k+1 starts at frame 20(k+1), so its seed is window k's frames 20..23 (not its last 4)."""
+    from ha2g_model.audio import log_mel, window_spectrogram
+    from ha2g_model.skeleton import normalize_directions
+
+    out = GestureEngine(model, stride_frames=20).generate_utterance(speech, fade_to_rest=False)
+    spec = log_mel(speech)
+    rest = normalize_directions(TED_EXPRESSIVE.rest_directions(), TED_EXPRESSIVE)
+    with torch.inference_mode():
+        def window(start, seed):
+            return model.generate_window(torch.as_tensor(window_spectrogram(spec, start)[None]),
+                                         torch.zeros(1, 34, dtype=torch.int64), torch.as_tensor(seed[None]),
+                                         torch.zeros(1, dtype=torch.int64))[0].numpy()
+
+        first = window(0, np.repeat(rest[None], 4, axis=0).astype(np.float32))
+        second = window(20, first[20:24])
+    # frames 34..39 come from the second window alone (the third starts at 40)
+    np.testing.assert_allclose(out[34:40], denormalize_directions(second[14:20], TED_EXPRESSIVE), atol=1e-5)
+
+
 def test_utterance_of_any_length_and_sample_rate(model):
     engine = GestureEngine(model)
     rng = np.random.default_rng(0)
@@ -293,6 +313,8 @@ def test_stream_rejects_bad_chunks(model):
         engine.push_audio(np.array([0.0, np.nan], np.float32))
     with pytest.raises(ValueError, match="mono"):
         engine.push_audio(np.zeros((10, 2), np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        engine.push_audio(np.float32(0.5))
     engine.push_audio(np.zeros(0, np.float32))  # an empty chunk is no error
     engine.push_audio(np.zeros(40000, np.float32))  # silence is allowed on a stream
     times, frames = engine.pull_frames()
