@@ -268,7 +268,8 @@ class GestureEngine:
         w = (np.arange(1, n + 1) / (n + 1))[:, None]
         new[:n] = (1 - w) * self._pending + w * new[:n]
         n_emit = max(0, end - c.lookahead_frames - first)  # 0 while the stream is younger than the lookahead
-        self._ready.append((first, new[:n_emit]))
+        if n_emit:
+            self._ready.append((first, new[:n_emit]))
         self._emitted = np.concatenate((self._emitted, new[:n_emit]))[-WINDOW_FRAMES:]
         self._next_frame += n_emit
         self._pending = new[n_emit:]
@@ -278,7 +279,7 @@ class GestureEngine:
             self._audio = self._audio[keep_from - self._audio_start:]
             self._audio_start = keep_from
         window_start_s = (end + c.hop_frames - WINDOW_FRAMES) / FPS
-        self._words = [w for w in self._words if w[2] >= window_start_s]
+        self._words = [word for word in self._words if word[2] >= window_start_s]
 
     def _stream_spectrogram(self, start: int) -> np.ndarray:
         """Log-mel of the window's audio, in dB below the loudest level heard on this stream so far.
