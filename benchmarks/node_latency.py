@@ -1,6 +1,6 @@
 """Gesture node timing under real-time speech: per-hop compute and audio -> trajectory latency. Prints and writes JSON.
 
-    python benchmarks/node_latency.py [--checkpoint DIR] [--backend torch] [--hop 6 --lookahead 6] [--seconds 30]
+    python benchmarks/node_latency.py [--checkpoint DIR] [--backend torch] [--hop 6 --lookahead 4] [--seconds 30]
 
 A publisher streams espeak-ng speech in 100 ms chunks at real time to the gesture node (same process, one
 SingleThreadedExecutor, as in `ha2g-bringup`); a controller-side subscriber timestamps every trajectory. Reported:
@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--robot", default="pepper")
     parser.add_argument("--hop", type=int, default=6, help="hop_frames")
-    parser.add_argument("--lookahead", type=int, default=6, help="lookahead_frames")
+    parser.add_argument("--lookahead", type=int, default=4, help="lookahead_frames")
     parser.add_argument("--delay", type=float, default=1.2, help="playback_delay_s")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of speech to stream")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_latency.json")

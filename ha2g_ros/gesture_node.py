@@ -68,7 +68,7 @@ PARAMS = (
           "window is small: more threads mostly contend with the executor and other processes.", (0, 256)),
     Param("hop_frames", 6, "Frames (15 fps) produced per inference step; also the trajectory publish period.",
           (1, 30)),
-    Param("lookahead_frames", 6, "Future audio frames the model sees before it commits a frame (adds latency).",
+    Param("lookahead_frames", 4, "Future audio frames the model sees before it commits a frame (adds latency).",
           (0, 30)),
     Param("seed", -1, "Seed of the sampling noise; -1 = deterministic generation.", (-1, 2**31 - 1)),
     Param("audio_type", "std_msgs/msg/Int16MultiArray", "Message type on `audio`.", choices=AUDIO_TYPES),
