@@ -39,6 +39,7 @@ setup(
         "pin>=2.7",
         "matplotlib>=3.7",
         "imageio>=2.30",
+        "pillow>=9.0",
     ],
     extras_require={
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
