@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from ha2g_model.words import validate_words
 SAMPLE_RATE = 16000
 WINDOW_FRAMES = 34
 WINDOW_SAMPLES = 36267  # round(34 / 15 * 16000): the audio of one window
+ENCODE_BATCH = 4  # whole utterance: windows per batch of the audio/text encoders
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 
 
@@ -162,6 +164,8 @@ class GestureEngine:
         seed = np.repeat(self.rest[None], n_pre, axis=0)
         overlap = WINDOW_FRAMES - stride
         ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None].astype(np.float32)
+        window = self._utterance_windows(spec, words, n_windows, noise)
+        next(window)
         windows = range(n_windows)
         if progress:
             from tqdm import tqdm
@@ -169,17 +173,53 @@ class GestureEngine:
             windows = tqdm(windows, desc="gesture windows", unit="win")
         for w in windows:
             start = w * stride
-            frames = self._run_window(window_spectrogram(spec, start), words, start, seed, noise)
+            frames = window.send(seed)
             if w:  # cross-fade the frames this window shares with the previous one
                 frames[:overlap] = (1 - ramp) * out[start:start + overlap] + ramp * frames[:overlap]
             out[start:start + WINDOW_FRAMES] = frames
             seed = out[start + stride:start + stride + n_pre]  # this window's frames where the next one starts
+        window.close()
         out = out[:n_frames]
         if fade_to_rest and self.config.fade_frames:
             n = min(self.config.fade_frames, n_frames)
             w = _smoothstep(np.arange(1, n + 1) / n)[:, None]
             out[-n:] = (1 - w) * out[-n:] + w * self.rest
         return self._directions(out)
+
+    def _utterance_windows(self, spec, words, n_windows: int, noise):
+        """A generator, primed with next(): send it each window's seed (4, D) in turn, receive its frames (34, D).
+
+        Only the level chain depends on the seed (the previous window's output); the audio and text encoders do
+        not. With a backend that has `encode`/`decode` (torch, onnxruntime), the encoders of all windows run in
+        batches on a helper thread, ahead of and beside the chain: on two cores the utterance then costs about
+        max(encoders, chain) instead of their sum. Other backends run whole windows one after another.
+        """
+        stride, speaker = self.config.stride_frames, self.config.speaker
+        if not (hasattr(self.backend, "encode") and hasattr(self.backend, "decode")):
+            seed = yield
+            for w in range(n_windows):
+                seed = yield self._run_window(window_spectrogram(spec, w * stride), words, w * stride, seed, noise)
+            return
+        specs = np.stack([window_spectrogram(spec, w * stride) for w in range(n_windows)])
+        word_ids = np.stack([self._word_ids(words, w * stride) for w in range(n_windows)])
+        speakers = np.full(n_windows, speaker, np.int64)
+        chunks = range(0, n_windows, ENCODE_BATCH)
+        with ThreadPoolExecutor(1, thread_name_prefix="ha2g-encode") as pool:
+            encoded = [pool.submit(self.backend.encode, specs[i:i + ENCODE_BATCH], word_ids[i:i + ENCODE_BATCH],
+                                   speakers[i:i + ENCODE_BATCH]) for i in chunks]
+            try:
+                seed = yield
+                for w in range(n_windows):
+                    blends, texts = encoded[w // ENCODE_BATCH].result()
+                    k = w % ENCODE_BATCH
+                    began = time.perf_counter()
+                    frames = self.backend.decode(blends[k:k + 1], texts[k:k + 1], seed[None].astype(np.float32),
+                                                 speakers[:1], noise[None])[0]
+                    self.last_compute_s = time.perf_counter() - began
+                    seed = yield frames
+            finally:
+                for future in encoded:
+                    future.cancel()
 
     # --- streaming ----------------------------------------------------------------------------------------------
 

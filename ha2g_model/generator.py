@@ -39,10 +39,12 @@ class LevelGenerator(nn.Module):
         z = mu if eps is None else mu + eps * torch.exp(0.5 * logvar)
         return z, mu, logvar
 
-    def forward(self, pre_seq, word_vectors, audio_feat, speaker, eps=None):
-        """pre_seq (B, T, d+1), word_vectors (B, T, word_dim), audio_feat (B, T, 32), speaker (B,), eps (B, 16)|None
+    def forward(self, pre_seq, word_vectors, audio_feat, speaker, eps=None, text=None):
+        """pre_seq (B, T, d+1), word_vectors (B, T, word_dim), audio_feat (B, T, 32), speaker (B,), eps (B, 16)|None,
+        text: this level's text features (B, T, 32) if already computed (then word_vectors is unused)
         -> dict: out (B, T, d), z/mu/logvar (B, 16), text (B, T, 32)."""
-        text = self.text_encoder(word_vectors)
+        if text is None:
+            text = self.text_encoder(word_vectors)
         z, mu, logvar = self.style(speaker, eps)
         z_seq = z[:, None, :].expand(-1, pre_seq.shape[1], -1)
         hidden, _ = self.gru(torch.cat((pre_seq, audio_feat, text, z_seq), dim=2))
@@ -102,15 +104,17 @@ class HierarchicalPoseGenerator(nn.Module):
                 * getattr(self, f"copy_mask_{k}")
         return torch.cat((head, tail), dim=1)
 
-    def forward(self, blends, word_vectors, seed, speaker, eps=None):
+    def forward(self, blends, word_vectors, seed, speaker, eps=None, texts=None):
         """blends / word_vectors: one (B, T, .) tensor per level; seed (B, 4, pose_dim); speaker (B,);
-        eps: None (z = mu) or one (B, 16) tensor per level. Returns a dict of per-level lists:
+        eps: None (z = mu) or one (B, 16) tensor per level; texts: the levels' text features if already computed
+        (`HA2G.encode_window`; word_vectors may then be None). Returns a dict of per-level lists:
         out, pre_seq, z, mu, logvar, text."""
         results = {name: [] for name in ("out", "pre_seq", "z", "mu", "logvar", "text")}
         prev = None
         for k, level in enumerate(self.levels):
             pre_seq = self.pre_seq(k, seed, prev)
-            step = level(pre_seq, word_vectors[k], blends[k], speaker, None if eps is None else eps[k])
+            step = level(pre_seq, None if word_vectors is None else word_vectors[k], blends[k], speaker,
+                         None if eps is None else eps[k], None if texts is None else texts[k])
             step["pre_seq"] = pre_seq
             for name in results:
                 results[name].append(step[name])

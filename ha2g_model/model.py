@@ -110,6 +110,26 @@ class HA2G(nn.Module):
         audio = self.encode_audio(spec, speaker)
         return self.decode(audio["blends"], words, seed, speaker, noise)["out"][-1]
 
+    def encode_window(self, spec, words, speaker):
+        """The part of `generate_window` that needs neither the seed frames nor the style noise: the audio blends
+        and every level's text features, (B, n_levels, 34, feat_dim) each. A whole utterance encodes all its windows
+        at once (batched, or beside the level chain) and only `decode_window` runs window after window."""
+        self._check_inputs(spec, words, spec.new_zeros(spec.shape[0], self.config.n_pre_poses, self.config.pose_dim),
+                           speaker, None)
+        blends = torch.stack(self.encode_audio(spec, speaker)["blends"], dim=1)
+        texts = torch.stack([level.text_encoder(self.word_vectors(words, k))
+                             for k, level in enumerate(self.generator.levels)], dim=1)
+        return blends, texts
+
+    def decode_window(self, blends, texts, seed, speaker, noise=None):
+        """The level chain of `generate_window` on `encode_window`'s outputs: generate_window(spec, words, seed,
+        speaker, noise) == decode_window(*encode_window(spec, words, speaker), seed, speaker, noise)."""
+        n = self.config.n_levels
+        eps = None if noise is None else [noise[:, k] for k in range(n)]
+        chain = self.generator([blends[:, k] for k in range(n)], None, seed, speaker, eps,
+                               texts=[texts[:, k] for k in range(n)])
+        return chain["out"][-1]
+
     # --- input validation: eager mode only (a traced/exported graph has fixed shapes and cannot raise); value
     # checks also not while a CUDA graph is being captured (they read tensors back to the host) -----------------
 

@@ -61,6 +61,21 @@ def test_torch_backend_is_the_model(model):
     np.testing.assert_array_equal(out, eager(model, *inputs))
 
 
+@pytest.mark.parametrize("name", ["torch", "onnxruntime"])
+def test_encode_then_decode_is_the_window(tmp_path, model, name):
+    """The whole-utterance split: encode (the seed-independent encoders, any batch) then decode (the level chain,
+    batch 1) gives generate_window's poses."""
+    pytest.importorskip(name)
+    backend = create_backend(name, model, **({"cache_dir": tmp_path} if name == "onnxruntime" else {}))
+    spec, words, seed, speaker, noise = window_inputs(model.config, 3)
+    blends, texts = backend.encode(spec, words, speaker)
+    assert blends.shape == texts.shape == (3, model.config.n_levels, 34, model.config.feat_dim)
+    reference = eager(model, spec, words, seed, speaker, noise)
+    for i in range(3):
+        out = backend.decode(blends[i:i + 1], texts[i:i + 1], seed[i:i + 1], speaker[i:i + 1], noise[i:i + 1])
+        np.testing.assert_allclose(out[0], reference[i], atol=1e-4 if name == "onnxruntime" else 1e-6)
+
+
 def test_zero_noise_is_the_deterministic_style(model):
     inputs = window_inputs(model.config, 1, noise=False)
     with torch.inference_mode():

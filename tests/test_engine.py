@@ -137,6 +137,29 @@ def test_utterance_windows_chain_on_their_seeds(model, speech):
     np.testing.assert_allclose(out[:60], denormalize_directions(expected, TED_EXPRESSIVE), atol=1e-5)
 
 
+class WholeWindows:
+    """A backend with only `run` (as tensorrt): the engine then runs whole windows one after another."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def run(self, *inputs):
+        return self.backend.run(*inputs)
+
+
+def test_utterance_split_encoders_match_whole_windows(model, vocab, speech):
+    """The encoders of all windows run batched on a helper thread, the level chain window by window: same output
+    as whole windows in sequence (words and sampled style included, so every input of the split is exercised)."""
+    speech = np.tile(speech, 2)  # several encoder batches
+    words = timed_words(len(speech) / 16000)
+    split = GestureEngine(model, vocab=vocab, seed=3)
+    whole = GestureEngine(model, vocab=vocab, seed=3)
+    whole.backend = WholeWindows(whole.backend)
+    out = split.generate_utterance(speech, words)
+    np.testing.assert_allclose(out, whole.generate_utterance(speech, words), atol=1e-5)
+    assert split.last_compute_s > 0
+
+
 def test_utterance_with_a_shorter_stride_seeds_each_window_where_it_starts(model, speech):
     """stride 20: window k+1 starts at frame 20(k+1), so its seed is window k's frames 20..23 (not its last 4)."""
     from ha2g_model.audio import log_mel, window_spectrogram

@@ -3,7 +3,10 @@
 The exported graph is `HA2G.generate_window` for one static 34-frame window, inputs
     spec (B, 128, 70) float32, words (B, 34) int32, seed (B, 4, pose_dim) float32, speaker (B,) int32,
     noise (B, n_levels, z_dim) float32  ->  poses (B, 34, pose_dim) float32,
-with B = 1 (static) or dynamic. Word and speaker ids are int32 at the graph boundary because TensorRT engines take
+with B = 1 (static) or dynamic. For whole utterances the chain is also exported in two parts (`HA2G.encode_window`,
+dynamic batch: spec, words, speaker -> blends, texts; `HA2G.decode_window`, batch 1: blends, texts, seed, speaker,
+noise -> poses), so that the seed-independent encoders of all windows run beside the sequential level chain.
+Word and speaker ids are int32 at the graph boundary because TensorRT engines take
 int32 indices everywhere; the graph casts them to int64 itself. Files are cached by model hash.
 """
 from __future__ import annotations
@@ -33,6 +36,30 @@ class _WindowGraph(torch.nn.Module):
         return self.model.generate_window(spec, words.long(), seed, speaker.long(), noise)
 
 
+class _EncodeGraph(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, spec, words, speaker):
+        return self.model.encode_window(spec, words.long(), speaker.long())
+
+
+class _DecodeGraph(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, blends, texts, seed, speaker, noise):
+        return self.model.decode_window(blends, texts, seed, speaker.long(), noise)
+
+
+# part -> (graph, input names, output names); "window" is the whole chain
+PARTS = {"window": (_WindowGraph, INPUT_NAMES, (OUTPUT_NAME,)),
+         "encode": (_EncodeGraph, ("spec", "words", "speaker"), ("blends", "texts")),
+         "decode": (_DecodeGraph, ("blends", "texts", "seed", "speaker", "noise"), (OUTPUT_NAME,))}
+
+
 def example_inputs(config, batch: int = 1) -> tuple[torch.Tensor, ...]:
     """Zero inputs of one window, in INPUT_NAMES order (torch tensors, the ONNX graph's dtypes)."""
     return (torch.zeros(batch, config.n_mels, config.spec_cols),
@@ -42,42 +69,58 @@ def example_inputs(config, batch: int = 1) -> tuple[torch.Tensor, ...]:
             torch.zeros(batch, config.n_levels, config.z_dim))
 
 
-def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
-    """Export the window chain of `model` to `path` (TorchScript exporter, opset 17) and check it with onnx.checker."""
+def part_inputs(model, part: str, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Example inputs of one exported part (see PARTS)."""
+    spec, words, seed, speaker, noise = example_inputs(model.config, batch)
+    if part == "window":
+        return spec, words, seed, speaker, noise
+    if part == "encode":
+        return spec, words, speaker
+    with torch.no_grad():
+        blends, texts = model.encode_window(spec, words.long(), speaker.long())
+    return blends, texts, seed, speaker, noise
+
+
+def export_onnx(model, path: str | Path, dynamic_batch: bool = False, part: str = "window") -> Path:
+    """Export the window chain of `model` (or one of its PARTS) to `path` (TorchScript exporter, opset 17) and check
+    it with onnx.checker."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = _WindowGraph(model).eval().float().cpu()
-    dynamic_axes = {name: {0: "batch"} for name in INPUT_NAMES + (OUTPUT_NAME,)} if dynamic_batch else None
+    cls, input_names, output_names = PARTS[part]
+    graph = cls(model).eval().float().cpu()
+    dynamic_axes = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")  # written aside, renamed: readers never see half a file
     with torch.no_grad(), warnings.catch_warnings():
         # The exporter warns about constant folding of Slice and about GRU batch sizes with variable sequence
         # lengths; neither applies (windows are always 34 frames), so keep the user's console clean.
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript exporter turns nn.GRU (bidirectional, multi-layer) into ONNX GRU ops
-        torch.onnx.export(graph, example_inputs(model.config), str(tmp), input_names=list(INPUT_NAMES),
-                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes, opset_version=OPSET,
+        torch.onnx.export(graph, part_inputs(model, part), str(tmp), input_names=list(input_names),
+                          output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
     onnx.checker.check_model(str(tmp), full_check=True)
     tmp.replace(path)
     return path
 
 
-def cached_onnx(model, cache_dir: str | Path | None = None, dynamic_batch: bool = False) -> Path:
+def cached_onnx(model, cache_dir: str | Path | None = None, dynamic_batch: bool = False,
+                part: str = "window") -> Path:
     """The ONNX file of `model` in the cache (exported on first use), keyed by the model's weights and config."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
-    path = cache_dir / f"ha2g_{model_hash(model)}_{'dynamic' if dynamic_batch else 'b1'}.onnx"
+    prefix = "" if part == "window" else f"{part}_"
+    path = cache_dir / f"ha2g_{model_hash(model)}_{prefix}{'dynamic' if dynamic_batch else 'b1'}.onnx"
     if not path.is_file():
-        export_onnx(model, path, dynamic_batch)
+        export_onnx(model, path, dynamic_batch, part)
     return path
 
 
 def onnx_inputs(spec, words, seed, speaker, noise) -> dict[str, np.ndarray]:
-    """Backend.run arguments -> the graph's feed dict (dtypes as exported)."""
-    return {"spec": np.ascontiguousarray(spec, np.float32), "words": np.ascontiguousarray(words, np.int32),
-            "seed": np.ascontiguousarray(seed, np.float32), "speaker": np.ascontiguousarray(speaker, np.int32),
-            "noise": np.ascontiguousarray(noise, np.float32)}
+    """Backend.run arguments -> the graph's feed dict (dtypes as exported); None arguments are left out."""
+    dtypes = {"spec": np.float32, "words": np.int32, "seed": np.float32, "speaker": np.int32, "noise": np.float32}
+    values = {"spec": spec, "words": words, "seed": seed, "speaker": speaker, "noise": noise}
+    return {name: np.ascontiguousarray(value, dtypes[name]) for name, value in values.items() if value is not None}
 
 
 class OnnxBackend:
@@ -116,19 +159,31 @@ class OnnxBackend:
         self._sessions = {}
         self._session(dynamic_batch=False)  # load now, so a broken install fails here and not mid-stream
 
-    def _session(self, dynamic_batch: bool):
-        if dynamic_batch not in self._sessions:
+    def _session(self, dynamic_batch: bool, part: str = "window"):
+        key = (part, dynamic_batch)
+        if key not in self._sessions:
             try:
-                path = cached_onnx(self._model, self._cache_dir, dynamic_batch)
-                self._sessions[dynamic_batch] = self._ort.InferenceSession(str(path), self._options,
-                                                                           providers=self.providers)
+                path = cached_onnx(self._model, self._cache_dir, dynamic_batch, part)
+                self._sessions[key] = self._ort.InferenceSession(str(path), self._options, providers=self.providers)
             except BackendError:
                 raise
             except Exception as e:  # export or session failure: report it as this backend's failure
                 raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
-        return self._sessions[dynamic_batch]
+        return self._sessions[key]
 
     def run(self, spec, words, seed, speaker, noise) -> np.ndarray:
         feeds = onnx_inputs(spec, words, seed, speaker, noise)
         session = self._session(dynamic_batch=feeds["spec"].shape[0] != 1)
         return session.run([OUTPUT_NAME], feeds)[0]
+
+    def encode(self, spec, words, speaker) -> tuple[np.ndarray, np.ndarray]:
+        """`HA2G.encode_window` (any batch): -> blends, texts (B, n_levels, 34, feat_dim)."""
+        feeds = onnx_inputs(spec, words, None, speaker, None)
+        blends, texts = self._session(True, "encode").run(["blends", "texts"], feeds)
+        return blends, texts
+
+    def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
+        """`HA2G.decode_window` at batch 1: the level chain on encoded windows -> poses (1, 34, pose_dim)."""
+        feeds = {**onnx_inputs(None, None, seed, speaker, noise), "blends": np.ascontiguousarray(blends, np.float32),
+                 "texts": np.ascontiguousarray(texts, np.float32)}
+        return self._session(False, "decode").run([OUTPUT_NAME], feeds)[0]

@@ -53,6 +53,20 @@ class TorchBackend:
                 out = self.model.generate_window(*inputs)
             return out.float().cpu().numpy()
 
+    def encode(self, spec, words, speaker) -> tuple[np.ndarray, np.ndarray]:
+        """`HA2G.encode_window` (any batch): -> blends, texts (B, n_levels, 34, feat_dim)."""
+        spec, words, _, speaker, _ = self._tensors(spec, words, np.zeros(0), speaker, np.zeros(0))
+        with torch.inference_mode():
+            return tuple(x.float().cpu().numpy() for x in self.model.encode_window(spec, words, speaker))
+
+    def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
+        """`HA2G.decode_window`: the level chain on encoded windows -> poses (B, 34, pose_dim)."""
+        blends, texts, seed, noise = (torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=self.dtype)
+                                      for x in (blends, texts, seed, noise))
+        speaker = torch.as_tensor(np.ascontiguousarray(speaker)).to(device=self.device, dtype=torch.int64)
+        with torch.inference_mode():
+            return self.model.decode_window(blends, texts, seed, speaker, noise).float().cpu().numpy()
+
     def _tensors(self, spec, words, seed, speaker, noise):
         def as_tensor(x, dtype):
             return torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=dtype)
