@@ -1,11 +1,13 @@
 """The `onnxruntime` backend and the ONNX export of the generation chain (also the input of the TensorRT backend).
 
-The exported graph is `HA2G.generate_window` for one static 34-frame window, inputs
+The exported window graph (TensorRT's input) is `HA2G.generate_window` for one static 34-frame window, inputs
     spec (B, 128, 70) float32, words (B, 34) int32, seed (B, 4, pose_dim) float32, speaker (B,) int32,
     noise (B, n_levels, z_dim) float32  ->  poses (B, 34, pose_dim) float32,
-with B = 1 (static) or dynamic. For whole utterances the chain is also exported in two parts (`HA2G.encode_window`,
-dynamic batch: spec, words, speaker -> blends, texts; `HA2G.decode_window`, batch 1: blends, texts, seed, speaker,
-noise -> poses), so that the seed-independent encoders of all windows run beside the sequential level chain.
+with B = 1 (static) or dynamic. ONNX Runtime runs the same chain as two graphs (dynamic batch): `HA2G.encode_window`
+(spec, words, speaker -> blends, texts: the convolutions, any number of threads) and `HA2G.decode_window` (blends,
+texts, seed, speaker, noise -> poses: the GRU chain, on ONE thread -- a batch-1 GRU step is too small to split, and
+waking sleeping threads for each of its 1,632 steps made a full-size window 10x slower on 2 threads). A whole
+utterance also runs the encoders of all its windows beside the sequential chain (engine.py).
 Word and speaker ids are int32 at the graph boundary because TensorRT engines take
 int32 indices everywhere; the graph casts them to int64 itself. Files are cached by model hash.
 """
@@ -148,42 +150,36 @@ class OnnxBackend:
         if missing:
             raise BackendError(f"onnxruntime execution provider(s) {missing} not available (have {available})")
         self.providers = providers
-        self._options = ort.SessionOptions()
-        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._options.intra_op_num_threads = threads or os.cpu_count() or 1
-        self._options.inter_op_num_threads = 1  # the chain is sequential: level k needs level k-1
+        self._ort, self._model, self._cache_dir = ort, model, cache_dir
+        try:
+            self._encoder = self._session("encode", threads or os.cpu_count() or 1)
+            self._decoder = self._session("decode", 1)
+        except BackendError:
+            raise
+        except Exception as e:  # export or session failure: report it as this backend's failure
+            raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
+
+    def _session(self, part: str, threads: int):
+        options = self._ort.SessionOptions()
+        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # the chain is sequential: level k needs level k-1
         # Idle worker threads sleep instead of spinning: the engine shares the CPU with ROS nodes and audio I/O,
         # and spinning threads measurably slow every other thread (torch's included) on small machines.
-        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._ort, self._model, self._cache_dir = ort, model, cache_dir
-        self._sessions = {}
-        self._session(dynamic_batch=False)  # load now, so a broken install fails here and not mid-stream
-
-    def _session(self, dynamic_batch: bool, part: str = "window"):
-        key = (part, dynamic_batch)
-        if key not in self._sessions:
-            try:
-                path = cached_onnx(self._model, self._cache_dir, dynamic_batch, part)
-                self._sessions[key] = self._ort.InferenceSession(str(path), self._options, providers=self.providers)
-            except BackendError:
-                raise
-            except Exception as e:  # export or session failure: report it as this backend's failure
-                raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
-        return self._sessions[key]
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = cached_onnx(self._model, self._cache_dir, dynamic_batch=True, part=part)
+        return self._ort.InferenceSession(str(path), options, providers=self.providers)
 
     def run(self, spec, words, seed, speaker, noise) -> np.ndarray:
-        feeds = onnx_inputs(spec, words, seed, speaker, noise)
-        session = self._session(dynamic_batch=feeds["spec"].shape[0] != 1)
-        return session.run([OUTPUT_NAME], feeds)[0]
+        return self.decode(*self.encode(spec, words, speaker), seed, speaker, noise)
 
     def encode(self, spec, words, speaker) -> tuple[np.ndarray, np.ndarray]:
-        """`HA2G.encode_window` (any batch): -> blends, texts (B, n_levels, 34, feat_dim)."""
-        feeds = onnx_inputs(spec, words, None, speaker, None)
-        blends, texts = self._session(True, "encode").run(["blends", "texts"], feeds)
+        """`HA2G.encode_window`: -> blends, texts (B, n_levels, 34, feat_dim)."""
+        blends, texts = self._encoder.run(["blends", "texts"], onnx_inputs(spec, words, None, speaker, None))
         return blends, texts
 
     def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
-        """`HA2G.decode_window` at batch 1: the level chain on encoded windows -> poses (1, 34, pose_dim)."""
+        """`HA2G.decode_window`: the level chain on encoded windows -> poses (B, 34, pose_dim)."""
         feeds = {**onnx_inputs(None, None, seed, speaker, noise), "blends": np.ascontiguousarray(blends, np.float32),
                  "texts": np.ascontiguousarray(texts, np.float32)}
-        return self._session(False, "decode").run([OUTPUT_NAME], feeds)[0]
+        return self._decoder.run([OUTPUT_NAME], feeds)[0]
