@@ -53,11 +53,12 @@ def diversity_regulariser(pose, pose_other, z, z_other, beta: float = 0.05):
 
 
 def generator_adversarial(d_fake):
-    """Non-saturating generator loss: -mean log D(G(x))."""
-    return -torch.mean(torch.log(d_fake + 1e-8))
+    """Non-saturating generator loss: -mean log D(G(x)). In fp32 even under autocast: 1e-8 is 0 in fp16."""
+    return -torch.mean(torch.log(d_fake.float() + 1e-8))
 
 
 def discriminator_loss(d_real, d_fake):
+    d_real, d_fake = d_real.float(), d_fake.float()
     return -torch.mean(torch.log(d_real + 1e-8) + torch.log(1 - d_fake + 1e-8))
 
 

@@ -2,7 +2,7 @@
 
     python -m training.train --config training/configs/compact_expressive.yaml [--resume] [key=value ...]
 
-Every loss of the paper with its weight (shared/spec/ha2g.md, "Training"):
+Every loss of the paper with its weight (shared/spec/ha2g.md, "Training"), from `ha2g_model.losses`:
     loss = W_reg * sum_k Huber_k + 0.1 KLD + 0.05 div_reg + [epoch >= warm-up] 5 L_G + 0.2 CE_high - 0.005 CE_low
            + 0.01 L_phys
 Adam lr 5e-4 betas (0.5, 0.999), discriminator lr x 0.2, trained from the end of the GAN warm-up on. CPU or CUDA
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
 from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
+from ha2g_model.losses import LossWeights, discriminator_loss, generator_objective, huber
 from ha2g_model.model import HA2G
-from ha2g_model.skeleton import denormalize_directions, normalize_directions
+from ha2g_model.skeleton import normalize_directions
 from ha2g_model.text import load_word_vectors
-from training.metrics import frechet_distance, official_angle_pairs
+from training.metrics import frechet_distance
 from training.windows import N_SEED, Windows, load_vocab, load_windows
 
 
@@ -79,56 +79,6 @@ class TrainConfig:
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
         return TrainConfig(**values)
-
-
-# --- losses ---------------------------------------------------------------------------------------------------------
-
-def huber(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The official regression loss: smooth L1 at scale 0.1 (beta 1 on values / 0.1, times 0.1)."""
-    return F.smooth_l1_loss(pred / 0.1, target / 0.1) * 0.1
-
-
-def kld(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
-
-
-def diversity_regulariser(pose: torch.Tensor, pose_other: torch.Tensor, z: torch.Tensor, z_other: torch.Tensor
-                          ) -> torch.Tensor:
-    """Official div_reg: reward poses that change when the speaker style changes (pose distance / z distance)."""
-    pose_l1 = (F.smooth_l1_loss(pose / 0.05, pose_other.detach() / 0.05, reduction="none") * 0.05).sum(dim=(1, 2))
-    z_l1 = F.l1_loss(z.detach(), z_other.detach(), reduction="none").mean(dim=1)
-    return torch.clamp(-pose_l1 / (z_l1 + 1e-5), min=-1000).mean()
-
-
-def contrastive(text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    """SoftmaxContrastiveLoss: frames as classes, logits 1 / distance of L2-normalised features (cdist, not the
-    official N x N x 32 tensor)."""
-    t = F.normalize(text.reshape(-1, text.shape[-1]).float(), dim=-1)
-    a = F.normalize(audio.reshape(-1, audio.shape[-1]).float(), dim=-1)
-    logits = 1.0 / (torch.cdist(t, a) + 1e-8)
-    return F.cross_entropy(logits, torch.arange(len(t), device=t.device))
-
-
-class AnglePrior:
-    """L_phys: Gaussian prior on the angle between official bone pairs (statistics of the TED train set)."""
-
-    def __init__(self, skeleton, device):
-        pairs, mean, var = official_angle_pairs(skeleton, "angle_pair", "avg_angle", "var_angle")
-        self.skeleton = skeleton
-        self.pairs = torch.as_tensor(pairs, device=device)
-        self.mean = torch.as_tensor(mean, device=device)
-        self.var = torch.as_tensor(var, device=device)
-
-    def __call__(self, pose: torch.Tensor) -> torch.Tensor:
-        d = denormalize_directions(pose.float(), self.skeleton)  # (B, T, n_bones, 3) unit
-        cos = (d[..., self.pairs[:, 0], :] * d[..., self.pairs[:, 1], :]).sum(-1)
-        angle = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
-        return ((angle - self.mean) ** 2 / (2 * self.var)).mean()
-
-
-def level_targets(target: torch.Tensor, skeleton) -> list[torch.Tensor]:
-    """(B, 34, pose_dim) -> the bones of each hierarchy level, (B, 34, d_k)."""
-    return [target.view(*target.shape[:2], -1, 3)[:, :, list(level)].flatten(2) for level in skeleton.levels]
 
 
 # --- data -----------------------------------------------------------------------------------------------------------
@@ -219,8 +169,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     with torch.no_grad():
         for table in model.word_embeddings:
             table.weight.copy_(vectors)
-    w_reg = cfg.w_reg if cfg.w_reg is not None else (250.0 if skeleton.name == "ted_expressive" else 70.0)
-    prior = AnglePrior(skeleton, device)
+    official = LossWeights.official(skeleton.name)
+    weights = LossWeights(regression=official.regression if cfg.w_reg is None else cfg.w_reg, kld=cfg.w_kld,
+                          diversity=cfg.w_div, gan=cfg.w_gan, contrastive_pos=cfg.w_ce_high,
+                          contrastive_neg=cfg.w_ce_low, physical=cfg.w_phys, warmup_epochs=cfg.gan_warmup_epochs)
 
     generator_params = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
     opt_g = torch.optim.Adam(generator_params, lr=cfg.lr, betas=cfg.betas)
@@ -258,21 +210,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             spec, words, target, speaker = train_data.get(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
             seed_frames = target[:, :N_SEED]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                # generator pass
+                # generator pass: every term of the paper (ha2g_model.losses), weighted; epochs count from 1 there
                 result = model(spec, words, seed_frames, speaker)
-                losses = {"huber": sum(huber(p, t) for p, t in zip(result.poses, level_targets(target, skeleton)))}
-                losses["kld"] = kld(result.z_mu[-1], result.z_logvar[-1])
-                permuted = speaker[torch.randperm(len(speaker), generator=rng).to(device)]
-                other = model.decode(result.audio_blends, words, seed_frames, permuted, sample=True)
-                losses["div"] = diversity_regulariser(result.pose, other["out"][-1], result.z[-1], other["z"][-1])
-                losses["ce_high"] = contrastive(result.text_feat, result.audio_high)
-                losses["ce_low"] = contrastive(result.text_feat, result.audio_low)
-                losses["phys"] = prior(result.pose)
-                losses["gan_g"] = (-torch.log(model.discriminate(result.pose).float() + 1e-8).mean() if gan_on
-                                   else torch.zeros((), device=device))
-                total = (w_reg * losses["huber"] + cfg.w_kld * losses["kld"] + cfg.w_div * losses["div"]
-                         + cfg.w_gan * losses["gan_g"] + cfg.w_ce_high * losses["ce_high"]
-                         - cfg.w_ce_low * losses["ce_low"] + cfg.w_phys * losses["phys"])
+                total, values = generator_objective(model, result, target, words, speaker, epoch + 1, weights)
             opt_g.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(opt_g)
@@ -281,13 +221,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     real = model.discriminate(target).float()
                     fake = model.discriminate(result.pose.detach()).float()
-                    losses["gan_d"] = -torch.mean(torch.log(real + 1e-8) + torch.log(1 - fake + 1e-8))
+                    loss_d = discriminator_loss(real, fake)
                 opt_d.zero_grad(set_to_none=True)
-                scaler.scale(losses["gan_d"]).backward()
+                scaler.scale(loss_d).backward()
                 scaler.step(opt_d)
             scaler.update()
-            losses["total"] = total
-            values = {k: v.item() for k, v in losses.items()}
+            values["total"] = total.item()
+            if gan_on:
+                values["gan_d"] = loss_d.item()
             if not math.isfinite(values["total"]):
                 raise FloatingPointError(f"loss became {values['total']} at step {state['step']}: {values}")
             for k, v in values.items():
