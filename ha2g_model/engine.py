@@ -20,6 +20,7 @@ Time runs on one clock per stream: seconds since the first pushed sample (16 kHz
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -164,21 +165,20 @@ class GestureEngine:
         seed = np.repeat(self.rest[None], n_pre, axis=0)
         overlap = WINDOW_FRAMES - stride
         ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None].astype(np.float32)
-        window = self._utterance_windows(spec, words, n_windows, noise)
-        next(window)
-        windows = range(n_windows)
-        if progress:
-            from tqdm import tqdm
+        with contextlib.closing(self._utterance_windows(spec, words, n_windows, noise)) as window:
+            next(window)
+            windows = range(n_windows)
+            if progress:
+                from tqdm import tqdm
 
-            windows = tqdm(windows, desc="gesture windows", unit="win")
-        for w in windows:
-            start = w * stride
-            frames = window.send(seed)
-            if w:  # cross-fade the frames this window shares with the previous one
-                frames[:overlap] = (1 - ramp) * out[start:start + overlap] + ramp * frames[:overlap]
-            out[start:start + WINDOW_FRAMES] = frames
-            seed = out[start + stride:start + stride + n_pre]  # this window's frames where the next one starts
-        window.close()
+                windows = tqdm(windows, desc="gesture windows", unit="win")
+            for w in windows:
+                start = w * stride
+                frames = window.send(seed)
+                if w:  # cross-fade the frames this window shares with the previous one
+                    frames[:overlap] = (1 - ramp) * out[start:start + overlap] + ramp * frames[:overlap]
+                out[start:start + WINDOW_FRAMES] = frames
+                seed = out[start + stride:start + stride + n_pre]  # this window's frames where the next one starts
         out = out[:n_frames]
         if fade_to_rest and self.config.fade_frames:
             n = min(self.config.fade_frames, n_frames)
