@@ -54,6 +54,18 @@ def official_fixtures_dir() -> Path:
     return require_path(OFFICIAL_FIXTURES)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of small models: they gain nothing from threads, and on a shared 2-core CPU
+    spinning OpenMP threads slow everything down (the modules opt in with `pytest.mark.usefixtures`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rclpy_context():
     """A fresh, initialised rclpy Context, shut down after the test (nodes must be destroyed by the test)."""

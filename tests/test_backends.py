@@ -12,12 +12,7 @@ from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(preset, seed=0):

@@ -17,13 +17,7 @@ from ha2g_model.text import Vocab
 WORDS = ["so", "we", "move", "our", "hands", "when", "we", "speak", "about", "big", "ideas"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU spinning OpenMP threads slow everyone down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(preset="tiny_expressive", seed=0):

@@ -17,12 +17,7 @@ from ha2g_model.words import read_words, words_from_text
 WORDS = ["we", "move", "our", "hands", "when", "we", "speak"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
