@@ -27,6 +27,40 @@ def default_environment() -> None:
     os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 
+def configuration_errors(*node_errors) -> tuple:
+    """What nodes raise at start-up when their configuration is wrong (parameter, checkpoint, robot, backend, plus
+    `node_errors`, e.g. a missing audio device): reported in one line without a traceback."""
+    from rclpy.exceptions import InvalidParameterValueException
+
+    from ha2g_model.backends import BackendError
+
+    return (*node_errors, InvalidParameterValueException, ValueError, OSError, BackendError)
+
+
+def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) -> None:
+    """The `ros2 run` entry point of one node: spin it until Ctrl-C or shutdown, then clean up in order.
+    `node_errors` come from the node's own module: under `python -m` that module is __main__, so they can only be
+    named by the caller."""
+    default_environment()
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except configuration_errors(*node_errors) as error:
+        print(f"{executable}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
 def params_file() -> Path:
     """config/gestures.yaml: the source checkout's when running from one, else the installed share/ copy."""
     if SOURCE_CONFIG.is_file():
@@ -96,10 +130,8 @@ def main(argv=None) -> None:
     default_environment()
     args, ros_args = parse_args(argv)
     import rclpy
-    from rclpy.exceptions import InvalidParameterValueException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from ha2g_model.backends import BackendError
     from ha2g_ros.microphone_node import MicrophoneError
 
     params = args.params_file or params_file()
@@ -118,8 +150,8 @@ def main(argv=None) -> None:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
-    except (MicrophoneError, InvalidParameterValueException, ValueError, OSError, BackendError) as error:
-        raise SystemExit(f"ha2g-bringup: {error}") from None  # a configuration problem: one line, no traceback
+    except configuration_errors(MicrophoneError) as error:
+        raise SystemExit(f"ha2g-bringup: {error}") from None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -29,7 +25,6 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import AUDIO_TYPES, AudioMessageError, StreamResampler, message_class, to_chunk
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory, limit_step, velocities
@@ -483,24 +478,9 @@ class GestureNode(Node):
 
 
 def main(args=None):
-    from ha2g_ros.bringup import default_environment
+    from ha2g_ros.bringup import run_node
 
-    default_environment()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = GestureNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (InvalidParameterValueException, ValueError, OSError, BackendError) as error:
-        # a configuration problem (parameter, checkpoint, robot, backend): say it in one line, no traceback
-        print(f"gesture_node: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(GestureNode, "gesture_node", args)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import String
@@ -171,23 +169,9 @@ class MicrophoneNode(Node):
 
 
 def main(args=None):
-    from ha2g_ros.bringup import default_environment
+    from ha2g_ros.bringup import run_node
 
-    default_environment()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MicrophoneNode()
-        rclpy.spin(node)
-    except MicrophoneError as error:
-        print(f"microphone_node: {error}")
-        raise SystemExit(1) from None
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(MicrophoneNode, "microphone_node", args, node_errors=(MicrophoneError,))
 
 
 if __name__ == "__main__":
