@@ -13,11 +13,12 @@ import librosa
 import numpy as np
 from scipy.signal import resample_poly
 
+from ha2g_model.skeleton import FPS
+
 SAMPLE_RATE = 16000
 N_FFT = 1024
 HOP_LENGTH = 512
 N_MELS = 128
-FPS = 15
 WINDOW_FRAMES = 34
 SPEC_COLS = 70  # round((34 / 15 * 16000 - 1024) / 512 + 1)
 WINDOW_SAMPLES = round(WINDOW_FRAMES / FPS * SAMPLE_RATE)  # 36,267
@@ -90,8 +91,7 @@ def frame_to_column(frame: float) -> int:
     return int(math.floor(frame / FPS * SAMPLE_RATE / HOP_LENGTH + 0.5))  # half up, not Python's half-to-even
 
 
-def window_spectrogram(spec: np.ndarray, start_frame: int, n_cols: int = SPEC_COLS,
-                       pad_db: float | None = None) -> np.ndarray:
+def window_spectrogram(spec: np.ndarray, start_frame: int, pad_db: float | None = None) -> np.ndarray:
     """The (n_mels, 70) columns of the 34-frame window that starts at pose frame `start_frame` of a clip whose
     spectrogram (from `log_mel`) is `spec`. Columns before the start or past the end of the clip are filled with
     `pad_db` (default: the clip's minimum, i.e. its silence floor)."""
@@ -102,8 +102,8 @@ def window_spectrogram(spec: np.ndarray, start_frame: int, n_cols: int = SPEC_CO
         raise ValueError("spec has no columns")
     first = frame_to_column(start_frame)
     pad = float(spec.min()) if pad_db is None else float(pad_db)
-    out = np.full((spec.shape[0], n_cols), pad, dtype=np.float32)
-    lo, hi = max(first, 0), min(first + n_cols, spec.shape[1])
+    out = np.full((N_MELS, SPEC_COLS), pad, dtype=np.float32)
+    lo, hi = max(first, 0), min(first + SPEC_COLS, spec.shape[1])
     if hi > lo:
         out[:, lo - first:hi - first] = spec[:, lo:hi]
     return out

@@ -52,10 +52,6 @@ class LevelGenerator(nn.Module):
         return {"out": self.out(hidden), "z": z, "mu": mu, "logvar": logvar, "text": text}
 
 
-def _level_channels(bones) -> list[int]:
-    return [3 * b + c for b in bones for c in range(3)]
-
-
 def previous_level_copy(config: HA2GConfig, k: int) -> tuple[list[int], list[float]]:
     """For level k >= 1: per channel of pre_seq_k (d_k + 1), the channel of level k-1's output copied into it for
     frames 4..33, and a 0/1 mask (0 = stays zero). Bones of level k-1 go to their slot in level k.
@@ -86,8 +82,8 @@ class HierarchicalPoseGenerator(nn.Module):
         skeleton = config.skeleton_def
         self.levels = nn.ModuleList(LevelGenerator(config, d) for d in skeleton.level_dims)
         # index tables derived from the skeleton (not weights: persistent=False keeps them out of checkpoints)
-        for k, bones in enumerate(skeleton.levels):
-            self.register_buffer(f"seed_index_{k}", torch.tensor(_level_channels(bones)), persistent=False)
+        for k, channels in enumerate(skeleton.level_channels):
+            self.register_buffer(f"seed_index_{k}", torch.tensor(channels), persistent=False)
             if k > 0:
                 src, mask = previous_level_copy(config, k)
                 self.register_buffer(f"copy_index_{k}", torch.tensor(src), persistent=False)
@@ -104,9 +100,9 @@ class HierarchicalPoseGenerator(nn.Module):
                 * getattr(self, f"copy_mask_{k}")
         return torch.cat((head, tail), dim=1)
 
-    def forward(self, blends, word_vectors, seed, speaker, eps=None, texts=None):
+    def forward(self, blends, word_vectors, seed, speaker, noise=None, texts=None):
         """blends / word_vectors: one (B, T, .) tensor per level; seed (B, 4, pose_dim); speaker (B,);
-        eps: None (z = mu) or one (B, 16) tensor per level; texts: the levels' text features if already computed
+        noise: None (z = mu) or (B, n_levels, z_dim) eps; texts: the levels' text features if already computed
         (`HA2G.encode_window`; word_vectors may then be None). Returns a dict of per-level lists:
         out, pre_seq, z, mu, logvar, text."""
         results = {name: [] for name in ("out", "pre_seq", "z", "mu", "logvar", "text")}
@@ -114,7 +110,7 @@ class HierarchicalPoseGenerator(nn.Module):
         for k, level in enumerate(self.levels):
             pre_seq = self.pre_seq(k, seed, prev)
             step = level(pre_seq, None if word_vectors is None else word_vectors[k], blends[k], speaker,
-                         None if eps is None else eps[k], None if texts is None else texts[k])
+                         None if noise is None else noise[:, k], None if texts is None else texts[k])
             step["pre_seq"] = pre_seq
             for name in results:
                 results[name].append(step[name])

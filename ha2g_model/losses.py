@@ -21,12 +21,8 @@ from ha2g_model.skeleton import get_skeleton, skeleton_statistics
 
 def level_targets(target, skeleton_name: str) -> list[torch.Tensor]:
     """Full-skeleton target (B, T, pose_dim) -> one (B, T, d_k) target per hierarchy level."""
-    skeleton = get_skeleton(skeleton_name)
-    out = []
-    for bones in skeleton.levels:
-        channels = torch.tensor([3 * b + c for b in bones for c in range(3)], device=target.device)
-        out.append(target.index_select(-1, channels))
-    return out
+    return [target.index_select(-1, torch.tensor(channels, device=target.device))
+            for channels in get_skeleton(skeleton_name).level_channels]
 
 
 def huber(prediction, target, beta: float = 0.1):

@@ -72,9 +72,8 @@ class HA2G(nn.Module):
         n_levels = self.config.n_levels
         if noise is None and sample:
             noise = torch.randn(seed.shape[0], n_levels, self.config.z_dim, device=seed.device, dtype=seed.dtype)
-        eps = None if noise is None else [noise[:, k] for k in range(n_levels)]
         vectors = [self.word_vectors(words, k) for k in range(n_levels)]
-        return self.generator(blends, vectors, seed, speaker, eps)
+        return self.generator(blends, vectors, seed, speaker, noise)
 
     def discriminate(self, poses):
         return self.discriminator(poses)
@@ -114,8 +113,7 @@ class HA2G(nn.Module):
         """The part of `generate_window` that needs neither the seed frames nor the style noise: the audio blends
         and every level's text features, (B, n_levels, 34, feat_dim) each. A whole utterance encodes all its windows
         at once (batched, or beside the level chain) and only `decode_window` runs window after window."""
-        self._check_inputs(spec, words, spec.new_zeros(spec.shape[0], self.config.n_pre_poses, self.config.pose_dim),
-                           speaker, None)
+        self._check_inputs(spec, words, None, speaker, None)
         blends = torch.stack(self.encode_audio(spec, speaker)["blends"], dim=1)
         texts = torch.stack([level.text_encoder(self.word_vectors(words, k))
                              for k, level in enumerate(self.generator.levels)], dim=1)
@@ -125,8 +123,7 @@ class HA2G(nn.Module):
         """The level chain of `generate_window` on `encode_window`'s outputs: generate_window(spec, words, seed,
         speaker, noise) == decode_window(*encode_window(spec, words, speaker), seed, speaker, noise)."""
         n = self.config.n_levels
-        eps = None if noise is None else [noise[:, k] for k in range(n)]
-        chain = self.generator([blends[:, k] for k in range(n)], None, seed, speaker, eps,
+        chain = self.generator([blends[:, k] for k in range(n)], None, seed, speaker, noise,
                                texts=[texts[:, k] for k in range(n)])
         return chain["out"][-1]
 
@@ -138,11 +135,12 @@ class HA2G(nn.Module):
             return
         c = self.config
         expected = {"spec": (spec, (c.n_mels, c.spec_cols)), "words": (words, (c.n_poses,)),
-                    "seed": (seed, (c.n_pre_poses, c.pose_dim)), "speaker": (speaker, ())}
-        if noise is not None:
-            expected["noise"] = (noise, (c.n_levels, c.z_dim))
+                    "seed": (seed, (c.n_pre_poses, c.pose_dim)), "speaker": (speaker, ()),
+                    "noise": (noise, (c.n_levels, c.z_dim))}
         batch = spec.shape[0] if spec.dim() > 0 else None
         for name, (tensor, tail) in expected.items():
+            if tensor is None:  # noise is optional; encode_window has no seed
+                continue
             if tensor.dim() != len(tail) + 1 or tuple(tensor.shape[1:]) != tail or tensor.shape[0] != batch:
                 wanted = "(" + ", ".join(["B"] + [str(n) for n in tail]) + ("," if not tail else "") + ")"
                 raise ValueError(f"{name} must have shape {wanted} with the batch size of spec, got "
@@ -158,8 +156,8 @@ class HA2G(nn.Module):
         if speaker.numel() and (int(speaker.min()) < 0 or int(speaker.max()) >= c.n_speakers):
             raise ValueError(f"speaker ids must be in [0, {c.n_speakers}), "
                              f"got [{int(speaker.min())}, {int(speaker.max())}]")
-        for name, tensor in (("spec", spec), ("seed", seed)) + ((("noise", noise),) if noise is not None else ()):
-            if not bool(torch.isfinite(tensor).all()):
+        for name, tensor in (("spec", spec), ("seed", seed), ("noise", noise)):
+            if tensor is not None and not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"{name} contains NaN or Inf values")
 
     def n_parameters(self, include_discriminator: bool = True) -> int:

@@ -58,6 +58,11 @@ class Skeleton:
     def level_dims(self) -> tuple[int, ...]:
         return tuple(3 * len(level) for level in self.levels)
 
+    @property
+    def level_channels(self) -> tuple[tuple[int, ...], ...]:
+        """Per level, the positions of its bones' 3 values in a pose_dim vector: level k's part of a full pose."""
+        return tuple(tuple(3 * b + c for b in level for c in range(3)) for level in self.levels)
+
     def bone_index(self, parent: str, child: str) -> int:
         """Index of the bone from joint `parent` to joint `child` (by name)."""
         pair = (self.joint_names.index(parent), self.joint_names.index(child))

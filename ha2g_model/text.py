@@ -18,9 +18,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ha2g_model.skeleton import FPS
+
 PAD, SOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")
-FPS = 15
 WORD_DIM = 300
 
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
@@ -64,9 +65,6 @@ class Vocab:
         else UNK."""
         exact = self._index.get(word)
         return exact if exact is not None else self._index.get(normalize_word(word), UNK)
-
-    def word(self, index: int) -> str:
-        return self.words[index]
 
     def __len__(self) -> int:
         return len(self.words)
@@ -196,7 +194,7 @@ def hashed_word_vectors(vocab: Vocab, dim: int = WORD_DIM, minn: int = 3, maxn: 
 
 def _read_vec(path: Path, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """FastText .vec text file -> (vectors, found mask) for the vocabulary (only its words are kept in memory)."""
-    vectors, found = None, np.zeros(len(vocab), dtype=bool)
+    found = np.zeros(len(vocab), dtype=bool)
     with open(path, encoding="utf-8", errors="replace") as f:
         header = f.readline().split()
         if len(header) != 2 or not all(h.isdigit() for h in header):
