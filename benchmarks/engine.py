@@ -64,7 +64,7 @@ def stats_ms(seconds: list[float]) -> dict:
 def worker(preset: str, variant: str, device: str, repeats: int, batch: int, threads: int | None) -> dict:
     import torch
 
-    from ha2g_model.audio import log_mel, window_spectrogram
+    from ha2g_model.audio import WINDOW_SAMPLES, log_mel, window_spectrogram
     from ha2g_model.backends import create_backend
     from ha2g_model.config import HA2GConfig
     from ha2g_model.engine import GestureEngine
@@ -121,7 +121,7 @@ def worker(preset: str, variant: str, device: str, repeats: int, batch: int, thr
 
     # front-end: log-mel of one window's audio, and of 60 s (whole-utterance mode computes it once)
     speech, speech_source = speech_60s()
-    window_audio = speech[16000:16000 + 36267]
+    window_audio = speech[16000:16000 + WINDOW_SAMPLES]
     mel_window = [timed(lambda a: window_spectrogram(log_mel(a), 0), window_audio)[0] for _ in range(10)]
     mel_60 = timed(log_mel, speech)[0]
 
@@ -179,9 +179,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for every backend and the eager "
-                                                                      "baseline (default: torch/ORT defaults)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON file (default benchmarks/results/engine_<device>.json)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for every backend and the eager baseline (default: torch/ORT defaults)")
     parser.add_argument("--worker", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

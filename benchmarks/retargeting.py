@@ -78,6 +78,7 @@ def evaluate(robot: str, clips: list[dict]) -> tuple[dict, Retargeter, list[np.n
         robot_dirs = np.array([rt.link_directions(x) for x in q])
         for k, term in enumerate(rt.terms):
             errors.setdefault(term.kind, []).append(angles_deg(human[:, k], robot_dirs[:, k]))
+
     def stats(seconds):
         ms = np.array(seconds) * 1e3
         return {"mean": float(ms.mean()), "p95": float(np.percentile(ms, 95)), "max": float(ms.max())}

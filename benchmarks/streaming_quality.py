@@ -37,7 +37,8 @@ def load_clips(directory: Path) -> list[dict]:
         with np.load(path) as data:
             clips.append({"id": str(data["clip_id"]), "audio": data["audio"].astype(np.float32) / 32768,
                           "truth": data["dir_vec"].astype(np.float32),
-                          "words": [(str(w).strip(), float(a), float(b))
+                          # the first word may start before the clip: clamped to its start
+                          "words": [(str(w).strip(), max(float(a), 0.0), max(float(b), 0.0))
                                     for w, (a, b) in zip(data["words"], data["word_times"]) if str(w).strip()]})
     if not clips:
         raise SystemExit(f"no clips in {directory}")
@@ -46,7 +47,7 @@ def load_clips(directory: Path) -> list[dict]:
 
 def stream(engine, clip) -> tuple[np.ndarray, list[float]]:
     engine.reset()
-    engine.push_words([(w, max(a, 0.0), max(b, 0.0)) for w, a, b in clip["words"]])
+    engine.push_words(clip["words"])
     frames, compute = [], []
     for i in range(0, len(clip["audio"]), CHUNK):
         engine.push_audio(clip["audio"][i:i + CHUNK])
@@ -141,8 +142,7 @@ def main() -> int:
 
     whole = []
     for clip in clips:
-        out = engine.generate_utterance(clip["audio"], [(w, max(a, 0.0), max(b, 0.0)) for w, a, b in clip["words"]],
-                                        fade_to_rest=False)
+        out = engine.generate_utterance(clip["audio"], clip["words"], fade_to_rest=False)
         whole.append(out)
     reference = {
         "whole_bc": float(np.nanmean([beat_consistency(w, c["audio"], skeleton) or np.nan
@@ -157,14 +157,14 @@ def main() -> int:
         engine.reconfigure(hop_frames=hop, lookahead_frames=lookahead)
         errors, vel, bc, joins, compute = [], [], [], [], []
         for clip, offline in zip(clips, whole):
-            live, times = stream(engine, clip)
+            live, window_compute_s = stream(engine, clip)
             n = min(len(live), len(offline))
             errors.append(float(np.linalg.norm(positions(live[:n]) - positions(offline[:n]), axis=-1).mean()))
             vel.append(velocity_histogram_distance(live[:n], offline[:n], skeleton))
             score = beat_consistency(live, clip["audio"][:round(len(live) / 15 * 16000)], skeleton)
             bc.append(np.nan if score is None else score)
             joins.append(join_ratio(live, hop, lookahead))
-            compute += times
+            compute += window_compute_s
         compute_ms = float(np.median(compute) * 1000)
         rows.append({"hop_frames": hop, "lookahead_frames": lookahead,
                      "latency_max_ms": (hop + lookahead) / 15 * 1000 + compute_ms,

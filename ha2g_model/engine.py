@@ -30,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ha2g_model.audio import SILENCE_PEAK, TOP_DB, log_mel, resample, validate_audio, window_spectrogram
+from ha2g_model.audio import (SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_FRAMES, WINDOW_SAMPLES, log_mel, resample,
+                              validate_audio, window_spectrogram)
 from ha2g_model.backends import create_backend
 from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions
+from ha2g_model.text import frame_word_indices
 from ha2g_model.words import validate_words
 
-SAMPLE_RATE = 16000
-WINDOW_FRAMES = 34
-WINDOW_SAMPLES = 36267  # round(34 / 15 * 16000): the audio of one window
 ENCODE_BATCH = 2  # whole utterance: windows per encoder call; small, so the chain starts early (larger gained nothing)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 
@@ -56,16 +55,17 @@ class EngineConfig:
 
     def validate(self, n_pre_poses: int = 4) -> None:
         problems = []
-        if not 1 <= self.hop_frames <= WINDOW_FRAMES - n_pre_poses:
-            problems.append(f"hop_frames must be in [1, {WINDOW_FRAMES - n_pre_poses}], got {self.hop_frames}")
+        predicted = WINDOW_FRAMES - n_pre_poses  # the frames of a window after its seed frames
+        if not 1 <= self.hop_frames <= predicted:
+            problems.append(f"hop_frames must be in [1, {predicted}], got {self.hop_frames}")
         if self.lookahead_frames < 0:
             problems.append(f"lookahead_frames must be >= 0, got {self.lookahead_frames}")
-        elif self.hop_frames + self.lookahead_frames > WINDOW_FRAMES - n_pre_poses:
+        elif self.hop_frames + self.lookahead_frames > predicted:
             # then a window's seed frames would not all be emitted frames yet
-            problems.append(f"hop_frames + lookahead_frames must be <= {WINDOW_FRAMES - n_pre_poses}, got "
+            problems.append(f"hop_frames + lookahead_frames must be <= {predicted}, got "
                             f"{self.hop_frames} + {self.lookahead_frames}")
-        if not 1 <= self.stride_frames <= WINDOW_FRAMES - n_pre_poses:
-            problems.append(f"stride_frames must be in [1, {WINDOW_FRAMES - n_pre_poses}], got {self.stride_frames}")
+        if not 1 <= self.stride_frames <= predicted:
+            problems.append(f"stride_frames must be in [1, {predicted}], got {self.stride_frames}")
         if self.fade_frames < 0:
             problems.append(f"fade_frames must be >= 0, got {self.fade_frames}")
         if self.seed is not None and not isinstance(self.seed, int):
@@ -256,9 +256,8 @@ class GestureEngine:
     def pull_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """Run the windows that are due; return the new frames: times_s (n,), unit directions (n, n_bones, 3)."""
         with self._lock:
-            while self._n_samples >= _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES:
-                self._stream_window(self._next_end)
-                self._next_end += self.config.hop_frames
+            while self._n_samples >= self._samples_for_next_window():
+                self._stream_window()
             ready, self._ready = self._ready, []
         return self._frames_out(ready)
 
@@ -268,12 +267,11 @@ class GestureEngine:
         with self._lock:
             n_frames = round(self._n_samples * FPS / SAMPLE_RATE)
             while self._next_frame < n_frames:
-                needed = _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
+                needed = self._samples_for_next_window()
                 if self._n_samples < needed:
                     self._audio = np.concatenate((self._audio, np.zeros(needed - self._n_samples, np.float32)))
                     self._n_samples = needed
-                self._stream_window(self._next_end)
-                self._next_end += self.config.hop_frames
+                self._stream_window()
             ready, self._ready = self._ready, []
         times, directions = self._frames_out(ready)
         self.reset()
@@ -292,9 +290,15 @@ class GestureEngine:
         """Seconds of audio pushed since the stream started ("now" on the stream clock)."""
         return self._n_samples / SAMPLE_RATE
 
-    def _stream_window(self, end: int) -> None:
-        """Run the window of frames [end - 34, end) and emit its frames up to end - lookahead."""
+    def _samples_for_next_window(self) -> int:
+        """Samples the stream must have before the next window (frames up to self._next_end) can run."""
+        return _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
+
+    def _stream_window(self) -> None:
+        """Run the next window, frames [end - 34, end) with end = self._next_end; emit its frames up to
+        end - lookahead; move self._next_end on by a hop."""
         c, n_pre = self.config, self.model_config.n_pre_poses
+        end = self._next_end
         start, first = end - WINDOW_FRAMES, self._next_frame
         frames = self._run_window(self._stream_spectrogram(start), self._words, start,
                                   self._history(start, start + n_pre), self._stream_noise)
@@ -313,13 +317,14 @@ class GestureEngine:
         self._emitted = np.concatenate((self._emitted, new[:n_emit]))[-WINDOW_FRAMES:]
         self._next_frame += n_emit
         self._pending = new[n_emit:]
+        self._next_end = end + c.hop_frames
         # Forget audio and words the next window will not need.
-        keep_from = _audio_offset(end + c.hop_frames - WINDOW_FRAMES)
+        next_start = self._next_end - WINDOW_FRAMES
+        keep_from = _audio_offset(next_start)
         if keep_from > self._audio_start:
             self._audio = self._audio[keep_from - self._audio_start:]
             self._audio_start = keep_from
-        window_start_s = (end + c.hop_frames - WINDOW_FRAMES) / FPS
-        self._words = [word for word in self._words if word[2] >= window_start_s]
+        self._words = [word for word in self._words if word[2] >= next_start / FPS]
 
     def _stream_spectrogram(self, start: int) -> np.ndarray:
         """Log-mel of the window's audio, in dB below the loudest level heard on this stream so far.
@@ -359,8 +364,6 @@ class GestureEngine:
     def _word_ids(self, words, start: int) -> np.ndarray:
         if not words or self.vocab is None:
             return np.zeros(WINDOW_FRAMES, np.int64)
-        from ha2g_model.text import frame_word_indices
-
         return np.asarray(frame_word_indices(words, self.vocab, start / FPS, WINDOW_FRAMES), np.int64)
 
     def _noise(self) -> np.ndarray:

@@ -73,8 +73,7 @@ def _generate(args) -> int:
     audio = resample(audio, sample_rate)
     duration = len(audio) / SAMPLE_RATE
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
-    backend = args.backend.split(",") if "," in args.backend else args.backend
-    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=backend, device=args.device,
+    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=args.backend.split(","), device=args.device,
                                            speaker=args.speaker, seed=args.seed)
     directions = engine.generate_utterance(audio, words, fade_to_rest=not args.no_fade, progress=True)
     skeleton = engine.skeleton

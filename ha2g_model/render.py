@@ -31,8 +31,8 @@ def render_frames(directions: np.ndarray, skeleton: Skeleton, size: int = SIZE) 
     # one scale and centre for the whole sequence, so the figure does not breathe or drift
     low = [v.reshape(-1, 2).min(axis=0) for v in views]
     high = [v.reshape(-1, 2).max(axis=0) for v in views]
-    scale = 0.9 * size / max(float((h - l).max()) for l, h in zip(low, high))
-    centres = [(l + h) / 2 for l, h in zip(low, high)]
+    scale = 0.9 * size / max(float((hi - lo).max()) for lo, hi in zip(low, high))
+    centres = [(lo + hi) / 2 for lo, hi in zip(low, high)]
     colors = [COLORS[_side(skeleton, child)] for _, child in skeleton.bones]
     widths = [max(1, round(size / 100 * (2.5 if length > 0.1 else 1.2))) for length in skeleton.bone_lengths]
     frames = np.empty((len(directions), size, 2 * size, 3), np.uint8)

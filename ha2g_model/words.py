@@ -24,7 +24,7 @@ SILENCE_LABELS = {"", "sil", "sp", "spn", "<eps>", "<sil>", "#"}
 
 
 def read_words(path: str | Path) -> list[Word]:
-    """Read word timings from a .json, .TextGrid or .tsv/.txt/.lab file (chosen by extension)."""
+    """Read word timings from a .json, .TextGrid or .tsv/.txt/.lab/.csv file (chosen by extension)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"word timing file {path} does not exist")

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from ha2g_model.audio import log_mel, window_spectrogram
 from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
 from ha2g_model.engine import DEFAULT_CHECKPOINT, EngineConfig, GestureEngine
 from ha2g_model.model import HA2G
-from ha2g_model.skeleton import TED_EXPRESSIVE, denormalize_directions
+from ha2g_model.skeleton import TED_EXPRESSIVE, denormalize_directions, normalize_directions
 from ha2g_model.text import Vocab
 
 WORDS = ["so", "we", "move", "our", "hands", "when", "we", "speak", "about", "big", "ideas"]
@@ -69,6 +70,20 @@ def stream(engine, audio, chunk, words=None):
     return np.concatenate(times), np.concatenate(frames)
 
 
+def eager_window(model, spec, start, seed):
+    """The model's own window at frame `start` of the utterance log-mel `spec`: no words, speaker 0, z = mu."""
+    with torch.inference_mode():
+        return model.generate_window(torch.as_tensor(window_spectrogram(spec, start)[None]),
+                                     torch.zeros(1, 34, dtype=torch.int64), torch.as_tensor(seed[None]),
+                                     torch.zeros(1, dtype=torch.int64))[0].numpy()
+
+
+def rest_seed():
+    """The seed of an utterance's first window: 4 frames of the (normalised) rest pose."""
+    rest = normalize_directions(TED_EXPRESSIVE.rest_directions(), TED_EXPRESSIVE)
+    return np.repeat(rest[None], 4, axis=0).astype(np.float32)
+
+
 # --- whole utterance -------------------------------------------------------------------------------------------------
 
 def test_utterance_shape_units_and_determinism(model, vocab, speech):
@@ -110,21 +125,10 @@ def test_utterance_fades_to_rest_and_starts_from_rest(model, speech):
 def test_utterance_windows_chain_on_their_seeds(model, speech):
     """Re-running the windows by hand: window 0 from the rest pose, window 1 seeded with window 0's last 4 frames,
     their 4 shared frames cross-faded, reproduce the engine's output."""
-    from ha2g_model.audio import log_mel, window_spectrogram
-    from ha2g_model.skeleton import normalize_directions
-
     out = GestureEngine(model).generate_utterance(speech, fade_to_rest=False)
     spec = log_mel(speech)
-
-    def window(start, seed):
-        with torch.inference_mode():
-            return model.generate_window(torch.as_tensor(window_spectrogram(spec, start)[None]),
-                                         torch.zeros(1, 34, dtype=torch.int64), torch.as_tensor(seed[None]),
-                                         torch.zeros(1, dtype=torch.int64))[0].numpy()
-
-    rest = normalize_directions(TED_EXPRESSIVE.rest_directions(), TED_EXPRESSIVE)
-    first = window(0, np.repeat(rest[None], 4, axis=0).astype(np.float32))
-    second = window(30, first[30:34])
+    first = eager_window(model, spec, 0, rest_seed())
+    second = eager_window(model, spec, 30, first[30:34])
     ramp = (np.arange(1, 5) / 5)[:, None]
     expected = np.concatenate((first[:30], (1 - ramp) * first[30:34] + ramp * second[:4], second[4:30]))
     # frames 60.. are shared with window 2
@@ -156,20 +160,10 @@ def test_utterance_split_encoders_match_whole_windows(model, vocab, speech):
 
 def test_utterance_with_a_shorter_stride_seeds_each_window_where_it_starts(model, speech):
     """stride 20: window k+1 starts at frame 20(k+1), so its seed is window k's frames 20..23 (not its last 4)."""
-    from ha2g_model.audio import log_mel, window_spectrogram
-    from ha2g_model.skeleton import normalize_directions
-
     out = GestureEngine(model, stride_frames=20).generate_utterance(speech, fade_to_rest=False)
     spec = log_mel(speech)
-    rest = normalize_directions(TED_EXPRESSIVE.rest_directions(), TED_EXPRESSIVE)
-    with torch.inference_mode():
-        def window(start, seed):
-            return model.generate_window(torch.as_tensor(window_spectrogram(spec, start)[None]),
-                                         torch.zeros(1, 34, dtype=torch.int64), torch.as_tensor(seed[None]),
-                                         torch.zeros(1, dtype=torch.int64))[0].numpy()
-
-        first = window(0, np.repeat(rest[None], 4, axis=0).astype(np.float32))
-        second = window(20, first[20:24])
+    first = eager_window(model, spec, 0, rest_seed())
+    second = eager_window(model, spec, 20, first[20:24])
     # frames 34..39 come from the second window alone (the third starts at 40)
     np.testing.assert_allclose(out[34:40], denormalize_directions(second[14:20], TED_EXPRESSIVE), atol=1e-5)
 

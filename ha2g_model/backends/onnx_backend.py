@@ -154,8 +154,6 @@ class OnnxBackend:
         try:
             self._encoder = self._session("encode", threads or os.cpu_count() or 1)
             self._decoder = self._session("decode", 1)
-        except BackendError:
-            raise
         except Exception as e:  # export or session failure: report it as this backend's failure
             raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ha2g_model.backends import BackendError, default_cache_dir, model_hash
-from ha2g_model.backends.onnx_backend import INPUT_NAMES, OUTPUT_NAME, cached_onnx, onnx_inputs
+from ha2g_model.backends.onnx_backend import INPUT_NAMES, OUTPUT_NAME, cached_onnx, example_inputs, onnx_inputs
 
 log = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30
@@ -96,7 +96,8 @@ class TensorRTBackend:
         if self.precision == "fp16":
             builder_config.set_flag(trt.BuilderFlag.FP16)
         profile = builder.create_optimization_profile()
-        for name, shape in zip(INPUT_NAMES, _input_shapes(config)):
+        for name, example in zip(INPUT_NAMES, example_inputs(config)):
+            shape = tuple(example.shape[1:])  # without the batch dimension
             profile.set_shape(name, (1,) + shape, (1,) + shape, (self.max_batch,) + shape)
         builder_config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, builder_config)
@@ -123,9 +124,9 @@ class TensorRTBackend:
         for i in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(i)
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            shape = tuple(self._engine.get_tensor_profile_shape(name, 0)[2]) if \
-                self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else None
-            if shape is None:  # output: (max_batch,) + the static tail
+            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                shape = tuple(self._engine.get_tensor_profile_shape(name, 0)[2])  # the profile's max: max_batch
+            else:  # output: (max_batch,) + the static tail
                 shape = (self.max_batch,) + tuple(self._engine.get_tensor_shape(name))[1:]
             host = cuda.pagelocked_empty(shape, dtype)
             buffers[name] = (host, cuda.mem_alloc(host.nbytes))
@@ -165,9 +166,3 @@ class TensorRTBackend:
                 context.detach()
             except Exception:  # interpreter shutdown: the driver may already be gone
                 pass
-
-
-def _input_shapes(config) -> tuple[tuple[int, ...], ...]:
-    """Per input of the window graph, its shape without the batch dimension (INPUT_NAMES order)."""
-    return ((config.n_mels, config.spec_cols), (config.n_poses,), (config.n_pre_poses, config.pose_dim), (),
-            (config.n_levels, config.z_dim))

@@ -55,24 +55,27 @@ class TorchBackend:
 
     def encode(self, spec, words, speaker) -> tuple[np.ndarray, np.ndarray]:
         """`HA2G.encode_window` (any batch): -> blends, texts (B, n_levels, 34, feat_dim)."""
-        spec, words, _, speaker, _ = self._tensors(spec, words, np.zeros(0), speaker, np.zeros(0))
         with torch.inference_mode():
-            return tuple(x.float().cpu().numpy() for x in self.model.encode_window(spec, words, speaker))
+            encoded = self.model.encode_window(self._floats(spec), self._ids(words), self._ids(speaker))
+            return tuple(x.float().cpu().numpy() for x in encoded)
 
     def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
         """`HA2G.decode_window`: the level chain on encoded windows -> poses (B, 34, pose_dim)."""
-        blends, texts, seed, noise = (torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=self.dtype)
-                                      for x in (blends, texts, seed, noise))
-        speaker = torch.as_tensor(np.ascontiguousarray(speaker)).to(device=self.device, dtype=torch.int64)
         with torch.inference_mode():
-            return self.model.decode_window(blends, texts, seed, speaker, noise).float().cpu().numpy()
+            out = self.model.decode_window(self._floats(blends), self._floats(texts), self._floats(seed),
+                                           self._ids(speaker), self._floats(noise))
+            return out.float().cpu().numpy()
 
     def _tensors(self, spec, words, seed, speaker, noise):
-        def as_tensor(x, dtype):
-            return torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=dtype)
+        return (self._floats(spec), self._ids(words), self._floats(seed), self._ids(speaker), self._floats(noise))
 
-        return (as_tensor(spec, self.dtype), as_tensor(words, torch.int64), as_tensor(seed, self.dtype),
-                as_tensor(speaker, torch.int64), as_tensor(noise, self.dtype))
+    def _floats(self, x) -> torch.Tensor:
+        """A numpy array as a tensor on this backend's device, in its precision."""
+        return torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=self.dtype)
+
+    def _ids(self, x) -> torch.Tensor:
+        """Word or speaker ids as an int64 tensor on this backend's device (embedding indices)."""
+        return torch.as_tensor(np.ascontiguousarray(x)).to(device=self.device, dtype=torch.int64)
 
     def _capture_graph(self):
         """Record one batch-1 window on static buffers (warm-up on a side stream first, as CUDA graphs require)."""
