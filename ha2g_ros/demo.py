@@ -259,8 +259,9 @@ def merged_motion(recording: Recording, retargeter) -> tuple[np.ndarray, np.ndar
     return executed_motion([msg for _, msg in arrivals], list(retargeter.joint_names))
 
 
-def check_recording(recording: Recording, retargeter) -> dict:
-    """Every message as a controller would check it, against the URDF limits; then the merged motion."""
+def check_recording(recording: Recording, retargeter, motion: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Every message as a controller would check it, against the URDF limits; then the merged motion (`motion`, from
+    merged_motion)."""
     from ha2g_ros.trajectory import check_limits, validate_trajectory
 
     names = list(retargeter.joint_names)
@@ -277,11 +278,11 @@ def check_recording(recording: Recording, retargeter) -> dict:
             problems += [f"{group} message #{k}: {p}" for p in found]
         per_group[group] = {"messages": len(messages), "points": sum(len(m.points) for _, m in messages),
                             "rejected": bad}
-    times, q = merged_motion(recording, retargeter)
-    motion = check_limits(names, times, q, retargeter.lower, retargeter.upper, retargeter.velocity_limits)
+    times, q = motion
+    motion_problems = check_limits(names, times, q, retargeter.lower, retargeter.upper, retargeter.velocity_limits)
     speed = np.abs(np.diff(q, axis=0)) / np.diff(times)[:, None] if len(times) > 1 else np.zeros((0, len(names)))
     return {"groups": per_group, "message_problems": problems[:20], "n_message_problems": len(problems),
-            "motion_problems": motion[:20], "n_motion_problems": len(motion), "frames": len(times),
+            "motion_problems": motion_problems[:20], "n_motion_problems": len(motion_problems), "frames": len(times),
             "peak_velocity_fraction_of_limit": float((speed / retargeter.velocity_limits).max()) if len(speed) else 0,
             "position_range_rad": {n: [float(q[:, i].min()), float(q[:, i].max())] for i, n in enumerate(names)}
             if len(q) else {}}
@@ -305,8 +306,8 @@ def human_directions(recording: Recording, skeleton, times: np.ndarray) -> np.nd
     return out
 
 
-def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict, wav: Path,
-           formats=("mp4", "gif")) -> list[Path]:
+def render(out_dir: Path, retargeter, skeleton, recording: Recording, motion: tuple[np.ndarray, np.ndarray],
+           meta: dict, wav: Path, formats=("mp4", "gif")) -> list[Path]:
     """demo.mp4 (with the speech, in sync with the gestures) and/or demo.gif (half rate) of the commanded motion."""
     import imageio.v2 as imageio
     import soundfile
@@ -315,7 +316,7 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict
     from ha2g_model.render import find_ffmpeg
     from ha2g_ros.retargeting.visualize import SideBySide
 
-    played, commanded = merged_motion(recording, retargeter)
+    played, commanded = motion
     # A frame every 1/15 s of ROS time, the controller's interpolation between commanded points: the video keeps
     # real time (and the soundtrack in sync) even where frames were dropped as late.
     times = np.arange(played[0], played[-1] + 1e-9, 1 / 15)
@@ -351,14 +352,15 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, meta: dict
     return written
 
 
-def plot_motion(path: Path, recording: Recording, retargeter, meta: dict, wav: Path, words) -> Path:
+def plot_motion(path: Path, recording: Recording, retargeter, motion: tuple[np.ndarray, np.ndarray], meta: dict,
+                wav: Path, words) -> Path:
     """One picture of the run: the speech (with its words) on top, each arm joint's commanded angle below, within
     its URDF limits (shaded), on the time line of the speech as the robot plays it."""
     import soundfile
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    times, q = merged_motion(recording, retargeter)
+    times, q = motion
     audio, rate = soundfile.read(wav, dtype="float32")
     t0 = recording.transcript_origin + meta["playback_delay_s"]  # speech time 0 on the robot's clock
     arm = [j for g, joints in retargeter.groups.items() if "arm" in g for j in joints][:10]
@@ -421,17 +423,18 @@ def main(argv=None) -> None:
     print(f"2/4 running the bringup on {args.robot} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, loopback only)")
     recording, retargeter, skeleton, meta = run_bringup(wav, transcript, args.robot, args.checkpoint, args.backend)
     print("3/4 checking every trajectory against the URDF limits")
-    checks = check_recording(recording, retargeter)
+    motion = merged_motion(recording, retargeter)
+    checks = check_recording(recording, retargeter, motion)
     np.savez_compressed(out / "trajectories.npz", joint_names=np.array(retargeter.joint_names),
-                        **dict(zip(("times", "positions"), merged_motion(recording, retargeter))))
+                        **dict(zip(("times", "positions"), motion)))
     words = json.loads(transcript.read_text())["words"]
-    picture = plot_motion(out / "motion.png", recording, retargeter, meta, wav,
+    picture = plot_motion(out / "motion.png", recording, retargeter, motion, meta, wav,
                           [(w["word"], w["start"], w["end"]) for w in words])
     formats = {"both": ("mp4", "gif"), "none": ()}.get(args.video, (args.video,))
     videos = [picture]
     if formats:
         print("4/4 drawing the robot")
-        videos += render(out, retargeter, skeleton, recording, meta, wav, formats)
+        videos += render(out, retargeter, skeleton, recording, motion, meta, wav, formats)
     summary = summarise(recording, checks, meta, wav, time.monotonic() - began)
     summary["files"] = [str(p) for p in [wav, transcript, out / "trajectories.npz", *videos]]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -26,7 +26,8 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
-from ha2g_ros.audio_messages import AUDIO_TYPES, AudioMessageError, StreamResampler, message_class, to_chunk
+from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError,
+                                     StreamResampler, message_class, to_chunk)
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory, limit_step, velocities
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
@@ -67,8 +68,9 @@ PARAMS = (
           (0, 30)),
     Param("seed", -1, "Seed of the sampling noise; -1 = deterministic generation.", (-1, 2**31 - 1)),
     Param("audio_type", "std_msgs/msg/Int16MultiArray", "Message type on `audio`.", choices=AUDIO_TYPES),
-    Param("sample_rate", 16000, "Sample rate (Hz) of `audio` when the message does not carry it.", (4000, 192000)),
-    Param("channels", 1, "Interleaved channels of `audio` when the message does not carry it.", (1, 32)),
+    Param("sample_rate", 16000, "Sample rate (Hz) of `audio` when the message does not carry it.",
+          (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)),
+    Param("channels", 1, "Interleaved channels of `audio` when the message does not carry it.", (1, MAX_CHANNELS)),
     Param("playback_delay_s", 1.2, "Seconds from a sound's arrival to the robot playing its gesture frame; "
           "must exceed hop + lookahead + compute, or frames arrive late and are skipped.", (0.1, 5.0)),
     Param("speaker", 0, "Gesture style: speaker id of the checkpoint.", (0, 100_000), live=True),
@@ -98,7 +100,8 @@ def _descriptor(p: Param) -> ParameterDescriptor:
 
 
 def check_param(p: Param, value) -> str | None:
-    """Why `value` is not acceptable for `p`, or None. rclpy enforces the ranges; choices are checked here."""
+    """Why `value` is not acceptable for `p`, or None. rclpy enforces the declared ranges as well; the choices and
+    finiteness are checked only here."""
     if p.choices and value not in p.choices:
         return f"{p.name} must be one of {', '.join(p.choices)}, got {value!r}"
     if p.range and not p.range[0] <= value <= p.range[1]:
@@ -178,7 +181,6 @@ class GestureNode(Node):
         self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))
         self.resampler = StreamResampler(SAMPLE_RATE)
         self.clock_map = StreamClock()
-        self.samples_in = 0  # 16 kHz samples pushed into the engine since the stream (re)started
         self.pending_audio: list[tuple[object, float]] = []  # (AudioChunk, arrival ROS s)
         self.pending_text: list[tuple[str, float]] = []  # (message text, arrival ROS s)
         self.chunk_arrivals: deque[tuple[float, float]] = deque(maxlen=200)  # (stream end s, arrival ROS s)
@@ -318,8 +320,7 @@ class GestureNode(Node):
                 self.clock_map = StreamClock()
             self.vad.update(samples)
             self.engine.push_audio(samples)
-            self.samples_in += len(samples)
-            stream_end = self.samples_in / SAMPLE_RATE
+            stream_end = self.engine.stream_time_s
             self.clock_map.observe(stream_end, arrival)
             self.chunk_arrivals.append((stream_end, arrival))
             self.last_audio_s = arrival
@@ -338,7 +339,8 @@ class GestureNode(Node):
                 if self.now_s() - arrival < MAX_PENDING_S:
                     self.pending_text.append((text, arrival))
                 else:
-                    self.get_logger().warning("dropped a transcript: no audio arrived within 10 s of it")
+                    self.get_logger().warning(f"dropped a transcript: no audio arrived within {MAX_PENDING_S:g} s "
+                                              "of it")
                 continue
             if transcript.clock == "untimed":  # an ASR result: it describes the speech just heard
                 end = self.clock_map.to_stream(arrival)
@@ -422,7 +424,6 @@ class GestureNode(Node):
         self.vad.reset()
         self.resampler = StreamResampler(SAMPLE_RATE)
         self.clock_map = StreamClock()
-        self.samples_in = 0
         self.chunk_arrivals.clear()
 
     # --- publishing ---
@@ -446,9 +447,9 @@ class GestureNode(Node):
         state = JointState(name=self.joint_names, position=[float(x) for x in q])
         state.header.stamp = self.get_clock().now().to_msg()
         self.preview_pub.publish(state)
-        due = [dirs for t, dirs in self.skeleton_frames if t <= now]
-        if due:
-            self.marker_pub.publish(self._skeleton_markers(due[-1], state.header.stamp))
+        due = next((dirs for t, dirs in reversed(self.skeleton_frames) if t <= now), None)
+        if due is not None:
+            self.marker_pub.publish(self._skeleton_markers(due, state.header.stamp))
 
     def _skeleton_markers(self, directions: np.ndarray, stamp) -> MarkerArray:
         skeleton = self.engine.skeleton

@@ -15,7 +15,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import String
 
-from ha2g_ros.audio_messages import AUDIO_TYPES, check_format, from_samples, message_class
+from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_format,
+                                     from_samples, message_class)
 from ha2g_ros.transcript import parse_transcript, to_json
 
 SOURCES = ("device", "file")
@@ -82,10 +83,11 @@ class MicrophoneNode(Node):
         declare("audio_type", "std_msgs/msg/Int16MultiArray", ParameterDescriptor(
             description=f"Message type on `audio`. One of: {', '.join(AUDIO_TYPES)}.", read_only=True))
         declare("sample_rate", 16000, ParameterDescriptor(
-            description="Capture / publish rate (Hz).", read_only=True, integer_range=_int_range(4000, 192000)))
+            description="Capture / publish rate (Hz).", read_only=True,
+            integer_range=_int_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)))
         declare("channels", 1, ParameterDescriptor(
             description="Channels captured and published (interleaved).", read_only=True,
-            integer_range=_int_range(1, 32)))
+            integer_range=_int_range(1, MAX_CHANNELS)))
         declare("chunk_size", 1600, ParameterDescriptor(
             description="Samples per channel in one message.", read_only=True, integer_range=_int_range(16, 96000)))
         declare("loop", False, ParameterDescriptor(description="File source: start over at the end.", read_only=True))

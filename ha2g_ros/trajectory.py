@@ -36,52 +36,49 @@ def blend(rest: np.ndarray, q: np.ndarray, weight: float) -> np.ndarray:
     return rest + weight * (q - rest)
 
 
-def velocities(times: np.ndarray, positions: np.ndarray, final_zero: bool = True) -> np.ndarray:
+def velocities(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Per-point joint velocities of a sampled trajectory (n,) x (n, J): central differences, one-sided at the ends.
 
-    The last point gets zero velocity by default because joint_trajectory_controller rejects trajectories ending
-    with non-zero velocity unless `allow_nonzero_velocity_at_trajectory_end` is set.
+    The last point gets zero velocity because joint_trajectory_controller rejects trajectories ending with non-zero
+    velocity unless `allow_nonzero_velocity_at_trajectory_end` is set.
     """
     n = len(times)
     qd = np.zeros_like(positions, dtype=np.float64)
     if n >= 2:
         qd[:] = np.gradient(positions, times, axis=0, edge_order=1)
-    if final_zero and n:
+    if n:
         qd[-1] = 0.0
     return qd
 
 
+def _sec_nanosec(ns: int) -> dict[str, int]:
+    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
+
+
 def to_time(seconds: float) -> Time:
-    ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def to_duration(seconds: float) -> Duration:
-    ns = int(round(seconds * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return Time(**_sec_nanosec(round(seconds * 1e9)))
 
 
 def time_to_seconds(t) -> float:
     return t.sec + t.nanosec * 1e-9
 
 
-def build_trajectory(joint_names, times_s: np.ndarray, positions: np.ndarray, qd: np.ndarray,
-                     frame_id: str = "") -> JointTrajectory:
+def build_trajectory(joint_names, times_s: np.ndarray, positions: np.ndarray, qd: np.ndarray) -> JointTrajectory:
     """A JointTrajectory whose header stamp is the absolute (ROS clock) time of its first point.
 
     `times_s` are absolute ROS times in seconds; the first point gets time_from_start 0, so a controller plays point
     i at exactly stamp + time_from_start = times_s[i] (see docs/ros.md, "Header stamp").
     """
+    # Integer nanoseconds, so that stamp + time_from_start adds up exactly to each point's time.
+    times_ns = [round(float(t) * 1e9) for t in times_s]
     msg = JointTrajectory()
-    msg.header.stamp = to_time(float(times_s[0]))
-    msg.header.frame_id = frame_id
+    msg.header.stamp = Time(**_sec_nanosec(times_ns[0]))
     msg.joint_names = list(joint_names)
-    t0_ns = int(round(float(times_s[0]) * 1e9))
-    for t, q, v in zip(times_s, positions, qd):
+    for t_ns, q, v in zip(times_ns, positions, qd):
         point = JointTrajectoryPoint()
         point.positions = [float(x) for x in q]
         point.velocities = [float(x) for x in v]
-        point.time_from_start = to_duration((int(round(float(t) * 1e9)) - t0_ns) * 1e-9)
+        point.time_from_start = Duration(**_sec_nanosec(t_ns - times_ns[0]))
         msg.points.append(point)
     return msg
 
@@ -121,32 +118,34 @@ def executed_motion(messages, joint_names) -> tuple[np.ndarray, np.ndarray]:
     return np.array(keys, dtype=np.int64) * 1e-9, positions
 
 
-def check_limits(names, times_s, positions, lower, upper, velocity_limits, first: int = 0) -> list[str]:
-    """Position limits at every point and finite-difference velocity limits between consecutive points.
+def _too_fast(speed: np.ndarray, vmax: np.ndarray) -> np.ndarray:
+    """Indices of the joints whose `speed` exceeds `vmax` by more than the rounding slack (0.1 % + 1e-6)."""
+    return np.flatnonzero(speed > vmax * (1 + 1e-3) + 1e-6)
 
-    `first` offsets the point numbers in the messages (for checking a slice of a longer recording).
-    """
+
+def check_limits(names, times_s, positions, lower, upper, velocity_limits) -> list[str]:
+    """Position limits at every point and finite-difference velocity limits between consecutive points."""
     problems = []
     positions = np.asarray(positions, dtype=np.float64)
     lower, upper, vmax = (np.asarray(a, dtype=np.float64) for a in (lower, upper, velocity_limits))
     slack_lo, slack_hi = lower - TOLERANCE * (1 + np.abs(lower)), upper + TOLERANCE * (1 + np.abs(upper))
     for i, q in enumerate(positions):
         for j in np.flatnonzero((q < slack_lo) | (q > slack_hi)):
-            problems.append(f"Position of joint {names[j]} at point #{first + i} is {q[j]:.6f}, outside its limits "
+            problems.append(f"Position of joint {names[j]} at point #{i} is {q[j]:.6f}, outside its limits "
                             f"[{lower[j]:.6f}, {upper[j]:.6f}]")
     for i in range(1, len(positions)):
         dt = times_s[i] - times_s[i - 1]
         if dt <= 0:
             continue  # reported by the time-ordering check
         speed = np.abs(positions[i] - positions[i - 1]) / dt
-        for j in np.flatnonzero(speed > vmax * (1 + 1e-3) + 1e-6):
-            problems.append(f"Velocity of joint {names[j]} between points #{first + i - 1} and #{first + i} is "
+        for j in _too_fast(speed, vmax):
+            problems.append(f"Velocity of joint {names[j]} between points #{i - 1} and #{i} is "
                             f"{speed[j]:.6f} rad/s, above its limit {vmax[j]:.6f}")
     return problems
 
 
 def validate_trajectory(msg: JointTrajectory, joint_names, lower=None, upper=None, velocity_limits=None,
-                        now_s: float | None = None, allow_nonzero_final_velocity: bool = False) -> list[str]:
+                        now_s: float | None = None) -> list[str]:
     """What joint_trajectory_controller checks before accepting `msg`, plus the robot's limits when given.
 
     `joint_names` are the controller's joints (all must be present). `now_s` (ROS time) enables the "ends in the
@@ -180,11 +179,9 @@ def validate_trajectory(msg: JointTrajectory, joint_names, lower=None, upper=Non
             if t <= t_prev:
                 problems.append(f"Time between points #{i - 1} and #{i} is not strictly increasing, "
                                 f"it is {t_prev:.9f} and {t:.9f} respectively")
-    last = msg.points[-1]
-    if not allow_nonzero_final_velocity:
-        for name, v in zip(msg.joint_names, last.velocities):
-            if v != 0.0:
-                problems.append(f"Velocity of last trajectory point of joint {name} is not zero: {v:.15f}")
+    for name, v in zip(msg.joint_names, msg.points[-1].velocities):
+        if v != 0.0:
+            problems.append(f"Velocity of last trajectory point of joint {name} is not zero: {v:.15f}")
     if problems:  # malformed: the limit checks below would only repeat the same fault
         return problems
     times = absolute_times(msg)
@@ -195,12 +192,14 @@ def validate_trajectory(msg: JointTrajectory, joint_names, lower=None, upper=Non
         return problems
     order = [list(joint_names).index(name) for name in msg.joint_names]
     positions = np.array([p.positions for p in msg.points])
+    vmax = np.asarray(velocity_limits)[order]
     problems += check_limits(list(msg.joint_names), times, positions, np.asarray(lower)[order],
-                             np.asarray(upper)[order], np.asarray(velocity_limits)[order])
+                             np.asarray(upper)[order], vmax)
     for i, point in enumerate(msg.points):
+        if not point.velocities:
+            continue
         speed = np.abs(np.asarray(point.velocities))
-        vmax = np.asarray(velocity_limits)[order]
-        for j in np.flatnonzero(speed > vmax * (1 + 1e-3) + 1e-6) if point.velocities else []:
+        for j in _too_fast(speed, vmax):
             problems.append(f"Commanded velocity of joint {msg.joint_names[j]} at point #{i} is {speed[j]:.6f} "
                             f"rad/s, above its limit {vmax[j]:.6f}")
     return problems
@@ -219,10 +218,6 @@ class Timeline:
 
     def __len__(self) -> int:
         return len(self.times)
-
-    def clear(self) -> None:
-        self.times.clear()
-        self.positions.clear()
 
     def last(self) -> tuple[float, np.ndarray] | None:
         return (self.times[-1], self.positions[-1]) if self.times else None

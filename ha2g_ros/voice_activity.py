@@ -29,7 +29,7 @@ def frame_levels_db(samples: np.ndarray) -> np.ndarray:
 
 
 class EnergyVAD:
-    """Streaming detector: feed it audio in any chunk sizes, read `speaking` and the speech segment times."""
+    """Streaming detector: feed it audio in any chunk sizes, read `speaking` and when the speech segment started."""
 
     def __init__(self, config: VadConfig | None = None):
         self.config = config or VadConfig()
@@ -41,7 +41,6 @@ class EnergyVAD:
         self._last_voiced = -np.inf  # end time of the last frame above the threshold
         self.speaking = False
         self.segment_start = 0.0  # start of the current (or last) speech segment, stream s
-        self.segment_end = 0.0  # end of the last finished segment, or of the last voiced frame while speaking
         self._changes: list[tuple[float, bool]] = [(0.0, False)]  # (stream time, speaking from then on)
 
     def update(self, samples: np.ndarray) -> bool:
@@ -56,7 +55,6 @@ class EnergyVAD:
                     self.speaking, self.segment_start = True, self._t
                     self._changes.append((self._t, True))
                 self._last_voiced = frame_end
-                self.segment_end = frame_end
             elif self.speaking and frame_end - self._last_voiced >= self.config.hangover_s:
                 self.speaking = False
                 self._changes.append((frame_end, False))

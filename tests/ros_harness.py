@@ -9,12 +9,14 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class
-from ha2g_ros.trajectory import absolute_times_ns
+from ha2g_ros.trajectory import absolute_times_ns, to_time
 from ha2g_ros.transcript import to_json
 
 RATE = 16_000
@@ -32,9 +34,6 @@ class Harness:
     STEP = 0.05  # s of simulated time per clock tick
 
     def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, robot_state=None, **params):
-        from rclpy.qos import qos_profile_sensor_data
-        from rosgraph_msgs.msg import Clock
-
         from ha2g_ros.gesture_node import GestureNode
 
         overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
@@ -81,10 +80,6 @@ class Harness:
 
     def tick(self, dt):
         """Advance simulated time by `dt` and let both nodes handle what became due."""
-        from rosgraph_msgs.msg import Clock
-
-        from ha2g_ros.trajectory import to_time
-
         self.t += dt
         self.clock_pub.publish(Clock(clock=to_time(self.t)))
         if self.robot_state is not None:

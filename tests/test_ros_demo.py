@@ -46,9 +46,9 @@ def test_speech_sample_has_consistent_word_timings(espeak, tmp_path):
 
 def test_demo_end_to_end(espeak, checkpoint, tmp_path):  # noqa: F811
     out = tmp_path / "demo"
-    env = {**os.environ, "ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]}
     result = subprocess.run([sys.executable, "-m", "ha2g_ros.demo", "--checkpoint", str(checkpoint), "--out",
-                             str(out), "--video", "gif"], env=env, capture_output=True, text=True, timeout=900)
+                             str(out), "--video", "gif"], env=os.environ.copy(), capture_output=True, text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["all_within_limits"], summary["limit_checks"]

@@ -8,6 +8,7 @@ x forward, y left, z up. That handles both data frames, and a speaker who turns 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +51,17 @@ def bone_map(skeleton: Skeleton) -> BoneMap:
 
 def bone_map_for(directions: np.ndarray) -> BoneMap:
     """The bone map of the skeleton whose shape `directions` (n_bones, 3) has; a clear error for any other shape."""
+    return _bone_map_of_shape(directions.shape)
+
+
+@functools.lru_cache(maxsize=None)  # one map per skeleton, built on first use: callers look it up every frame
+def _bone_map_of_shape(shape: tuple[int, ...]) -> BoneMap:
     for skeleton in SKELETONS.values():
-        if directions.shape == (skeleton.n_bones, 3):
+        if shape == (skeleton.n_bones, 3):
             return bone_map(skeleton)
     raise ValueError("directions must have shape (n_bones, 3): "
                      + " or ".join(f"({s.n_bones}, 3) for {s.name}" for s in SKELETONS.values())
-                     + f"; got {directions.shape}")
+                     + f"; got {shape}")
 
 
 def unit_bones(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

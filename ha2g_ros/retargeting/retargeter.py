@@ -88,7 +88,6 @@ class Retargeter:
             if n:
                 self._hand_slices[side] = slice(offset, offset + n)
             offset += n
-        self._bone_maps: dict[tuple, BoneMap] = {}
         self.amplitude = profile.solver.amplitude
         self.rest_blend = profile.solver.rest_blend
         self.reset()
@@ -189,9 +188,7 @@ class Retargeter:
         if not (np.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number of seconds, got {dt}")
         directions = np.asarray(directions)
-        bones = self._bone_maps.get(directions.shape)
-        if bones is None:  # first frame of this skeleton (or a wrong shape: bone_map_for raises)
-            bones = self._bone_maps.setdefault(directions.shape, bone_map_for(directions))
+        bones = bone_map_for(directions)
         unit, valid = unit_bones(directions)
         torso = torso_rotation(unit, valid, bones)
         if torso is not None:
