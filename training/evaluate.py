@@ -25,7 +25,8 @@ from ha2g_model.checkpoint import load_checkpoint
 from ha2g_model.engine import GestureEngine
 from ha2g_model.skeleton import Skeleton, denormalize_directions, directions_to_positions, normalize_directions
 from training import ted_culture
-from training.metrics import beat_consistency, diversity, frechet_distance, mean_metrics, sequence_metrics
+from training.metrics import (beat_consistency, diversity, frechet_distance, l1_directions, mean_metrics,
+                              sequence_metrics)
 from training.windows import N_SEED, Windows, load_windows
 
 ROWS = ("ground truth", "mean pose", "mismatched real clip", "model")
@@ -38,7 +39,7 @@ def generate_windows(model, windows: Windows, batch_size: int = 64) -> np.ndarra
     """(N, 34, n_bones, 3) unit directions generated from the windows' audio, words and true seed frames."""
     skeleton = windows.skeleton
     model.eval()
-    pose = torch.from_numpy(normalize_directions(windows.dir_vec, skeleton).astype(np.float32))
+    pose = torch.from_numpy(windows.normalized_poses())
     out = []
     for i in range(0, len(windows), batch_size):
         s = slice(i, i + batch_size)
@@ -67,7 +68,7 @@ def window_rows(model, windows: Windows, feature_net, seed: int = 0) -> dict:
     for name, directions in candidates.items():
         bcs = [beat_consistency(d, a, skeleton) for d, a in zip(directions, audio)]
         bcs = [b for b in bcs if b is not None]
-        row = {"l1": float(np.mean(np.abs(directions - truth))), "bc": float(np.mean(bcs)) if bcs else None}
+        row = {"l1": l1_directions(directions, truth), "bc": float(np.mean(bcs)) if bcs else None}
         if feature_net is not None:
             f = features(directions)
             row["fgd"] = frechet_distance(f, real_features)
@@ -92,6 +93,12 @@ def mirror_to(directions: np.ndarray, n: int) -> np.ndarray:
     return directions[:n]
 
 
+def generate_clip(engine: GestureEngine, clip) -> np.ndarray:
+    """The engine's motion for a whole clip (no fade to rest), exactly `clip.n_frames` long to compare with it."""
+    motion = engine.generate_utterance(clip.audio, clip.words, fade_to_rest=False)
+    return mirror_to(motion, clip.n_frames)  # the engine rounds the duration; at most a frame differs
+
+
 def clip_rows(engine: GestureEngine, clips, pool) -> tuple[dict, dict, dict]:
     """Per-row means over the test clips, per-clip rows, and the generated motion (for the plot)."""
     skeleton = engine.skeleton
@@ -99,8 +106,7 @@ def clip_rows(engine: GestureEngine, clips, pool) -> tuple[dict, dict, dict]:
     generated = {}
     for clip in clips:
         n = clip.n_frames
-        model_motion = engine.generate_utterance(clip.audio, clip.words, fade_to_rest=False)
-        model_motion = mirror_to(model_motion, n)  # the engine rounds the duration; at most a frame differs
+        model_motion = generate_clip(engine, clip)
         generated[clip.name] = model_motion
         per_clip["ground truth"].append(sequence_metrics(clip.directions, clip.directions, clip.audio, skeleton))
         rest = np.broadcast_to(skeleton.rest_directions(), clip.directions.shape).copy()
@@ -180,7 +186,6 @@ def evaluate(checkpoint: str, out: str, data: str | None = None, feature_net: st
              clips_dir: str | None = str(ted_culture.DEFAULT_DIR), split: str = "test", seed: int = 0) -> dict:
     torch.manual_seed(seed)
     model, vocab, meta = load_checkpoint(checkpoint)
-    model.eval()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoint": os.path.relpath(checkpoint), "meta_epoch": meta.get("epoch")}

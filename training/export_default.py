@@ -19,13 +19,12 @@ from pathlib import Path
 import torch
 
 from ha2g_model.checkpoint import load_checkpoint, save_checkpoint
-from ha2g_model.engine import GestureEngine
+from ha2g_model.engine import DEFAULT_CHECKPOINT, GestureEngine
 from training import synthetic, ted_culture
-from training.evaluate import evaluate, mirror_to
+from training.evaluate import evaluate, generate_clip
 from training.metrics import mean_metrics, sequence_metrics
 from training.windows import read_index, write_dataset
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ha2g_model" / "checkpoints" / "default"
 MAX_BYTES = 30 * 1024 * 1024
 
 
@@ -62,15 +61,14 @@ def choose_default_speaker(model, vocab, speakers: list[str], candidates: list[s
     scores = {}
     for name in candidates:
         engine = GestureEngine(model, vocab, speaker=speakers.index(name))
-        rows = [sequence_metrics(mirror_to(engine.generate_utterance(c.audio, c.words, fade_to_rest=False), c.n_frames),
-                                 c.directions, c.audio, engine.skeleton) for c in clips]
+        rows = [sequence_metrics(generate_clip(engine, c), c.directions, c.audio, engine.skeleton) for c in clips]
         means = mean_metrics(rows)
         scores[name] = {k: means[k] for k in ("vel_hist_dist", "loudness_speed_corr", "arm_speed")}
     best = min(scores, key=lambda n: scores[n]["vel_hist_dist"] - scores[n]["loudness_speed_corr"])
     return speakers.index(best), scores
 
 
-def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_DIR,
+def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHECKPOINT,
          clips_dir: str | Path = ted_culture.DEFAULT_DIR) -> Path:
     """`<run>/best` -> `dest`: default speaker chosen on the validation clip, evaluated, with a README."""
     best = Path(run) / "best"
@@ -148,7 +146,7 @@ def main() -> None:
     shipping.add_argument("--data", required=True, help="the windows data set it was trained on")
     shipping.add_argument("--feature-net", help="FGD feature net directory")
     shipping.add_argument("--clips", default=str(ted_culture.DEFAULT_DIR))
-    shipping.add_argument("--dest", default=str(DEFAULT_DIR))
+    shipping.add_argument("--dest", default=str(DEFAULT_CHECKPOINT))
     args = parser.parse_args()
     if args.command == "data":
         index = build_data(args.out, args.synthetic, seed=args.seed, clips_dir=args.clips)

@@ -98,7 +98,7 @@ def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
 
 def loudness_speed_correlation(directions: np.ndarray, audio: np.ndarray, skeleton: Skeleton,
                                max_lag: int = 4) -> float:
-    """Speech-motion alignment: the best Pearson correlation between loudness and arm speed over lags 0..max_lag.
+    """Speech-motion alignment: the best Pearson correlation between loudness and arm speed over lags of +-max_lag.
 
     Arm speed (mean of elbows and wrists) at frame t+1/2 is compared with loudness at frames t - lag, i.e. motion
     following the voice by up to max_lag frames (0.27 s), or preceding it (negative lags, also up to max_lag), as

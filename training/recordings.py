@@ -37,7 +37,7 @@ import yaml
 from ha2g_model.audio import resample
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton, resample_frames
 from ha2g_model.words import read_words
-from training.windows import Sequence
+from training.windows import Sequence, write_dataset
 
 AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 WORD_SUFFIXES = (".TextGrid", ".textgrid", ".json", ".tsv")
@@ -182,8 +182,11 @@ def load_motion(path: Path, mapping: dict) -> np.ndarray:
     if path.suffix == ".bvh":
         names, positions, frame_time = read_bvh(path)
         fps = 1.0 / frame_time
-        joints = {ted: names.index(str(theirs)) for ted, theirs in mapping.get("joints", {}).items()
-                  if _require_joint(theirs, names, path)}
+        joints = {}
+        for ted, theirs in mapping.get("joints", {}).items():
+            if str(theirs) not in names:
+                raise ValueError(f"{path}: mapping names BVH joint {theirs!r}, which the file does not have")
+            joints[ted] = names.index(str(theirs))
     else:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
@@ -211,12 +214,6 @@ def load_motion(path: Path, mapping: dict) -> np.ndarray:
         raise ValueError(f"unknown layout {layout!r}; use positions, directions or bvh")
     directions = resample_frames(directions.astype(np.float32), fps, FPS)
     return directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-
-
-def _require_joint(name, names: list[str], path: Path) -> bool:
-    if str(name) not in names:
-        raise ValueError(f"{path}: mapping names BVH joint {name!r}, which the file does not have")
-    return True
 
 
 def load_audio(path: Path) -> np.ndarray:
@@ -255,8 +252,6 @@ def main() -> None:
     parser.add_argument("--in", dest="folder", required=True, help="folder of recordings with mapping.yaml")
     parser.add_argument("--out", required=True, help="output directory of the windows data set")
     args = parser.parse_args()
-    from training.windows import write_dataset
-
     index = write_dataset(load_recordings(args.folder), args.out, "ted_expressive")
     print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}")
 

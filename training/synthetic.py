@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton
 from training.metrics import loudness
-from training.windows import SAMPLE_RATE, Sequence
+from training.windows import SAMPLE_RATE, Sequence, write_dataset
 
 # --- espeak-ng through its C API: the CLI does not report word timings -------------------------------------------
 
@@ -285,8 +285,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from training.windows import write_dataset
-
     index = write_dataset(make_corpus(args.sequences, args.speakers, args.seed, args.seconds), args.out,
                           "ted_expressive")
     print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}")

@@ -125,11 +125,11 @@ def video_sequences(video: dict, skeleton_name: str) -> Iterator[Sequence]:
     """The clips of one official video entry as Sequences (words shifted to each clip's own clock)."""
     skeleton = get_skeleton(skeleton_name)
     vid = str(video["vid"])
+    fps = float(video.get("framerate", 15))
     for k, clip in enumerate(video["clips"]):
         positions = np.asarray(clip["skeletons_3d"], dtype=np.float32)
         if positions.ndim != 3 or positions.shape[1:] != (skeleton.n_joints, 3) or len(positions) < 2:
             continue  # clips without 3D poses of this skeleton: the official loader skips them too
-        fps = float(video.get("framerate", 15))
         if abs(fps - 15) > 1e-3:
             positions = resample_frames(positions, fps, 15)
         audio = np.asarray(clip["audio_raw"], dtype=np.float32)

@@ -29,7 +29,6 @@ from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
 from ha2g_model.losses import LossWeights, discriminator_loss, generator_objective, huber
 from ha2g_model.model import HA2G
-from ha2g_model.skeleton import normalize_directions
 from ha2g_model.text import load_word_vectors
 from training.metrics import frechet_distance
 from training.windows import N_SEED, Windows, load_vocab, load_windows
@@ -87,9 +86,8 @@ class Batches:
     """Tensors of one split on the device, and batches of them (weighted by source when asked)."""
 
     def __init__(self, windows: Windows, device: torch.device, source_weights: dict | None = None):
-        skeleton = windows.skeleton
         self.n = len(windows)
-        self.pose = torch.from_numpy(normalize_directions(windows.dir_vec, skeleton).astype(np.float32)).to(device)
+        self.pose = torch.from_numpy(windows.normalized_poses()).to(device)
         self.spec = torch.from_numpy(windows.spec.astype(np.float32)).to(device)
         self.words = torch.from_numpy(windows.words.astype(np.int64)).to(device)
         self.speaker = torch.from_numpy(windows.speaker.astype(np.int64)).to(device)
@@ -111,9 +109,17 @@ class Batches:
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
 
+def fgd_to(feature_net, real: torch.Tensor):
+    """A function: generated windows -> their FGD to the windows `real`. The real windows' features are computed
+    here, once, instead of at every validation: the feature net does not change."""
+    real_features = feature_net.features(real).numpy()
+    return lambda generated: frechet_distance(feature_net.features(generated).numpy(), real_features)
+
+
 @torch.no_grad()
-def validate(model: HA2G, val: Batches, feature_net, batch_size: int) -> dict:
-    """Deterministic generation (z = mu) from the true seed frames: val regression loss, L1, FGD."""
+def validate(model: HA2G, val: Batches, batch_size: int, fgd=None) -> dict:
+    """Deterministic generation (z = mu) from the true seed frames: val regression loss, L1, and FGD when `fgd`
+    (from `fgd_to`) is given."""
     model.eval()
     generated, losses = [], []
     for i in range(0, val.n, batch_size):
@@ -125,9 +131,8 @@ def validate(model: HA2G, val: Batches, feature_net, batch_size: int) -> dict:
     generated = torch.cat(generated)
     real = val.pose.cpu()
     result = {"val_huber": sum(losses) / val.n, "val_l1": float((generated - real).abs().mean())}
-    if feature_net is not None:
-        result["val_fgd"] = frechet_distance(feature_net.features(generated).numpy(),
-                                             feature_net.features(real).numpy())
+    if fgd is not None:
+        result["val_fgd"] = fgd(generated)
     return result
 
 
@@ -142,7 +147,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     use_amp = cfg.amp and device.type == "cuda"
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.yaml").write_text(yaml.safe_dump(asdict(cfg) | {"betas": list(cfg.betas)}, sort_keys=False))
+    cfg_dict = asdict(cfg) | {"betas": list(cfg.betas)}  # yaml.safe_dump cannot write tuples
+    (out / "train_config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
 
     # data and model: vocabulary and speakers come from the data set
     vocab = load_vocab(cfg.data)
@@ -152,24 +158,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if model_cfg.skeleton != train_windows.index["skeleton"]:
         raise ValueError(f"preset {cfg.preset} is for {model_cfg.skeleton} but {cfg.data} holds "
                          f"{train_windows.index['skeleton']} windows")
-    skeleton = model_cfg.skeleton_def
     train_data = Batches(train_windows, device, cfg.source_weights)
     try:
         val_data = Batches(load_windows(cfg.data, "val"), device)
     except ValueError:
         val_data = None
         print(f"{cfg.data} has no val windows: no validation, the best checkpoint is the last one")
-    feature_net = None
+    fgd = None
     if cfg.feature_net:
         from training.feature_net import load_feature_net
 
         feature_net = load_feature_net(cfg.feature_net)
+        if val_data is not None:
+            fgd = fgd_to(feature_net, val_data.pose.cpu())
     model = HA2G(model_cfg).to(device)
     vectors = torch.from_numpy(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim))
     with torch.no_grad():
         for table in model.word_embeddings:
             table.weight.copy_(vectors)
-    official = LossWeights.official(skeleton.name)
+    official = LossWeights.official(model_cfg.skeleton)
     weights = LossWeights(regression=official.regression if cfg.w_reg is None else cfg.w_reg, kld=cfg.w_kld,
                           diversity=cfg.w_div, gan=cfg.w_gan, contrastive_pos=cfg.w_ce_high,
                           contrastive_neg=cfg.w_ce_low, physical=cfg.w_phys, warmup_epochs=cfg.gan_warmup_epochs)
@@ -191,7 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         state = {k: saved[k] for k in state}
         print(f"resumed from {out / 'last.pt'} at epoch {state['epoch']} step {state['step']}")
 
-    meta = {"train_config": asdict(cfg) | {"betas": list(cfg.betas)}, "speakers": speakers,
+    meta = {"train_config": cfg_dict, "speakers": speakers,
             "data_sources": train_windows.index["sources"]}
     writer = _tensorboard(out / "tb")
     log = open(out / "log.jsonl", "a")
@@ -216,6 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             opt_g.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(opt_g)
+            values["total"] = total.item()
             # discriminator pass, after the warm-up: real windows vs the generated ones (detached)
             if gan_on:
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -225,10 +233,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 opt_d.zero_grad(set_to_none=True)
                 scaler.scale(loss_d).backward()
                 scaler.step(opt_d)
-            scaler.update()
-            values["total"] = total.item()
-            if gan_on:
                 values["gan_d"] = loss_d.item()
+            scaler.update()
             if not math.isfinite(values["total"]):
                 raise FloatingPointError(f"loss became {values['total']} at step {state['step']}: {values}")
             for k, v in values.items():
@@ -249,8 +255,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
         # validation, best checkpoint, periodic checkpoints, resume state
         if val_data is not None and (state["epoch"] % cfg.eval_every == 0 or stop or state["epoch"] == cfg.epochs):
-            last_val = validate(model, val_data, feature_net, cfg.batch_size)
+            last_val = validate(model, val_data, cfg.batch_size, fgd)
             row.update(last_val)
+            if writer is not None:
+                for k, v in last_val.items():
+                    writer.add_scalar(f"val/{k[4:]}", v, state["step"])
             score = last_val.get("val_fgd", last_val["val_huber"])
             if score < state["best"]:
                 state["best"], state["best_epoch"] = score, epoch
@@ -263,9 +272,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         torch.save({"model": model.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng.get_state(), "torch_rng": torch.get_rng_state(),
                     **state}, out / "last.pt")
-        if writer is not None:
-            for k, v in last_val.items():
-                writer.add_scalar(f"val/{k[4:]}", v, state["step"])
         log.write(json.dumps(row) + "\n")
         log.flush()
         tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

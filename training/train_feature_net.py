@@ -15,14 +15,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ha2g_model.skeleton import normalize_directions
 from training.feature_net import FeatureNet, FeatureNetConfig, save_feature_net
 from training.windows import load_windows
 
 
 def normalised_windows(data_dir: str, split: str) -> torch.Tensor:
-    windows = load_windows(data_dir, split)
-    return torch.from_numpy(normalize_directions(windows.dir_vec, windows.skeleton).astype(np.float32))
+    return torch.from_numpy(load_windows(data_dir, split).normalized_poses())
 
 
 def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size: int = 128, seed: int = 0,
@@ -36,6 +34,8 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
     pose_dim = train.shape[-1]
     net = FeatureNet(FeatureNetConfig(pose_dim=pose_dim, feature_dim=feature_dim or (128 if pose_dim == 126 else 32)))
     net.to(device)
+    if val is not None:
+        val = val.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=5e-4, betas=(0.5, 0.999))
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -44,9 +44,9 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
         net.train()
         order = torch.randperm(len(train), generator=generator)
         losses = []
-        for i in range(0, len(order) - 1, batch_size):  # batch norm needs 2+ samples
+        for i in range(0, len(order), batch_size):
             batch = train[order[i:i + batch_size]].to(device)
-            if len(batch) < 2:
+            if len(batch) < 2:  # batch norm needs 2+ samples
                 continue
             recon, _, _ = net(batch)
             loss = F.l1_loss(recon, batch)
@@ -58,7 +58,7 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
         if val is not None:
             net.eval()
             with torch.no_grad():
-                row["val_l1"] = float(F.l1_loss(net(val.to(device))[0], val.to(device)))
+                row["val_l1"] = float(F.l1_loss(net(val)[0], val))
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
     save_feature_net(out_dir, net.cpu(), {"data": str(data_dir), "epochs": epochs, "seed": seed,

@@ -31,15 +31,15 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from ha2g_model.audio import SILENCE_PEAK, SPEC_COLS, TOP_DB, log_mel
-from ha2g_model.skeleton import FPS, Skeleton, directions_to_positions, get_skeleton, skeleton_statistics
+from ha2g_model.audio import SAMPLE_RATE, SILENCE_PEAK, SPEC_COLS, TOP_DB, WINDOW_SAMPLES, log_mel
+from ha2g_model.skeleton import (FPS, Skeleton, directions_to_positions, get_skeleton, normalize_directions,
+                                 skeleton_statistics)
 from ha2g_model.text import Vocab, frame_word_indices
+from ha2g_model.words import validate_words
 
-SAMPLE_RATE = 16000
 N_FRAMES = 34  # frames per window (spec: n_poses)
 N_SEED = 4  # seed frames the model is conditioned on
 STRIDE = 10  # frames between training windows
-WINDOW_SAMPLES = 36267  # round(34 / 15 * 16000): the audio one window covers
 SPLITS = ("train", "val", "test")
 
 
@@ -71,9 +71,7 @@ class Sequence:
             raise ValueError(f"{self.name}: audio contains NaN or Inf")
         if np.abs(self.audio).max(initial=0) > 1.0 + 1e-6:
             raise ValueError(f"{self.name}: audio must lie in [-1, 1] (max |x| = {np.abs(self.audio).max():.2f})")
-        for word, start, end in self.words:
-            if not word.strip() or not end >= start:
-                raise ValueError(f"{self.name}: malformed word timing {(word, start, end)}")
+        validate_words(self.words, self.name)
 
     @property
     def n_frames(self) -> int:
@@ -151,7 +149,8 @@ def window_spectrogram(audio: np.ndarray) -> np.ndarray:
     """(128, 70) log-mel dB of one window's 36,267 samples, 0 dB at the window's loudest bin.
 
     Per window rather than per clip (the official preprocessing) because a live stream has no clip to take the
-    maximum over: training sees what the engine computes at run time. Silence is the -80 dB floor.
+    maximum over. The engine references an utterance to its loudest bin and a stream to its running maximum: the
+    same values wherever the window holds the loudest speech so far. Silence is the -80 dB floor.
     """
     if np.abs(audio).max(initial=0.0) < SILENCE_PEAK:
         return np.full((128, SPEC_COLS), -TOP_DB, dtype=np.float32)
@@ -289,6 +288,10 @@ class Windows:
     @property
     def skeleton(self) -> Skeleton:
         return get_skeleton(self.index["skeleton"])
+
+    def normalized_poses(self) -> np.ndarray:
+        """(N, 34, pose_dim) float32: the windows in model space (flattened, mean direction subtracted)."""
+        return normalize_directions(self.dir_vec, self.skeleton).astype(np.float32)
 
     def sources(self) -> np.ndarray:
         """(N,) source name of each window."""
