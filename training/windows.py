@@ -31,7 +31,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from ha2g_model.audio import SAMPLE_RATE, SILENCE_PEAK, SPEC_COLS, TOP_DB, WINDOW_SAMPLES, log_mel
+from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_SAMPLES, log_mel,
+                              window_spectrogram)
 from ha2g_model.skeleton import (FPS, Skeleton, directions_to_positions, get_skeleton, normalize_directions,
                                  skeleton_statistics)
 from ha2g_model.text import Vocab, frame_word_indices
@@ -145,16 +146,16 @@ def audio_offset(frame: int) -> int:
     return int(round(frame / FPS * SAMPLE_RATE))
 
 
-def window_spectrogram(audio: np.ndarray) -> np.ndarray:
-    """(128, 70) log-mel dB of one window's 36,267 samples, 0 dB at the window's loudest bin.
+def sequence_spectrogram(audio: np.ndarray) -> np.ndarray:
+    """(128, n_cols) log-mel dB of a whole sequence, 0 dB at its loudest bin (silence: the -80 dB floor).
 
-    Per window rather than per clip (the official preprocessing) because a live stream has no clip to take the
-    maximum over. The engine references an utterance to its loudest bin and a stream to its running maximum: the
-    same values wherever the window holds the loudest speech so far. Silence is the -80 dB floor.
+    Per sequence, as the official preprocessing does per clip and as the engine does per utterance; windows take
+    their columns with `ha2g_model.audio.window_spectrogram`, the engine's own slicing, so training sees exactly
+    what whole-utterance generation computes (a stream's running maximum converges to the same reference).
     """
     if np.abs(audio).max(initial=0.0) < SILENCE_PEAK:
-        return np.full((128, SPEC_COLS), -TOP_DB, dtype=np.float32)
-    return log_mel(audio)[:, :SPEC_COLS]
+        return np.full((N_MELS, 1 + len(audio) // HOP_LENGTH), -TOP_DB, dtype=np.float32)
+    return log_mel(audio)
 
 
 def words_in(words: list[tuple[str, float, float]], start_s: float, end_s: float) -> int:
@@ -229,6 +230,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
                        "n_frames": seq.n_frames})
         positions = filter_positions(seq.directions, skeleton) if seq.positions is None else seq.positions
         seq_stride = stride.get(seq.source, STRIDE) if isinstance(stride, dict) else stride
+        spec = sequence_spectrogram(seq.audio)
         for start in window_starts(seq.n_frames, len(seq.audio), seq_stride):
             start_s, end_s = start / FPS, (start + N_FRAMES) / FPS
             reason = rejection_reason(positions[start:start + N_FRAMES], words_in(seq.words, start_s, end_s),
@@ -239,7 +241,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
             audio = seq.audio[audio_offset(start):audio_offset(start) + WINDOW_SAMPLES]
             buffers[split].append({
                 "dir_vec": seq.directions[start:start + N_FRAMES].astype(np.float32),
-                "spec": window_spectrogram(audio).astype(np.float16),
+                "spec": window_spectrogram(spec, start).astype(np.float16),
                 "audio": np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16),
                 "words": np.asarray(frame_word_indices(seq.words, vocab, start_s, N_FRAMES), dtype=np.int32),
                 "speaker": np.int32(speaker_index[seq.speaker]),
