@@ -8,6 +8,7 @@ start of the clip for every window); `window_spectrogram` takes the columns that
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -57,6 +58,25 @@ def validate_audio(audio, sr: int = SAMPLE_RATE, allow_silence: bool = False) ->
     return audio.astype(np.float32, copy=False)
 
 
+def read_audio_file(path) -> tuple[np.ndarray, int]:
+    """Any file soundfile reads (wav, flac, ogg, mp3 ...) -> (samples (n, channels) float32, sample rate).
+
+    FileNotFoundError or ValueError saying why when the file is missing, unreadable or empty.
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file {path} does not exist")
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"cannot read audio file {path}: {e} (supported: wav, flac, ogg, mp3 ...)") from None
+    if len(audio) == 0:
+        raise ValueError(f"audio file {path} has no samples")
+    return audio, int(rate)
+
+
 def resample(audio, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited polyphase resampling (scipy.signal.resample_poly) of mono float audio to `target_sr`."""
     if not isinstance(orig_sr, (int, np.integer)) or orig_sr <= 0:
@@ -84,6 +104,11 @@ def log_mel(audio, ref: float | None = None) -> np.ndarray:
                                            power=2.0, n_mels=N_MELS)
     db = librosa.power_to_db(power, ref=np.max if ref is None else ref, top_db=TOP_DB)
     return db.astype(np.float16).astype(np.float32)
+
+
+def frame_to_sample(frame: int) -> int:
+    """Sample index where the audio of pose frame `frame` starts (negative before the start)."""
+    return round(frame * SAMPLE_RATE / FPS)
 
 
 def frame_to_column(frame: float) -> int:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ha2g_model.audio import (SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_FRAMES, WINDOW_SAMPLES, log_mel, resample,
-                              validate_audio, window_spectrogram)
+from ha2g_model.audio import (SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_FRAMES, WINDOW_SAMPLES, frame_to_sample,
+                              log_mel, resample, validate_audio, window_spectrogram)
 from ha2g_model.backends import create_backend
 from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions
 from ha2g_model.text import frame_word_indices
@@ -292,7 +292,7 @@ class GestureEngine:
 
     def _samples_for_next_window(self) -> int:
         """Samples the stream must have before the next window (frames up to self._next_end) can run."""
-        return _audio_offset(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
+        return frame_to_sample(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
 
     def _stream_window(self) -> None:
         """Run the next window, frames [end - 34, end) with end = self._next_end; emit its frames up to
@@ -320,7 +320,7 @@ class GestureEngine:
         self._next_end = end + c.hop_frames
         # Forget audio and words the next window will not need.
         next_start = self._next_end - WINDOW_FRAMES
-        keep_from = _audio_offset(next_start)
+        keep_from = frame_to_sample(next_start)
         if keep_from > self._audio_start:
             self._audio = self._audio[keep_from - self._audio_start:]
             self._audio_start = keep_from
@@ -389,14 +389,9 @@ def _default_speaker(meta: dict) -> int:
     return speakers.index(name) if name in speakers else 0
 
 
-def _audio_offset(frame: int) -> int:
-    """Sample index where the audio of frame `frame` starts (negative before the stream start)."""
-    return round(frame * SAMPLE_RATE / FPS)
-
-
 def _audio_slice(audio: np.ndarray, audio_start: int, start_frame: int) -> np.ndarray:
     """The window's 36,267 samples from frame `start_frame`; zeros (silence) outside the buffer."""
-    begin = _audio_offset(start_frame) - audio_start
+    begin = frame_to_sample(start_frame) - audio_start
     out = np.zeros(WINDOW_SAMPLES, np.float32)
     lo, hi = max(begin, 0), min(begin + WINDOW_SAMPLES, len(audio))
     if hi > lo:

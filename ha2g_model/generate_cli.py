@@ -40,21 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Read any soundfile-readable file as mono float32; a clear error if it cannot be read."""
-    import soundfile
-
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file {path} does not exist")
-    try:
-        audio, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
-        raise ValueError(f"cannot read audio file {path}: {e} (supported: wav, flac, ogg, mp3 ...)") from None
-    if len(audio) == 0:
-        raise ValueError(f"audio file {path} has no samples")
-    return audio.mean(axis=1), int(sample_rate)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -65,12 +50,12 @@ def main(argv=None) -> int:
 
 
 def _generate(args) -> int:
-    from ha2g_model.audio import SAMPLE_RATE, resample
+    from ha2g_model.audio import SAMPLE_RATE, read_audio_file, resample
     from ha2g_model.engine import GestureEngine
     from ha2g_model.words import read_words, words_from_text
 
-    audio, sample_rate = read_audio(args.audio)
-    audio = resample(audio, sample_rate)
+    audio, sample_rate = read_audio_file(args.audio)
+    audio = resample(audio.mean(axis=1), sample_rate)
     duration = len(audio) / SAMPLE_RATE
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
     engine = GestureEngine.from_checkpoint(args.checkpoint, backend=args.backend.split(","), device=args.device,

@@ -32,13 +32,12 @@ def _int_range(low: int, high: int) -> list[IntegerRange]:
 
 def load_audio_file(path: str, sample_rate: int, channels: int) -> np.ndarray:
     """A sound file as float32 (n, channels) at `sample_rate`: resampled and mixed/duplicated to fit the link."""
-    import soundfile
+    from ha2g_model.audio import read_audio_file  # librosa comes with it: only for the file source
 
-    if not Path(path).is_file():
-        raise MicrophoneError(f"audio file {path!r} does not exist")
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    if len(audio) == 0:
-        raise MicrophoneError(f"audio file {path!r} is empty")
+    try:
+        audio, rate = read_audio_file(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise MicrophoneError(str(error)) from None
     if rate != sample_rate:
         from scipy.signal import resample_poly
 

@@ -175,7 +175,7 @@ def test_bringup_command_runs_the_pipeline(rclpy_context, checkpoint, speech, tm
     (["ha2g_ros.gesture_node", "--ros-args", "-p", "robot:=no_such_robot"], "gesture_node: unknown robot profile"),
     (["ha2g_ros.gesture_node", "--ros-args", "-p", "hop_frames:=500"], "gesture_node: Invalid parameter value"),
     (["ha2g_ros.microphone_node", "--ros-args", "-p", "source:=file", "-p", "file:=/no/such.wav"],
-     "microphone_node: audio file '/no/such.wav' does not exist"),
+     "microphone_node: audio file /no/such.wav does not exist"),
 ], ids=["unknown robot", "hop out of range", "missing audio file"])
 def test_node_executables_end_configuration_errors_in_one_line(command, message):
     """`ros2 run` (here `python -m`, where the node's module is __main__): exit 1, the reason, no traceback."""

@@ -31,10 +31,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import yaml
 
-from ha2g_model.audio import resample
+from ha2g_model.audio import read_audio_file, resample
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE, Skeleton, resample_frames
 from ha2g_model.words import read_words
 from training.windows import Sequence, write_dataset
@@ -217,7 +216,7 @@ def load_motion(path: Path, mapping: dict) -> np.ndarray:
 
 
 def load_audio(path: Path) -> np.ndarray:
-    audio, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+    audio, sr = read_audio_file(path)
     audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
         raise ValueError(f"{path}: audio contains NaN or Inf")

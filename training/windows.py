@@ -31,8 +31,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_SAMPLES, log_mel,
-                              window_spectrogram)
+from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_SAMPLES, frame_to_sample,
+                              log_mel, window_spectrogram)
 from ha2g_model.skeleton import (FPS, Skeleton, directions_to_positions, get_skeleton, normalize_directions,
                                  skeleton_statistics)
 from ha2g_model.text import Vocab, frame_word_indices
@@ -135,15 +135,10 @@ def window_starts(n_frames: int, n_audio: int, stride: int = STRIDE) -> list[int
     """First frames of the windows that fit both the motion and the audio of a sequence."""
     starts = []
     start = 0
-    while start + N_FRAMES <= n_frames and audio_offset(start) + WINDOW_SAMPLES <= n_audio:
+    while start + N_FRAMES <= n_frames and frame_to_sample(start) + WINDOW_SAMPLES <= n_audio:
         starts.append(start)
         start += stride
     return starts
-
-
-def audio_offset(frame: int) -> int:
-    """First audio sample of frame `frame`."""
-    return int(round(frame / FPS * SAMPLE_RATE))
 
 
 def sequence_spectrogram(audio: np.ndarray) -> np.ndarray:
@@ -238,7 +233,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
             if reason:
                 rejected[reason] += 1
                 continue
-            audio = seq.audio[audio_offset(start):audio_offset(start) + WINDOW_SAMPLES]
+            audio = seq.audio[frame_to_sample(start):frame_to_sample(start) + WINDOW_SAMPLES]
             buffers[split].append({
                 "dir_vec": seq.directions[start:start + N_FRAMES].astype(np.float32),
                 "spec": window_spectrogram(spec, start).astype(np.float16),
