@@ -95,13 +95,13 @@ def _finger_chains(wrist: int, first_joint: int) -> list[tuple[int, int]]:
     return bones
 
 
-_FINGER_NAMES = ("index", "middle", "pinky", "ring", "thumb")
+FINGER_NAMES = ("index", "middle", "pinky", "ring", "thumb")
 _FINGER_LENGTHS = (0.137, 0.044, 0.031, 0.144, 0.042, 0.033, 0.127, 0.027, 0.026, 0.134, 0.039, 0.033,
                    0.068, 0.042, 0.036)
 
 
 def _hand_joint_names(side: str) -> list[str]:
-    return [f"{side}_{finger}_{phalanx}" for finger in _FINGER_NAMES for phalanx in (1, 2, 3)]
+    return [f"{side}_{finger}_{phalanx}" for finger in FINGER_NAMES for phalanx in (1, 2, 3)]
 
 
 def _make_ted_gesture(stats: dict) -> Skeleton:

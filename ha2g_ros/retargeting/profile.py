@@ -14,10 +14,11 @@ import numpy as np
 import pinocchio as pin
 import yaml
 
+from ha2g_model.skeleton import FINGER_NAMES
 from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, joint_id
 
 SIDES = ("left", "right")
-FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # TED Expressive order
+FINGERS = FINGER_NAMES  # a hand joint follows one of these fingers (TED Expressive order)
 # What drives a hand joint: overall closure, one finger's curl, or one finger joint (1 = knuckle, 2 = middle joint).
 CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FINGERS for k in (1, 2))
 
