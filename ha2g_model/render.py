@@ -55,14 +55,18 @@ def render_frames(directions: np.ndarray, skeleton: Skeleton, size: int = SIZE) 
 def render_video(directions: np.ndarray, skeleton: Skeleton, path: str | Path, audio: np.ndarray | None = None,
                  sample_rate: int = 16000, size: int = SIZE) -> Path:
     """Write `path` (.mp4 or .gif). For MP4 with `audio`, the speech is muxed in (needs an ffmpeg executable)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif"):
-        raise ValueError(f"video path must end in .mp4 or .gif, got {path}")
-    frames = render_frames(directions, skeleton, size)
+    path = _video_path(path)  # checked before the slow part
+    return write_video(render_frames(directions, skeleton, size), path, audio, sample_rate)
+
+
+def write_video(frames, path: str | Path, audio: np.ndarray | None = None, sample_rate: int = 16000,
+                fps: float = FPS) -> Path:
+    """RGB frames -> `path` (.mp4 or .gif) at `fps`. For MP4 with `audio`, the sound is muxed in (needs an ffmpeg
+    executable); RuntimeError when no ffmpeg is found or the mux fails."""
+    path = _video_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000 / FPS, loop=0)
+    if path.suffix.lower() == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
         return path
     ffmpeg = find_ffmpeg()
     if ffmpeg is None:
@@ -70,7 +74,7 @@ def render_video(directions: np.ndarray, skeleton: Skeleton, path: str | Path, a
                            ".gif instead)")
     with tempfile.TemporaryDirectory() as tmp:
         silent = Path(tmp) / "video.mp4"
-        imageio.mimsave(silent, list(frames), fps=FPS, codec="libx264", macro_block_size=16,
+        imageio.mimsave(silent, list(frames), fps=fps, codec="libx264", macro_block_size=16,
                         pixelformat="yuv420p")
         if audio is None:
             shutil.move(str(silent), path)
@@ -84,6 +88,13 @@ def render_video(directions: np.ndarray, skeleton: Skeleton, path: str | Path, a
                                 capture_output=True, text=True)
         if result.returncode:
             raise RuntimeError(f"ffmpeg could not mux the audio into {path}: {result.stderr.strip()}")
+    return path
+
+
+def _video_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"video path must end in .mp4 or .gif, got {path}")
     return path
 
 

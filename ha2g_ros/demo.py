@@ -309,11 +309,10 @@ def human_directions(recording: Recording, skeleton, times: np.ndarray) -> np.nd
 def render(out_dir: Path, retargeter, skeleton, recording: Recording, motion: tuple[np.ndarray, np.ndarray],
            meta: dict, wav: Path, formats=("mp4", "gif")) -> list[Path]:
     """demo.mp4 (with the speech, in sync with the gestures) and/or demo.gif (half rate) of the commanded motion."""
-    import imageio.v2 as imageio
     import soundfile
     from tqdm import tqdm
 
-    from ha2g_model.render import find_ffmpeg
+    from ha2g_model.render import find_ffmpeg, write_video
     from ha2g_ros.retargeting.visualize import SideBySide
 
     played, commanded = motion
@@ -327,12 +326,8 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, motion: tu
               for d, angles, t in tqdm(zip(directions, q, times), total=len(times), desc="drawing frames")]
     written = []
     if "gif" in formats:
-        gif = out_dir / "demo.gif"
-        imageio.mimsave(gif, images[::2], duration=2000 / 15, loop=0)
-        written.append(gif)
+        written.append(write_video(images[::2], out_dir / "demo.gif", fps=15 / 2))
     if "mp4" in formats and find_ffmpeg() is not None:
-        silent = out_dir / "demo_silent.mp4"
-        imageio.mimsave(silent, images, fps=15, codec="libx264", macro_block_size=16, pixelformat="yuv420p")
         mp4 = out_dir / "demo.mp4"
         # The robot plays the gesture of a sound playback_delay_s after it arrived; a robot that delays its own
         # speech by as much shows the two together, so the soundtrack starts at (transcript origin + delay).
@@ -342,12 +337,10 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, motion: tu
             audio = audio[int(start * rate):]
         else:
             audio = np.concatenate([np.zeros(int(-start * rate), np.float32), audio])
-        track = out_dir / "demo_track.wav"
-        soundfile.write(track, audio, rate)
-        result = subprocess.run([find_ffmpeg(), "-y", "-loglevel", "error", "-i", str(silent), "-i", str(track),
-                                 "-c:v", "copy", "-c:a", "aac", "-shortest", str(mp4)], capture_output=True, text=True)
-        silent.unlink() if result.returncode == 0 else silent.rename(mp4)
-        track.unlink()
+        try:
+            write_video(images, mp4, audio, rate)
+        except RuntimeError:  # the soundtrack could not be muxed in: the gestures alone are still worth seeing
+            write_video(images, mp4)
         written.append(mp4)
     return written
 
