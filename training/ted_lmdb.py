@@ -3,24 +3,23 @@
     python -m training.ted_lmdb --train data/ted_expressive_dataset/train --val data/ted_expressive_dataset/val \
         --test data/ted_expressive_dataset/test --skeleton ted_expressive --out data/ted_expressive_windows
 
-Each lmdb value (key '{:010}') was written by `pyarrow.serialize(dict)` (pyarrow 0.14.1), a format that pyarrow
-removed in 2.0, which is where users of the official code got stuck. Its bytes are documented enough to decode:
-    int32 num_tensors, int32 num_ndarrays, int32 num_buffers     (0.12 .. 0.14; <= 0.11 had no num_ndarrays)
+Each lmdb value (key '{:010}') was written by `pyarrow.serialize(dict)` of pyarrow 0.14.1, a format that pyarrow
+removed in 2.0, which is where users of the official code got stuck. Its bytes, checked against real pyarrow 0.14.1
+output (tests/data/pyarrow_0_14/, made by tests/pyarrow_0_14_fixtures.py under Python 3.7):
+    int32 num_tensors, int32 num_ndarrays, int32 num_buffers, padding to 8 bytes
     an Arrow IPC stream (legacy framing, metadata V4): schema + one record batch whose column 0 is a dense union,
-        one element per serialised object, children tagged by kind (see `_decode`)
-    padding to 64 bytes, then each tensor and each ndarray as an Arrow IPC tensor message (64-byte aligned),
-    then each buffer as int64 size + bytes.
-Current pyarrow still reads legacy-framed V4 messages (ARROW-6314) and V4 unions without top-level nulls, so it
-parses the container; the union-of-Python-objects layout is decoded here in plain Python. What pyarrow 0.14
-built is: a union child per kind of value, named "" for plain scalars (int64, utf8, binary, float16/32/64, bool,
-date64), "tensor" / "ndarray" / "buffer" (int32 indices into the blobs), and a struct holding one list field named
-"list" / "tuple" / "set" (values: a union) or "dict" (values: a struct of "keys" and "vals" unions).
+        one element per serialised object; each union child is named by pyarrow's PythonType code of the values
+        it holds ("1" int64, "4" utf8, "9" list<union>, "10" dict as list<struct<keys union, values union>>,
+        "14" int32 index of an ndarray ...; see `_decode`)
+    each tensor and each ndarray as an Arrow IPC tensor message, 64-byte aligned, then each buffer as int64 size +
+    bytes.
+Current pyarrow still reads legacy-framed V4 messages (ARROW-6314), so it parses the container; the
+union-of-Python-objects layout is decoded here in plain Python.
 
 Known limit: current pyarrow refuses a V4 union with nulls, i.e. a serialised None anywhere in a value ("Cannot read
-pre-1.0.0 Union array with top-level validity bitmap"); the official entries are not expected to hold any.
-Not tested against the real 16 GB files (not available here): tests/test_training_ted_lmdb.py writes values in
-exactly this layout with current pyarrow (legacy V4 framing) and decodes them. If a real file does not decode,
-the error names the entry; please report it with `--limit 1`.
+dense_union array with top-level validity bitmap"); the error names the entry. The official entries are not
+expected to hold any. Not run on the real 16 GB files (not available here); if one does not decode, the error names
+the entry: please report it with `--limit 1`.
 """
 from __future__ import annotations
 
@@ -49,15 +48,15 @@ def _pyarrow():
     return pa
 
 
-def decode_serialized(data: bytes, n_header_ints: int = 3):
-    """Decode one `pyarrow.serialize` blob (pyarrow 0.12 .. 0.14 layout) into Python objects and numpy arrays."""
+def decode_serialized(data: bytes):
+    """Decode one `pyarrow.serialize` blob (pyarrow 0.14 layout) into Python objects and numpy arrays."""
     pa = _pyarrow()
-    counts = struct.unpack_from(f"<{n_header_ints}i", data, 0)
+    counts = struct.unpack_from("<3i", data, 0)
     if min(counts) < 0 or max(counts) > 1_000_000:
         raise ValueError(f"not a pyarrow.serialize blob: implausible header counts {counts}")
-    n_tensors, n_ndarrays, n_buffers = counts if n_header_ints == 3 else (counts[0], 0, counts[1])
+    n_tensors, n_ndarrays, n_buffers = counts
     reader = pa.BufferReader(pa.py_buffer(data))
-    reader.seek(4 * n_header_ints)
+    reader.seek(16)  # the three counts, then the IPC stream 8-byte aligned
     schema_message = pa.ipc.read_message(reader)
     schema = pa.ipc.read_schema(schema_message)
     batch = pa.ipc.read_record_batch(pa.ipc.read_message(reader), schema)
@@ -77,25 +76,26 @@ def decode_serialized(data: bytes, n_header_ints: int = 3):
     return _decode(batch.column(0), 0, blobs)
 
 
+# pyarrow 0.14's PythonType codes (arrow/python/serialize.h), which name the union's fields ("9" = list...): the
+# field a value lives in says what it is; the scalar kinds (0 bool, 1 int, 3 bytes, 4 str, 5 half, 6 float,
+# 7 double, 8 date64) need no help to decode.
+LIST, DICT, TUPLE, SET = 9, 10, 11, 12
+BLOB_KINDS = {13: "tensor", 14: "ndarray", 15: "buffer"}  # an int32 index into the blobs after the record batch
+
+
 def _decode(union, i: int, blobs: dict):
     """Element i of a serialised-object union array."""
-    code = union.type_codes[i].as_py()
-    position = union.type.type_codes.index(code)
-    field = union.type.field(position)
-    child = union.field(position)
-    j = union.offsets[i].as_py()
-    if field.name in blobs:  # an index into the tensors / ndarrays / buffers that follow the record batch
-        return blobs[field.name][child[j].as_py()]
-    if _pyarrow().types.is_struct(child.type):  # a sub-sequence: struct of one list field, named by kind
-        kind = child.type.field(0).name
-        items = child.field(0)
-        start, stop = items.offsets[j].as_py(), items.offsets[j + 1].as_py()
-        values = items.values
-        if kind == "dict":
-            keys, vals = values.field("keys"), values.field("vals")
-            return {_decode(keys, k, blobs): _decode(vals, k, blobs) for k in range(start, stop)}
-        decoded = [_decode(values, k, blobs) for k in range(start, stop)]
-        return tuple(decoded) if kind == "tuple" else set(decoded) if kind == "set" else decoded
+    position = union.type.type_codes.index(union.type_codes[i].as_py())
+    code, child, j = int(union.type.field(position).name), union.field(position), union.offsets[i].as_py()
+    if code in BLOB_KINDS:
+        return blobs[BLOB_KINDS[code]][child[j].as_py()]
+    if code in (LIST, DICT, TUPLE, SET):  # a list<union> (dict: list<struct<keys union, values union>>)
+        start, stop = child.offsets[j].as_py(), child.offsets[j + 1].as_py()
+        if code == DICT:
+            keys, values = child.values.field(0), child.values.field(1)
+            return {_decode(keys, k, blobs): _decode(values, k, blobs) for k in range(start, stop)}
+        items = [_decode(child.values, k, blobs) for k in range(start, stop)]
+        return tuple(items) if code == TUPLE else set(items) if code == SET else items
     return child[j].as_py()
 
 
