@@ -112,32 +112,14 @@ class Vocab:
             raise ValueError(f"vocabulary file {path} is not valid JSON: {e}") from None
 
 
-def check_word_timings(words: Sequence) -> None:
-    """Raise ValueError naming the first malformed (word, start_s, end_s) entry."""
-    for i, item in enumerate(words):
-        if not isinstance(item, (tuple, list)) or len(item) != 3:
-            raise ValueError(f"word timing #{i} must be (word, start_s, end_s), got {item!r}")
-        word, start, end = item
-        if not isinstance(word, str):
-            raise ValueError(f"word timing #{i}: the word must be a string, got {word!r}")
-        try:
-            start, end = float(start), float(end)
-        except (TypeError, ValueError):
-            raise ValueError(f"word timing #{i} ({word!r}): start/end must be numbers, got {item[1:]!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)):
-            raise ValueError(f"word timing #{i} ({word!r}): start/end must be finite, got {start}, {end}")
-        if end < start:
-            raise ValueError(f"word timing #{i} ({word!r}): ends before it starts ({start} s > {end} s)")
-
-
 def frame_word_indices(words: Sequence, vocab: Vocab, window_start_s: float, n_frames: int = 34,
                        fps: float = FPS) -> np.ndarray:
     """(word, start_s, end_s) timings -> (n_frames,) int64 word ids of the window starting at `window_start_s`.
 
     As in the official data loader, a word is written at the one frame where it starts (floor), PAD elsewhere; a word
     that started before the window but is still being spoken lands on frame 0; a later word on the same frame wins.
+    `words` are checked once per utterance by `ha2g_model.words.validate_words`, not here (this runs every window).
     """
-    check_word_timings(words)
     indices = np.zeros(n_frames, dtype=np.int64)
     window_end_s = window_start_s + n_frames / fps
     for word, start, end in words:

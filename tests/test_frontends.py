@@ -9,6 +9,7 @@ import pytest
 from ha2g_model import audio as A
 from ha2g_model.text import (EOS, PAD, SOS, UNK, FastTextBin, Vocab, frame_word_indices, hashed_word_vectors,
                              load_word_vectors, normalize_word)
+from ha2g_model.words import validate_words
 
 DATA = Path(__file__).parent / "data"
 
@@ -145,14 +146,15 @@ def test_frame_word_indices_place_each_word_at_its_start_frame():
 
 @pytest.mark.parametrize("words, message", [
     ([("a", 1.0)], "#0 must be"),
-    ([("a", 0.0, 1.0), (3, 1.0, 2.0)], "#1: the word must be a string"),
+    ([("a", 0.0, 1.0), ("  ", 1.0, 2.0)], "#1 has an empty word"),
     ([("a", 2.0, 1.0)], "ends before it starts"),
-    ([("a", float("nan"), 1.0)], "finite"),
-    ([("a", "x", 1.0)], "numbers"),
+    ([("a", float("nan"), 1.0)], "non-finite"),
+    ([("a", "x", 1.0)], "#0 must be"),
+    ([None], "#0 must be"),
 ])
 def test_malformed_word_timings_are_named(words, message):
     with pytest.raises(ValueError, match=message):
-        frame_word_indices(words, Vocab(["a"]), 0.0)
+        validate_words(words, "transcript")
 
 
 def test_hashed_vectors_are_deterministic_and_subword_aware():

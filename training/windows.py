@@ -72,7 +72,7 @@ class Sequence:
             raise ValueError(f"{self.name}: audio contains NaN or Inf")
         if np.abs(self.audio).max(initial=0) > 1.0 + 1e-6:
             raise ValueError(f"{self.name}: audio must lie in [-1, 1] (max |x| = {np.abs(self.audio).max():.2f})")
-        validate_words(self.words, self.name)
+        self.words = validate_words(self.words, self.name)  # normalised: stripped, sorted by start
 
     @property
     def n_frames(self) -> int:
