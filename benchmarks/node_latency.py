@@ -30,15 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runs from a checkout without installing the package
 
+from timing import stats_ms  # noqa: E402  (benchmarks/ is on the path of a script run from it)
+
 CHUNK = 1600  # 100 ms at 16 kHz
-
-
-def stats_ms(values) -> dict:
-    values = np.asarray(values, dtype=np.float64) * 1e3
-    if not len(values):
-        return {"n": 0}
-    return {"n": int(len(values)), "mean": round(float(values.mean()), 2), "p50": round(float(np.median(values)), 2),
-            "p95": round(float(np.percentile(values, 95)), 2), "max": round(float(values.max()), 2)}
 
 
 def main(argv=None) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pinocchio as pin
 from tqdm import tqdm
+from timing import stats_ms  # benchmarks/ is on the path of a script run from it
 
 from ha2g_ros.retargeting import Retargeter, load_profile, shipped_profiles
 from ha2g_ros.retargeting.visualize import save_animation, save_frames_png
@@ -79,10 +80,6 @@ def evaluate(robot: str, clips: list[dict]) -> tuple[dict, Retargeter, list[np.n
         for k, term in enumerate(rt.terms):
             errors.setdefault(term.kind, []).append(angles_deg(human[:, k], robot_dirs[:, k]))
 
-    def stats(seconds):
-        ms = np.array(seconds) * 1e3
-        return {"mean": float(ms.mean()), "p95": float(np.percentile(ms, 95)), "max": float(ms.max())}
-
     result = {
         "robot": robot,
         "joints": len(rt.joint_names),
@@ -94,8 +91,8 @@ def evaluate(robot: str, clips: list[dict]) -> tuple[dict, Retargeter, list[np.n
         "position_limit_violations": position_violations,
         "velocity_limit_violations": velocity_violations,
         "frames_at_velocity_limit": {part: count / n_frames for part, count in at_limit.items()},
-        "solve_cpu_ms": stats(cpu),
-        "solve_wall_ms": stats(wall),
+        "solve_cpu_ms": stats_ms(cpu),
+        "solve_wall_ms": stats_ms(wall),
         "load_s": load_s,
     }
     return result, rt, trajectories
