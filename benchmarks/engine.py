@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # nothing here uses ROS; set as every script does
 os.environ.setdefault("ROS_DOMAIN_ID", "77")
 
+from timing import stats_ms  # noqa: E402  (benchmarks/ is on the path of a script run from it)
+
 # name -> (backend, precision, options)
 VARIANTS = {
     "torch-fp32": ("torch", "fp32", {}),
@@ -54,11 +56,6 @@ def speech_60s() -> tuple[np.ndarray, str]:
     t = np.arange(60 * 16000) / 16000
     voiced = (0.5 * (1 + np.sin(2 * np.pi * 3 * t))) ** 2 * np.sin(2 * np.pi * 140 * t)
     return (0.2 * voiced).astype(np.float32), "synthetic"
-
-
-def stats_ms(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000
-    return {"min": float(ms.min()), "median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
 
 
 def worker(preset: str, variant: str, device: str, repeats: int, batch: int, threads: int | None) -> dict:
