@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="torch, onnxruntime, tensorrt, auto, or a "
                                                           "comma-separated fallback list")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per backend session (default or 0: all cores). The encoders run beside the "
+                             "GRU chain, so on 2 cores 1 is faster for the full-size models (docs/engine.md)")
     parser.add_argument("--speaker", type=int, default=0, help="gesture style (a speaker id of the checkpoint)")
     parser.add_argument("--seed", type=int, default=None, help="sample the style noise with this seed "
                                                                "(default: deterministic, z = mu)")
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 0:
+        parser.error(f"--threads must be 0 (all cores) or more, got {args.threads}")
     try:
         return _generate(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -59,7 +65,8 @@ def _generate(args) -> int:
     duration = len(audio) / SAMPLE_RATE
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
     engine = GestureEngine.from_checkpoint(args.checkpoint, backend=args.backend.split(","), device=args.device,
-                                           speaker=args.speaker, seed=args.seed)
+                                           speaker=args.speaker, seed=args.seed,
+                                           backend_options={"threads": args.threads} if args.threads else None)
     directions = engine.generate_utterance(audio, words, fade_to_rest=not args.no_fade, progress=True)
     skeleton = engine.skeleton
     times = np.arange(len(directions)) / FPS

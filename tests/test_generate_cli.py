@@ -69,8 +69,10 @@ def test_generate_writes_sequence_json_and_video(tmp_path, checkpoint, speech_fi
 
 def test_text_without_timings_and_no_video(tmp_path, checkpoint, speech_file):
     out = tmp_path / "out"
+    # the module runs with one torch thread (fixture, which restores the count afterwards): ask for two
     assert main([str(speech_file), "--text", "we move our hands", "--out", str(out), "--checkpoint",
-                 str(checkpoint), "--backend", "torch", "--video", "none", "--seed", "1"]) == 0
+                 str(checkpoint), "--backend", "torch", "--video", "none", "--seed", "1", "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 2  # --threads reached the backend
     assert sorted(p.name for p in out.iterdir()) == ["gestures.json", "gestures.npz"]
 
 
