@@ -38,7 +38,7 @@ CHUNK = 1600  # 100 ms at 16 kHz
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backend", default="auto", help="the gesture node's backend parameter")
     parser.add_argument("--robot", default="pepper")
     parser.add_argument("--hop", type=int, default=6, help="hop_frames")
     parser.add_argument("--lookahead", type=int, default=4, help="lookahead_frames")

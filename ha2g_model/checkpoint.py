@@ -6,7 +6,8 @@
     vocab.json          the word vocabulary ({"words": [...]}, index = position)
 
 `load_checkpoint` rebuilds the model from these alone and refuses, with a message that says what is wrong, files
-that are missing or do not fit (pose_dim, level count, missing/unexpected keys, shapes, vocabulary size).
+that are missing or do not fit (pose_dim, level count, missing/unexpected keys, shapes, vocabulary size) and
+weights that are NaN or Inf.
 Official HA2G checkpoints are read by `ha2g_model.official` (also reachable here as `load_official_checkpoint`).
 """
 from __future__ import annotations
@@ -80,6 +81,13 @@ def load_state_checked(model: HA2G, state: dict[str, torch.Tensor], source: str)
         problems.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:5]})")
+    # A diverged or damaged file: refused here because ONNX Runtime's GRU turns NaN into finite values, so a
+    # NaN weight would otherwise become silent garbage motion instead of a failing window.
+    non_finite = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in sorted(state.items())
+                  if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        problems.append(f"{len(non_finite)} tensors with NaN/Inf values (e.g. {non_finite[:3]}): a diverged or "
+                        f"damaged file")
     if problems:
         c = model.config
         raise ValueError(f"{source} does not fit the model ({c.skeleton}, pose_dim {c.pose_dim}, "

@@ -25,6 +25,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError,
                                      StreamResampler, message_class, to_chunk)
@@ -57,7 +58,8 @@ PARAMS = (
     Param("robot", "pepper", "Robot profile: a name in config/robots/ or a path to a profile YAML."),
     Param("robot_description", "", "URDF XML of the robot; empty = the URDF the profile names."),
     Param("checkpoint", "", "HA2G checkpoint directory; empty = the shipped default checkpoint."),
-    Param("backend", "torch", "Inference backend of the gesture engine.",
+    Param("backend", "auto", "Inference backend of the gesture engine; auto = the fastest that loads (CPU: "
+          "onnxruntime, then torch; CUDA: tensorrt, torch, onnxruntime).",
           choices=("torch", "onnxruntime", "tensorrt", "auto")),
     Param("device", "cpu", "Torch device of the engine (cpu, cuda, cuda:1, ...)."),
     Param("threads", 1, "CPU threads of the torch/onnxruntime backend; 0 = the backend's default (all cores). One "
@@ -164,7 +166,7 @@ class GestureNode(Node):
         try:
             self.engine.push_audio(np.zeros(3 * SAMPLE_RATE, np.float32))
             self.engine.pull_frames()
-        except ValueError as error:
+        except (ValueError, BackendError) as error:
             raise ValueError(f"the checkpoint fails on silence, a broken or diverged model? ({error})") from None
         self.engine.reset()
         self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=get("robot_description") or None)
@@ -219,7 +221,8 @@ class GestureNode(Node):
         self.get_logger().info(
             f"robot {get('robot')!r}: groups {', '.join(f'{g} ({len(j)} joints)' for g, j in self.groups.items())}; "
             f"audio {get('audio_type')} at {get('sample_rate')} Hz x{get('channels')}; hop {get('hop_frames')}, "
-            f"lookahead {get('lookahead_frames')} frames, playback delay {get('playback_delay_s')} s")
+            f"lookahead {get('lookahead_frames')} frames, playback delay {get('playback_delay_s')} s; "
+            f"backend {self.engine.backend.name} ({self.engine.backend.device}, {self.engine.backend.precision})")
 
     # --- callbacks: validate and buffer, nothing heavy ---
     def now_s(self) -> float:

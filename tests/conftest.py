@@ -3,9 +3,12 @@
 ROS 2 reads ROS_AUTOMATIC_DISCOVERY_RANGE and ROS_DOMAIN_ID when a context is initialised, so they are set here, at
 import time, before any test creates a node; child processes started by tests inherit them.
 """
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +20,10 @@ os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the ran
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("HA2G_TEST_ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 # The ROS 2 wheels find their resources through the ament index of the environment they are installed in.
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+# Exported ONNX files (the nodes' default backend is onnxruntime) go to a cache of this session, not the user's.
+_CACHE = tempfile.mkdtemp(prefix="ha2g-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

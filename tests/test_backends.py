@@ -89,6 +89,21 @@ def test_onnxruntime_matches_torch(tmp_path, model, batch):
     assert parts == ["decode_dynamic.onnx", "encode_dynamic.onnx"]  # the convolutions and the GRU chain
 
 
+def test_onnxruntime_fails_a_window_with_nan_features_like_torch(tmp_path):
+    """ONNX Runtime's GRU turns NaN inputs into finite values: without the backend's check, a style whose weights
+    went NaN would produce plausible garbage instead of a failing window."""
+    pytest.importorskip("onnxruntime")
+    model = make_model("tiny_expressive")
+    with torch.no_grad():
+        model.audio_encoder.speaker_embedding[0].weight[1] = float("nan")
+    backend = create_backend("onnxruntime", model, cache_dir=tmp_path)
+    spec, words, seed, _, noise = window_inputs(model.config, 1)
+    assert np.isfinite(backend.run(spec, words, seed, np.array([0]), noise)).all()
+    assert np.isnan(eager(model, spec, words, seed, np.array([1]), noise)).all()
+    with pytest.raises(BackendError, match="NaN or Inf features"):
+        backend.run(spec, words, seed, np.array([1]), noise)
+
+
 def test_onnx_export_is_valid_and_cached(tmp_path, model):
     onnx = pytest.importorskip("onnx")
     from ha2g_model.backends.onnx_backend import INPUT_NAMES, OUTPUT_NAME, cached_onnx, export_onnx

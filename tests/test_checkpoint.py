@@ -109,6 +109,19 @@ def test_missing_unexpected_and_misshapen_keys_are_named(saved):
         load_checkpoint(path)
 
 
+def test_nan_and_inf_weights_are_refused(saved):
+    """A diverged or damaged file fails at load, by name: at run time some backends would hide the NaN."""
+    path, _, _ = saved
+    state = dict(load_file(str(path / WEIGHTS)))
+    state["audio_encoder.fc2.bias"] = state["audio_encoder.fc2.bias"].clone()
+    state["audio_encoder.fc2.bias"][3] = float("nan")
+    state["generator.levels.0.speaker_embedding.0.weight"] = torch.full_like(
+        state["generator.levels.0.speaker_embedding.0.weight"], float("inf"))
+    save_file(state, str(path / WEIGHTS))
+    with pytest.raises(ValueError, match=r"2 tensors with NaN/Inf values .*audio_encoder.fc2.bias \(1 of 18\)"):
+        load_checkpoint(path)
+
+
 def test_config_and_vocab_problems(saved):
     path, _, _ = saved
     (path / "vocab.json").write_text(json.dumps({"words": ["<PAD>", "<SOS>", "<EOS>", "<UNK>", "a"]}))

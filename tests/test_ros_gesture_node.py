@@ -27,6 +27,7 @@ def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
     assert paragraph_start - paragraph_end > 2.5
     h = Harness(rclpy_context, checkpoint, vad_hangover_s=0.4, fade_out_s=0.5)
     try:
+        assert h.gesture.engine.backend.name == "onnxruntime"  # what backend "auto" (the default) picks on a CPU
         rest = h.gesture.rest
         start_state = rest.copy()
         start_state[h.index["LShoulderPitch"]] -= 0.6  # the robot is not at rest when the node starts
@@ -97,29 +98,32 @@ def test_every_audio_message_type_drives_the_node(rclpy_context, checkpoint, spe
     assert all(msgs for msgs in h.received.values())
 
 
-def nan_checkpoint(checkpoint, path, speaker=None):
-    """A copy of `checkpoint` with NaN weights: every float tensor, or only `speaker`'s style embedding rows."""
+def damaged_checkpoint(checkpoint, path, value: float):
+    """A copy of `checkpoint` whose float weights all equal `value`: NaN (a diverged training run) or a huge finite
+    number (one about to diverge: every window overflows)."""
     import shutil
 
     from safetensors.numpy import load_file, save_file
 
     shutil.copytree(checkpoint, path)
     weights = load_file(path / "model.safetensors")
-    for name, value in weights.items():
-        if speaker is None and value.dtype.kind == "f":
-            weights[name] = np.full_like(value, np.nan)
-        elif speaker is not None and name.endswith("speaker_embedding.0.weight"):
-            value[speaker] = np.nan
+    for name, weight in weights.items():
+        if weight.dtype.kind == "f":
+            weights[name] = np.full_like(weight, value)
     save_file(weights, path / "model.safetensors")
     return path
 
 
-def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, checkpoint, speech, tmp_path):
-    """NaN / out-of-range / odd-length audio is dropped; a style whose weights are NaN (a corrupted checkpoint row)
-    makes inference fail: the robot fades to rest within its limits, the node keeps running, and recovers when a
-    working style is chosen again."""
-    broken = nan_checkpoint(checkpoint, tmp_path / "corrupted", speaker=1)
-    h = Harness(rclpy_context, broken, audio_type="std_msgs/msg/Float32MultiArray", channels=2)
+def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, checkpoint, speech):
+    """NaN / out-of-range / odd-length audio is dropped; a style whose weights turn NaN in memory (a file with NaN
+    weights is refused at load: see the start-up test) makes inference fail: the robot fades to rest within its
+    limits, the node keeps running, and recovers when a working style is chosen again. The torch backend runs the
+    node's own model object, so the damage reaches the very next window."""
+    import torch
+
+    h = Harness(rclpy_context, checkpoint, backend="torch", audio_type="std_msgs/msg/Float32MultiArray", channels=2)
+    with torch.no_grad():
+        h.gesture.engine.backend.model.audio_encoder.speaker_embedding[0].weight[1] = float("nan")
     stereo = np.repeat(speech[0][:, None], 2, axis=1)
 
     def play(seconds, start):
@@ -190,9 +194,12 @@ def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint, tmp_path
                                                                     Parameter(name, value=value)])
     with pytest.raises(FileNotFoundError, match="no HA2G checkpoint"):
         GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value="/nonexistent")])
-    diverged = nan_checkpoint(checkpoint, tmp_path / "diverged")
-    with pytest.raises(ValueError, match="checkpoint fails on silence"):
-        GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(diverged))])
+    for value, message in [(np.nan, "NaN/Inf values"), (3e38, "checkpoint fails on silence")]:
+        damaged = damaged_checkpoint(checkpoint, tmp_path / f"damaged_{value}", value)
+        for backend in ("onnxruntime", "torch"):
+            with pytest.raises(ValueError, match=message):
+                GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(damaged)),
+                                                                        Parameter("backend", value=backend)])
 
 
 def test_disabled_node_holds_the_rest_pose(rclpy_context, checkpoint, speech):

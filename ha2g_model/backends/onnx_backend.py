@@ -178,6 +178,10 @@ class OnnxBackend:
 
     def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
         """`HA2G.decode_window`: the level chain on encoded windows -> poses (B, 34, pose_dim)."""
+        # ONNX Runtime's GRU clamps NaN to finite values (measured: NaN features in, finite poses out), so a NaN
+        # here would leave as plausible-looking garbage instead of failing the window as torch does.
+        if not (np.isfinite(blends).all() and np.isfinite(texts).all()):
+            raise BackendError("the audio/text encoders produced NaN or Inf features (damaged weights?)")
         feeds = {**onnx_inputs(None, None, seed, speaker, noise), "blends": np.ascontiguousarray(blends, np.float32),
                  "texts": np.ascontiguousarray(texts, np.float32)}
         return self._decoder.run([OUTPUT_NAME], feeds)[0]
