@@ -38,7 +38,7 @@ CHUNK = 1600  # 100 ms at 16 kHz
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--backend", default="auto", help="the gesture node's backend parameter")
+    parser.add_argument("--backend", help="the gesture node's backend parameter (default: the node's own default)")
     parser.add_argument("--robot", default="pepper")
     parser.add_argument("--hop", type=int, default=6, help="hop_frames")
     parser.add_argument("--lookahead", type=int, default=4, help="lookahead_frames")
@@ -70,8 +70,10 @@ def main(argv=None) -> dict:
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    overrides = {"robot": args.robot, "backend": args.backend, "hop_frames": args.hop,
-                 "lookahead_frames": args.lookahead, "playback_delay_s": args.delay}
+    overrides = {"robot": args.robot, "hop_frames": args.hop, "lookahead_frames": args.lookahead,
+                 "playback_delay_s": args.delay}
+    if args.backend:
+        overrides["backend"] = args.backend
     if args.checkpoint:
         overrides["checkpoint"] = args.checkpoint
     node = GestureNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
@@ -122,7 +124,8 @@ def main(argv=None) -> dict:
     # gesture; delay minus it is the headroom left before the frame would be late.
     external = [arrival - (play - args.delay) for arrival, play in received]
     result = {
-        "config": {**overrides, "checkpoint": args.checkpoint or "shipped default", "seconds": args.seconds},
+        "config": {**overrides, "backend": node.engine.backend.name,  # the one that loaded
+                   "checkpoint": args.checkpoint or "shipped default", "seconds": args.seconds},
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
         "compute_ms": stats_ms(compute), "tick_ms": stats_ms(ticks), "latency_ms_node": stats_ms(latency),
