@@ -7,6 +7,7 @@ Shipped profiles live in config/robots/<name>.yaml; docs/retargeting.md explains
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, joint_id
 SIDES = ("left", "right")
 FINGERS = FINGER_NAMES  # a hand joint follows one of these fingers (TED Expressive order)
 # What drives a hand joint: overall closure, one finger's curl, or one finger joint (1 = knuckle, 2 = middle joint).
+# rad/s^2: reaches a typical arm joint's scaled speed limit (3-4 rad/s) in about half a second.
+DEFAULT_ACCELERATION_LIMIT = 6.0
 CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FINGERS for k in (1, 2))
 
 
@@ -77,6 +80,9 @@ class RobotProfile:
     hands: dict[str, tuple[HandJoint, ...]] = field(default_factory=dict)  # empty: no hands, fingers ignored
     rest: dict[str, float] = field(default_factory=dict)  # missing joints rest at 0 clipped into their limits
     speed_scale: dict[str, float] = field(default_factory=dict)  # per joint; key "default" for the others
+    # rad/s^2 per joint, key "default" for the others. URDFs carry no acceleration limits: each shipped profile
+    # states a conservative value; a profile without one gets DEFAULT_ACCELERATION_LIMIT.
+    acceleration_limits: dict[str, float] = field(default_factory=dict)
     solver: SolverConfig = field(default_factory=SolverConfig)
     origin: str = "<dict>"  # where the profile came from, for messages (not a YAML key)
 
@@ -95,6 +101,10 @@ class RobotProfile:
 
     def speed_scale_of(self, joint: str) -> float:
         return float(self.speed_scale.get(joint, self.speed_scale.get("default", 1.0)))
+
+    def acceleration_limit_of(self, joint: str) -> float:
+        return float(self.acceleration_limits.get(joint, self.acceleration_limits.get(
+            "default", DEFAULT_ACCELERATION_LIMIT)))
 
 
 def _take(data: dict, cls, where: str, internal: tuple[str, ...] = (), **converters):
@@ -170,6 +180,7 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
                     hands=hands,
                     rest=numbers("rest"),
                     speed_scale=numbers("speed_scale"),
+                    acceleration_limits=numbers("acceleration_limits"),
                     solver=solver)
     profile = RobotProfile(**{**profile.__dict__, "origin": source})
     _check_consistency(profile)
@@ -197,6 +208,12 @@ def _check_consistency(profile: RobotProfile) -> None:
             raise ValueError(f"{where}: speed_scale names {joint!r}, which is not a commanded joint")
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"{where}: speed_scale of {joint!r} must be in (0, 1], got {scale}")
+    for joint, limit in profile.acceleration_limits.items():
+        if joint != "default" and joint not in names:
+            raise ValueError(f"{where}: acceleration_limits names {joint!r}, which is not a commanded joint")
+        if not (math.isfinite(limit) and limit > 0):
+            raise ValueError(f"{where}: acceleration limit of {joint!r} must be a positive, finite number of "
+                             f"rad/s^2, got {limit}")
     for joint in profile.rest:
         if joint not in names:
             raise ValueError(f"{where}: rest names {joint!r}, which is not a commanded joint")
