@@ -1,35 +1,55 @@
 """Our checkpoint format: a directory that describes itself, with no pickle anywhere.
 
     model.safetensors   every weight and buffer of HA2G (state_dict names)
-    config.json         {"format": ..., "config": HA2GConfig.to_dict(), "meta": {...}}  meta: skeleton, pose_dim,
-                        n_levels, plus whatever the writer adds (training command, metrics, speakers, ...)
+    config.json         {"format": ..., "config": HA2GConfig.to_dict(), "meta": {...}, "onnx": {...}}  meta: skeleton,
+                        pose_dim, n_levels, plus whatever the writer adds (training command, metrics, speakers, ...);
+                        onnx: the record of the shipped ONNX graphs, when there are any (see below)
     vocab.json          the word vocabulary ({"words": [...]}, index = position)
+    encode.onnx, decode.onnx, window.onnx   optional: the inference graphs (ha2g_model.onnx_export), so that ONNX
+                        Runtime runs the checkpoint without torch. config.json's "onnx" record holds the SHA-256 of
+                        the model.safetensors they were exported from and of each graph file; `checkpoint_graphs`
+                        checks both before a graph is used.
 
 `load_checkpoint` rebuilds the model from these alone and refuses, with a message that says what is wrong, files
 that are missing or do not fit (pose_dim, level count, missing/unexpected keys, shapes, vocabulary size) and
-weights that are NaN or Inf.
+weights that are NaN or Inf. `read_checkpoint` reads only the description (config, vocabulary, meta).
 Official HA2G checkpoints are read by `ha2g_model.official` (also reachable here as `load_official_checkpoint`).
+
+torch is imported only by the functions that build or save a model: describing a checkpoint and verifying its
+graphs (the onnxruntime path) must work in an install without torch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from ha2g_model.config import HA2GConfig
-from ha2g_model.model import HA2G
 from ha2g_model.text import Vocab
+
+log = logging.getLogger(__name__)
 
 FORMAT = "ha2g_ros.checkpoint/1"
 WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+# The ONNX graphs a checkpoint can ship (file <part>.onnx): onnxruntime runs encode + decode, TensorRT builds its
+# engine from window. EXPORT_COMMAND writes them (ha2g_model.onnx_export).
+GRAPHS = ("encode", "decode", "window")
+EXPORT_COMMAND = "ha2g-export-onnx"
 
 
-def save_checkpoint(path, model: HA2G, vocab: Vocab, meta: dict | None = None) -> Path:
-    """Write the checkpoint directory `path` (created if needed). `meta` must be JSON-serialisable."""
+class GraphError(ValueError):
+    """A checkpoint's ONNX graphs cannot be used (none shipped, exported from other weights, damaged file)."""
+
+
+def save_checkpoint(path, model, vocab: Vocab, meta: dict | None = None) -> Path:
+    """Write the checkpoint directory `path` (created if needed). `meta` must be JSON-serialisable.
+
+    ONNX graphs of earlier weights in `path` are deleted: they no longer describe the new weights (export again
+    with `onnx_export.export_checkpoint_graphs`)."""
+    from safetensors.torch import save_file
+
     config = model.config
     if len(vocab) != config.n_words:
         raise ValueError(f"vocabulary has {len(vocab)} words but the model's embedding has n_words={config.n_words}")
@@ -41,6 +61,8 @@ def save_checkpoint(path, model: HA2G, vocab: Vocab, meta: dict | None = None) -
         raise ValueError(f"checkpoint meta must be JSON-serialisable: {e}") from None
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    for part in GRAPHS:
+        (path / f"{part}.onnx").unlink(missing_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS), metadata={"format": "pt", "skeleton": config.skeleton})
     (path / CONFIG).write_text(config_text)
@@ -66,7 +88,23 @@ def _check_structure(state: dict, config: HA2GConfig, source: str) -> None:
                          f"describes {config.skeleton} with pose_dim {config.pose_dim}")
 
 
-def load_state_checked(model: HA2G, state: dict[str, torch.Tensor], source: str) -> None:
+def share_identical_word_tables(state: dict, config: HA2GConfig) -> tuple[dict, HA2GConfig]:
+    """One word table instead of N+1 identical ones: official checkpoints (their tables alias one array while they
+    train, see config.py) and our checkpoints of the paper presets written before the table was shared. Tables that
+    differ are kept, one per text encoder: merging them would change the model."""
+    if config.shared_word_embedding:
+        return state, config
+    keys = [f"word_embeddings.{i}.weight" for i in range(config.n_levels + 1)]
+    if not all(k in state for k in keys):
+        return state, config  # load_state_checked names what is missing
+    if not all(state[k].equal(state[keys[0]]) for k in keys[1:]):
+        log.info("the %d word tables of this checkpoint differ: kept one per text encoder (%.0f MB)", len(keys),
+                 sum(state[k].nbytes for k in keys) / 2**20)
+        return state, config
+    return {k: v for k, v in state.items() if k not in keys[1:]}, config.replace(shared_word_embedding=True)
+
+
+def load_state_checked(model, state: dict, source: str) -> None:
     """load_state_dict(strict=True) with errors that say which keys are missing/unexpected and which shapes differ."""
     _check_structure(state, model.config, source)
     expected = model.state_dict()
@@ -83,8 +121,8 @@ def load_state_checked(model: HA2G, state: dict[str, torch.Tensor], source: str)
         problems.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:5]})")
     # A diverged or damaged file: refused here because ONNX Runtime's GRU turns NaN into finite values, so a
     # NaN weight would otherwise become silent garbage motion instead of a failing window.
-    non_finite = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in sorted(state.items())
-                  if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    non_finite = [f"{k} ({int((~v.isfinite()).sum())} of {v.numel()})" for k, v in sorted(state.items())
+                  if v.is_floating_point() and not bool(v.isfinite().all())]
     if non_finite:
         problems.append(f"{len(non_finite)} tensors with NaN/Inf values (e.g. {non_finite[:3]}): a diverged or "
                         f"damaged file")
@@ -95,32 +133,97 @@ def load_state_checked(model: HA2G, state: dict[str, torch.Tensor], source: str)
     model.load_state_dict(state, strict=True)
 
 
-def load_checkpoint(path, device: str = "cpu") -> tuple[HA2G, Vocab, dict]:
-    """Checkpoint directory -> (HA2G in eval mode on `device`, Vocab, meta)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint directory {path} not found")
-    config_file, vocab_file, weights_file = (_require(path, n) for n in (CONFIG, VOCAB, WEIGHTS))
+def _read_description(path: Path) -> dict:
+    config_file = _require(path, CONFIG)
     try:
         described = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{config_file} is not valid JSON: {e}") from None
     if not isinstance(described, dict) or described.get("format") != FORMAT or "config" not in described:
         raise ValueError(f"{config_file} is not a {FORMAT} config (an official .bin? use load_official_checkpoint)")
+    return described
+
+
+def read_checkpoint(path) -> tuple[HA2GConfig, Vocab, dict]:
+    """Checkpoint directory -> (HA2GConfig, Vocab, meta) without loading the weights (and without torch)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} not found")
+    described = _read_description(path)
+    vocab_file = _require(path, VOCAB)
+    _require(path, WEIGHTS)
     config = HA2GConfig.from_dict(described["config"])
     vocab = Vocab.load(vocab_file)
     if len(vocab) != config.n_words:
-        raise ValueError(f"{vocab_file} has {len(vocab)} words but {config_file} says n_words={config.n_words}")
+        raise ValueError(f"{vocab_file} has {len(vocab)} words but {path / CONFIG} says n_words={config.n_words}")
+    return config, vocab, dict(described.get("meta", {}))
+
+
+def load_checkpoint(path, device: str = "cpu"):
+    """Checkpoint directory -> (HA2G in eval mode on `device`, Vocab, meta). Identical word tables of older
+    checkpoints become the one shared table (`share_identical_word_tables`)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ha2g_model.model import HA2G
+
+    config, vocab, meta = read_checkpoint(path)
+    weights_file = Path(path) / WEIGHTS
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{weights_file} is not a readable safetensors file: {e}") from None
+    state, config = share_identical_word_tables(state, config)
     model = HA2G(config)
     load_state_checked(model, state, f"checkpoint {path}")
-    return model.to(device).eval(), vocab, dict(described.get("meta", {}))
+    return model.to(device).eval(), vocab, meta
 
 
-def load_official_checkpoint(path, device: str = "cpu") -> tuple[HA2G, Vocab, dict]:
+# --- shipped ONNX graphs ------------------------------------------------------------------------------------------
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def record_graphs(path, files: dict[str, Path], **details) -> None:
+    """Record the graphs `files` (part -> file in `path`) in config.json, tied to the current model.safetensors."""
+    path = Path(path)
+    described = _read_description(path)
+    graphs = {part: {"file": file.name, "sha256": file_sha256(file), "bytes": file.stat().st_size}
+              for part, file in files.items()}
+    described["onnx"] = {"weights_sha256": file_sha256(path / WEIGHTS), "graphs": graphs, **details}
+    (path / CONFIG).write_text(json.dumps(described, indent=1))
+
+
+def checkpoint_graphs(path, parts=("encode", "decode")) -> dict[str, Path]:
+    """The shipped ONNX graphs `parts` of checkpoint `path` -> their files, after checking that they were exported
+    from this model.safetensors and are intact. Raises GraphError saying why they cannot be used."""
+    path = Path(path)
+    again = f"export them with `{EXPORT_COMMAND} {path}` (needs torch)"
+    record = _read_description(path).get("onnx") or {}
+    missing = [part for part in parts if part not in record.get("graphs", {})]
+    if missing:
+        raise GraphError(f"checkpoint {path} ships no ONNX graph {'/'.join(missing)}: {again}")
+    if file_sha256(_require(path, WEIGHTS)) != record.get("weights_sha256"):
+        raise GraphError(f"the ONNX graphs of checkpoint {path} were exported from other weights than its "
+                         f"{WEIGHTS} (changed since the export): {again}")
+    files = {}
+    for part in parts:
+        entry = record["graphs"][part]
+        file = path / entry["file"]
+        if not file.is_file():
+            raise GraphError(f"checkpoint {path}: {file.name} is missing: {again}")
+        size = file.stat().st_size
+        if size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
+            damage = f"truncated, {size} of {entry['bytes']} bytes" if size < entry["bytes"] else "content changed"
+            raise GraphError(f"checkpoint {path}: {file.name} is damaged ({damage}; its SHA-256 differs from the "
+                             f"export record): {again}")
+        files[part] = file
+    return files
+
+
+def load_official_checkpoint(path, device: str = "cpu"):
     """See `ha2g_model.official.load_official_checkpoint` (imported lazily: it needs this module)."""
     from ha2g_model.official import load_official_checkpoint as load
 

@@ -2,7 +2,7 @@
 
 The defaults are the official layout (alvinliu0/HA2G, `config*/hierarchy.yml`), so an official checkpoint maps onto
 `HA2GConfig(skeleton=..., hidden_size=args.hidden_size, n_layers=args.n_layers, n_words=..., n_speakers=...)`.
-The audio-encoder widths/blocks and `shared_word_embedding` exist for OUR smaller checkpoints only.
+The audio-encoder widths/blocks exist for OUR smaller checkpoints only.
 """
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ class HA2GConfig:
     # text
     n_words: int = 50  # vocabulary size (PAD 0, SOS 1, EOS 2, UNK 3, then words)
     word_dim: int = 300  # FastText vectors are 300-d
-    # One embedding table for all text encoders instead of one per generator + one for the contrastive encoder.
-    # The official code keeps N+1 copies (all initialised from the same FastText vectors); sharing keeps a
-    # real-vocabulary checkpoint small (a 10k-word table is 12 MB per copy).
-    shared_word_embedding: bool = False
+    # One embedding table for all text encoders. The official code builds N+1 tables (one per generator + the
+    # contrastive encoder) from the same float32 FastText array with `torch.FloatTensor(array)`, which does not
+    # copy: they are one table that every encoder trains. False (N+1 separate tables) exists only for checkpoints
+    # whose tables differ (`checkpoint.share_identical_word_tables` merges those that do not): at 30,000 words a
+    # table is 36 MB, so N+1 of them would dominate a full-size model's memory.
+    shared_word_embedding: bool = True
     tcn_kernel: int = 2
     # speaker style: an embedding table of n_speakers ids (official: the speaker Vocab's n_words, id 0 unused)
     n_speakers: int = 8
@@ -115,14 +117,14 @@ PRESETS: dict[str, HA2GConfig] = {
     # The paper's models, layer for layer (train with these to reproduce the paper, bug included).
     "ted_gesture": HA2GConfig(skeleton="ted_gesture"),
     "ted_expressive": HA2GConfig(skeleton="ted_expressive", official_head_copy_bug=True),
-    # Our shipped default: same architecture, narrower, one shared word table, the head copy fixed. 4.0 M
+    # Our shipped default: same architecture, narrower, the head copy fixed. 4.0 M
     # parameters + 0.3 M per 1000 words (16 MB + 1.2 MB per 1000 words as float32); hidden 128 would be 5.7 M.
     "compact_expressive": HA2GConfig(skeleton="ted_expressive", hidden_size=96, n_layers=2,
-                                     shared_word_embedding=True, audio_widths=(16, 32, 64, 128),
+                                     audio_widths=(16, 32, 64, 128),
                                      audio_blocks=(2, 2, 2, 2)),
     # Tiny, for unit tests only.
     "tiny_gesture": HA2GConfig(skeleton="ted_gesture", hidden_size=16, n_layers=1, word_dim=8, n_words=20,
-                               n_speakers=3, shared_word_embedding=True, audio_widths=(8, 16, 32, 64),
+                               n_speakers=3, audio_widths=(8, 16, 32, 64),
                                audio_blocks=(1, 1, 1, 1)),
     "tiny_expressive": HA2GConfig(skeleton="ted_expressive", hidden_size=16, n_layers=1, word_dim=8, n_words=20,
                                   n_speakers=3, audio_widths=(8, 16, 32, 64), audio_blocks=(1, 1, 1, 1)),

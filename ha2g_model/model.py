@@ -51,17 +51,20 @@ class HA2G(nn.Module):
         self.audio_encoder = AudioEncoder(config)
         self.generator = HierarchicalPoseGenerator(config)
         self.text_encoder = TextEncoder(config)  # standalone, only for the audio-text contrastive loss
-        # one table per text encoder (levels..., contrastive) as in the official code, or a single shared one
+        # One table that every text encoder reads (the official model's N+1 tables alias one array, see config.py);
+        # one table per encoder (levels..., contrastive) only for checkpoints whose tables differ.
         n_tables = 1 if config.shared_word_embedding else config.n_levels + 1
         self.word_embeddings = nn.ModuleList(nn.Embedding(config.n_words, config.word_dim) for _ in range(n_tables))
         self.discriminator = Discriminator(config)
 
     # --- pieces ------------------------------------------------------------------------------------------------
 
-    def word_vectors(self, words, encoder: int):
-        """words (B, T) -> (B, T, word_dim) from the table of text encoder `encoder` (0..L-1 levels, L contrastive)."""
-        table = self.word_embeddings[0 if self.config.shared_word_embedding else encoder]
-        return table(words)
+    def word_vectors(self, words) -> list[torch.Tensor]:
+        """words (B, T) -> one (B, T, word_dim) tensor per text encoder (levels 0..L-1, then the contrastive one).
+        A shared table is looked up once (one Gather in the exported graphs)."""
+        if len(self.word_embeddings) == 1:
+            return [self.word_embeddings[0](words)] * (self.config.n_levels + 1)
+        return [table(words) for table in self.word_embeddings]
 
     def encode_audio(self, spec, speaker) -> dict:
         return self.audio_encoder(spec, speaker)
@@ -72,8 +75,7 @@ class HA2G(nn.Module):
         n_levels = self.config.n_levels
         if noise is None and sample:
             noise = torch.randn(seed.shape[0], n_levels, self.config.z_dim, device=seed.device, dtype=seed.dtype)
-        vectors = [self.word_vectors(words, k) for k in range(n_levels)]
-        return self.generator(blends, vectors, seed, speaker, noise)
+        return self.generator(blends, self.word_vectors(words)[:n_levels], seed, speaker, noise)
 
     def discriminate(self, poses):
         return self.discriminator(poses)
@@ -91,7 +93,7 @@ class HA2G(nn.Module):
         self._check_inputs(spec, words, seed, speaker, noise)
         audio = self.encode_audio(spec, speaker)
         chain = self.decode(audio["blends"], words, seed, speaker, noise, sample=self.training)
-        text_feat = self.text_encoder(self.word_vectors(words, self.config.n_levels))
+        text_feat = self.text_encoder(self.word_vectors(words)[-1])
         return HA2GOutput(poses=chain["out"], pre_seqs=chain["pre_seq"], z=chain["z"], z_mu=chain["mu"],
                           z_logvar=chain["logvar"], level_text_feats=chain["text"],
                           audio_weight=audio["weight"], audio_low=audio["low"], audio_mid=audio["mid"],
@@ -115,8 +117,8 @@ class HA2G(nn.Module):
         at once (batched, or beside the level chain) and only `decode_window` runs window after window."""
         self._check_inputs(spec, words, None, speaker, None)
         blends = torch.stack(self.encode_audio(spec, speaker)["blends"], dim=1)
-        texts = torch.stack([level.text_encoder(self.word_vectors(words, k))
-                             for k, level in enumerate(self.generator.levels)], dim=1)
+        texts = torch.stack([level.text_encoder(vectors)
+                             for level, vectors in zip(self.generator.levels, self.word_vectors(words))], dim=1)
         return blends, texts
 
     def decode_window(self, blends, texts, seed, speaker, noise=None):

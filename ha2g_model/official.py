@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ha2g_model.checkpoint import load_state_checked, save_checkpoint
+from ha2g_model.checkpoint import load_state_checked, save_checkpoint, share_identical_word_tables
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
 from ha2g_model.skeleton import skeleton_for_pose_dim
@@ -100,6 +100,7 @@ def config_from_official(state: dict) -> HA2GConfig:
         dropout=float(args.get("dropout_prob", 0.3)), n_words=int(vars(state["lang_model"])["n_words"]),
         word_dim=int(args.get("wordembed_dim", 300)), n_speakers=int(vars(state["speaker_model"])["n_words"]),
         n_poses=int(args.get("n_poses", 34)), n_pre_poses=int(args.get("n_pre_poses", 4)),
+        shared_word_embedding=False,  # as stored: one table per text encoder (load_official_checkpoint merges them)
         official_head_copy_bug=skeleton.name == "ted_expressive")
 
 
@@ -149,12 +150,14 @@ def official_state_to_ours(state: dict, config: HA2GConfig) -> dict[str, torch.T
 
 def load_official_checkpoint(path, device: str = "cpu") -> tuple[HA2G, Vocab, dict]:
     """Official checkpoint -> (HA2G in eval mode, word Vocab, meta). The model reproduces the official forward,
-    including the off-by-one head copy of TED Expressive (`official_head_copy_bug`). meta holds the official args
+    including the off-by-one head copy of TED Expressive (`official_head_copy_bug`), with one word table when the
+    file's N+1 tables are identical (as training leaves them, see config.py). meta holds the official args
     as a plain dict, the speaker names by id, pose_dim, epoch and the source path."""
     state = read_official_file(path)
     config = config_from_official(state)
-    model = HA2G(config)
-    load_state_checked(model, official_state_to_ours(state, config), f"official checkpoint {path}")
+    ours, model_config = share_identical_word_tables(official_state_to_ours(state, config), config)
+    model = HA2G(model_config)
+    load_state_checked(model, ours, f"official checkpoint {path}")
     args = vars(state["args"])
     mean = np.asarray(args.get("mean_dir_vec", config.skeleton_def.mean_dir_vec), dtype=np.float64).reshape(-1)
     if mean.shape != (config.pose_dim,) or np.abs(mean - config.skeleton_def.mean_dir_vec).max() > 1e-6:

@@ -4,8 +4,8 @@ Bai et al. 2018's TCN as used by Trimodal/HA2G: n_layers residual blocks of `hid
 1, 2, 4, ..., each block two weight-normalised causal convolutions (left-padded, so frame t never sees words after
 t) with ReLU and dropout, and a 1x1 convolution on the residual path when the width changes.
 
-The word-embedding table is not part of this module: HA2G owns the tables (one per encoder as in the official code,
-or one shared), so that compact models can share a single vocabulary-sized table.
+The word-embedding table is not part of this module: HA2G owns the one table that all its text encoders read (the
+official encoders' tables alias one array, see config.py), so a vocabulary-sized table exists once.
 """
 from __future__ import annotations
 

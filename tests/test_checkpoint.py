@@ -58,6 +58,23 @@ def test_compact_preset_checkpoint_size(tmp_path):
     assert load_checkpoint(tmp_path / "compact")[0].config.shared_word_embedding
 
 
+@pytest.mark.parametrize("identical", [True, False])
+def test_checkpoints_with_a_table_per_text_encoder(tmp_path, identical):
+    """Checkpoints written with one word table per text encoder still load: identical tables as the one shared
+    table (same outputs, 1/7 of the memory), tables that differ kept per encoder (merging would change the model)."""
+    model, vocab = tiny(shared_word_embedding=False)
+    with torch.no_grad():
+        for k, table in enumerate(model.word_embeddings):
+            table.weight.copy_(model.word_embeddings[0].weight + (0 if identical else 0.1 * k))
+    save_checkpoint(tmp_path / "ckpt", model, vocab, {})
+    loaded = load_checkpoint(tmp_path / "ckpt")[0]
+    assert loaded.config.shared_word_embedding == identical
+    assert len(loaded.word_embeddings) == (1 if identical else model.config.n_levels + 1)
+    inputs = make_inputs(model.config)
+    with torch.no_grad():
+        assert torch.equal(loaded.generate_window(*inputs), model.generate_window(*inputs))
+
+
 def test_missing_directory_and_files(saved, tmp_path):
     path, _, _ = saved
     with pytest.raises(FileNotFoundError, match="not found"):

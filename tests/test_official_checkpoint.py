@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ha2g_model.checkpoint import load_checkpoint, load_state_checked
+from ha2g_model.checkpoint import load_checkpoint, load_state_checked, share_identical_word_tables
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
 from ha2g_model.official import (config_from_official, load_official_checkpoint, main, official_state_to_ours,
@@ -118,15 +118,26 @@ def parse_keys(path):
 @pytest.mark.parametrize("small", [False, True])
 def test_key_and_shape_lists_map_onto_our_model(official_fixtures_dir, skeleton, small):
     layout = parse_keys(fixture_paths(official_fixtures_dir, skeleton, small)[2])
-    config = HA2GConfig.preset(skeleton, n_words=50, n_speakers=8,
+    config = HA2GConfig.preset(skeleton, n_words=50, n_speakers=8, shared_word_embedding=False,
                                **({"hidden_size": 64, "n_layers": 2} if small else {}))
-    model = HA2G(config)
-    load_state_checked(model, official_state_to_ours(layout, config), f"{skeleton} key list")
+    load_state_checked(HA2G(config), official_state_to_ours(layout, config), f"{skeleton} key list")
+    # the layout's tables are identical (zeros): they become the preset's one shared table
+    state, shared = share_identical_word_tables(official_state_to_ours(layout, config), config)
+    assert shared == config.replace(shared_word_embedding=True)
+    load_state_checked(HA2G(shared), state, f"{skeleton} key list, one table")
+
+
+def test_official_tables_are_one_shared_table(official):
+    """Official training leaves the N+1 tables identical (they alias one FastText array): loaded as one table, with
+    the recorded outputs unchanged (test_matches_the_official_forward)."""
+    _, model, _, _, _ = official
+    assert model.config.shared_word_embedding and len(model.word_embeddings) == 1
 
 
 def test_wrong_level_count_is_refused(official_fixtures_dir):
     layout = parse_keys(fixture_paths(official_fixtures_dir, "ted_gesture", True)[2])
-    config = HA2GConfig.preset("ted_expressive", n_words=50, n_speakers=8, hidden_size=64, n_layers=2)
+    config = HA2GConfig.preset("ted_expressive", n_words=50, n_speakers=8, hidden_size=64, n_layers=2,
+                               shared_word_embedding=False)
     layout.update({f"gen_dict_{k}": layout["gen_dict_3"] for k in (4, 5, 6)})
     with pytest.raises(ValueError, match="pose_dim|levels"):
         load_state_checked(HA2G(config), official_state_to_ours(layout, config), "gesture weights")
