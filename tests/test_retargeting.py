@@ -324,6 +324,7 @@ def test_robot_without_hands_ignores_fingers(ted_culture_clips):
     del data["hands"]
     data["groups"] = {k: v for k, v in data["groups"].items() if not k.endswith("hand")}
     data["rest"] = {k: v for k, v in data["rest"].items() if not k.endswith("Hand")}
+    data["acceleration_limits"] = {k: v for k, v in data["acceleration_limits"].items() if not k.endswith("Hand")}
     rt = Retargeter(profile_from_dict(data))
     assert "LHand" not in rt.joint_names
     q = rt.solve_sequence(ted_culture_clips[0]["dir_vec"][:30])

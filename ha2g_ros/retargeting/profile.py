@@ -59,6 +59,25 @@ class HandJoint:
 
 
 @dataclass(frozen=True)
+class Capsule:
+    """A capsule fixed to `link`: the segment start -> end (link coordinates, metres) thickened by `radius`."""
+
+    link: str
+    start: tuple[float, float, float]
+    end: tuple[float, float, float]
+    radius: float
+
+
+@dataclass(frozen=True)
+class CollisionConfig:
+    """Body parts (links whose URDF collision shapes they take, or capsules) and the pairs that must stay apart."""
+
+    parts: dict[str, tuple[str | Capsule, ...]]
+    pairs: tuple[tuple[str, str], ...]
+    margin: float = 0.03  # metres kept between the two parts of every pair
+
+
+@dataclass(frozen=True)
 class SolverConfig:
     amplitude: float = 1.0  # 1 imitates, <1 calms, up to 1.5 exaggerates (rotation from the rest direction)
     rest_blend: float = 0.0  # 0 follows the human, 1 holds the rest pose (joint-space blend)
@@ -84,6 +103,7 @@ class RobotProfile:
     # states a conservative value; a profile without one gets DEFAULT_ACCELERATION_LIMIT.
     acceleration_limits: dict[str, float] = field(default_factory=dict)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    collision: CollisionConfig | None = None  # None: no self-collision margin (the shipped profiles all have one)
     origin: str = "<dict>"  # where the profile came from, for messages (not a YAML key)
 
     @property
@@ -153,6 +173,45 @@ def _hand_joint(data, where: str) -> HandJoint:
     return joint
 
 
+def _collision(data, where: str) -> CollisionConfig | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("parts"), dict) or not data["parts"]:
+        raise ValueError(f"{where}: expected a mapping with `parts` (name -> links or capsules), `pairs` and "
+                         "optionally `margin`")
+
+    def item(value, at):
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, dict) or set(value) != {"link", "from", "to", "radius"}:
+            raise ValueError(f"{at}: a part item is a link name or a capsule {{link, from, to, radius}}, got {value!r}")
+        ends = [np.asarray(value[k], dtype=float) for k in ("from", "to")]
+        if any(e.shape != (3,) or not np.isfinite(e).all() for e in ends):
+            raise ValueError(f"{at}: capsule from/to must be 3 finite numbers each, got {value!r}")
+        radius = _number(value["radius"], f"{at}.radius")
+        if not radius > 0:
+            raise ValueError(f"{at}.radius must be > 0, got {radius}")
+        return Capsule(str(value["link"]), tuple(map(float, ends[0])), tuple(map(float, ends[1])), radius)
+
+    parts = {}
+    for name, items in data["parts"].items():
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"{where}.parts.{name}: expected a non-empty list of links or capsules")
+        parts[str(name)] = tuple(item(v, f"{where}.parts.{name}[{k}]") for k, v in enumerate(items))
+    pairs = []
+    for k, pair in enumerate(data.get("pairs") or []):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(p in parts for p in pair) and pair[0] != pair[1]):
+            raise ValueError(f"{where}.pairs[{k}]: expected two different parts among {sorted(parts)}, got {pair!r}")
+        pairs.append((str(pair[0]), str(pair[1])))
+    if not pairs:
+        raise ValueError(f"{where}: `pairs` must name at least one pair of parts")
+    unknown = sorted(set(data) - {"parts", "pairs", "margin"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: ['margin', 'pairs', 'parts']")
+    margin = validate_margin(_number(data.get("margin", CollisionConfig.margin), f"{where}.margin"))
+    return CollisionConfig(parts, tuple(pairs), margin)
+
+
 def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
     """A RobotProfile from the parsed YAML mapping; structural errors name the offending key."""
     def sided(value, make, what):
@@ -181,7 +240,8 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
                     rest=numbers("rest"),
                     speed_scale=numbers("speed_scale"),
                     acceleration_limits=numbers("acceleration_limits"),
-                    solver=solver)
+                    solver=solver,
+                    collision=lambda v: _collision(v, f"{source}: collision"))
     profile = RobotProfile(**{**profile.__dict__, "origin": source})
     _check_consistency(profile)
     return profile
@@ -233,6 +293,12 @@ def _check_consistency(profile: RobotProfile) -> None:
 def validate_amplitude(value: float) -> float:
     if not (np.isfinite(value) and 0.0 <= value <= 1.5):
         raise ValueError(f"amplitude must be in [0, 1.5], got {value}")
+    return float(value)
+
+
+def validate_margin(value: float) -> float:
+    if not (np.isfinite(value) and 0.0 <= value <= 0.3):
+        raise ValueError(f"collision margin must be in [0, 0.3] metres, got {value}")
     return float(value)
 
 

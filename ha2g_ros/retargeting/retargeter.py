@@ -6,7 +6,11 @@ Per frame:
 2. amplitude rotates each target direction away from (or back toward) the robot's rest-pose direction;
 3. the arm joints follow by damped least squares inside the position and velocity limits (solver.py), warm-started
    from the previous frame; the hand joints follow the finger curls (hands.py);
-4. rest_blend mixes the answer with the rest pose, and a last clip to the limits makes them hold whatever happens.
+4. rest_blend mixes the answer with the rest pose, and a last clip to the limits makes them hold whatever happens;
+5. the self-collision filter (profile `collision`) moves that answer as little as possible, inside the same position
+   and velocity box, so that the declared body parts stay `margin` apart (collision.py): a QP on distances
+   linearised at the last published pose, re-checked at its answer. The projection of the target onto the
+   (locally convex) safe set is continuous, so nothing jumps when a constraint becomes active.
 
 Missing data (NaN or zero-length bones, or a TED Gesture skeleton without fingers) does not stop it: the affected
 targets hold their last value (the start pose of reset() until data arrives).
@@ -18,15 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import pinocchio as pin
 
+from ha2g_ros.retargeting.collision import SelfCollision
 from ha2g_ros.retargeting.hands import HandMapper, finger_flexion
 from ha2g_ros.retargeting.human import BoneMap, bone_map_for, hand_axes, torso_rotation, unit_bones
 from ha2g_ros.retargeting.profile import (RobotProfile, SIDES, validate_against_model, validate_amplitude,
-                                          validate_rest_blend)
-from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, load_model, reduced_model
-from ha2g_ros.retargeting.solver import AxisTerm, DirectionIK, SegmentTerm
+                                          validate_margin, validate_rest_blend)
+from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, load_model, reduced_model, resolve_urdf
+from ha2g_ros.retargeting.solver import AxisTerm, DirectionIK, SegmentTerm, solve_qp
 
 # Budgets are shrunk by this relative margin so that |q - q_prev| <= v * dt holds exactly in floating point too.
 _VELOCITY_MARGIN = 1e-9
+_MARGIN_PASSES = 4  # linearise, solve, re-check at the answer (the distances are not linear in the joints)
+_MARGIN_TOLERANCE = 1e-4  # metres: a re-check this close to the margin is accepted
+_MARGIN_BUFFER = 2e-3  # metres the QP aims beyond the margin, for the curvature its linearisation misses
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,15 @@ class Retargeter:
             if n:
                 self._hand_slices[side] = slice(offset, offset + n)
             offset += n
+        self.collision = None
+        if profile.collision is not None:
+            path = None if urdf_xml is not None else str(resolve_urdf(profile.urdf))
+            self.collision = SelfCollision(profile.collision, full, self.model, path, urdf_xml, profile.origin)
+            # Pairs further apart than margin + sum |dq_i| * lever cannot reach the margin in a step dq: only the
+            # others are linearised, which keeps the cost low while the arms are away from the body.
+            self._lever = self.collision.lever(self._to_model(self._rest),
+                                               [self.model.getJointId(n) for n in self.joint_names])
+        self.margin = profile.collision.margin if profile.collision is not None else 0.0
         self.amplitude = profile.solver.amplitude
         self.rest_blend = profile.solver.rest_blend
         self.reset()
@@ -150,6 +167,27 @@ class Retargeter:
         self._amplitude = validate_amplitude(value)
 
     @property
+    def margin(self) -> float:
+        """Metres kept between the declared body parts (profile `collision.margin`; settable at run time)."""
+        return self._margin
+
+    @margin.setter
+    def margin(self, value: float) -> None:
+        value = validate_margin(value)
+        if self.collision is None:
+            if value > 0:
+                raise ValueError(f"profile {self.profile.origin} declares no collision parts: no margin can be kept")
+        else:
+            close = {parts: d for parts, d in self.collision.part_distances(self._to_model(self._rest)).items()
+                     if d < value}
+            if close:
+                raise RobotLoadError(f"profile {self.profile.origin}: the rest pose already violates the collision "
+                                     f"margin of {value} m: " + ", ".join(f"{a}-{b} {d:.3f} m apart"
+                                                                         for (a, b), d in close.items())
+                                     + "; lower the margin, move the rest pose or shrink those shapes")
+        self._margin = value
+
+    @property
     def rest_blend(self) -> float:
         return self._rest_blend
 
@@ -173,6 +211,7 @@ class Retargeter:
         self._q_out = np.clip(q, self.lower, self.upper)
         self._q_ik = self._q_out.copy()
         self.velocity = np.zeros(len(self.joint_names))  # of the last solve (rad/s), for JointCommand
+        self.margin_correction = np.zeros(len(self.joint_names))  # what the collision filter changed last frame
         # Targets are held while their data is missing: until the first valid frame, the start pose is held.
         self._targets_body = self.link_directions(self._q_out)  # in the robot's torso frame
         self._hand_targets = self._q_out.copy()
@@ -225,11 +264,43 @@ class Retargeter:
         self._q_ik = np.minimum(np.maximum(q_ik, self.lower), self.upper)
 
         q = self._q_ik + self._rest_blend * (self._rest - self._q_ik)
-        q = np.minimum(np.maximum(q, np.maximum(self.lower, self._q_out - step)),
-                       np.minimum(self.upper, self._q_out + step))
+        lo, hi = np.maximum(self.lower, self._q_out - step), np.minimum(self.upper, self._q_out + step)
+        q = np.minimum(np.maximum(q, lo), hi)
+        if self.collision is not None and self._margin > 0:
+            kept = self._keep_margin(q, lo, hi)
+            self.margin_correction = kept - q
+            q = kept
         self.velocity = (q - self._q_out) / dt
         self._q_out = q
         return q.copy()
+
+    def _keep_margin(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The joint vector in [lo, hi] closest to q whose declared pairs stay `margin` apart (never closer than they
+        are now, if a reset started closer). Minimises |x - q|^2 under d(x) >= margin, with d linearised at the last
+        output; when the answer's true distances miss the margin, the constraints linearised there are added too."""
+        prev = self._q_out
+        columns = self._qi
+        rows, bounds, floors = [], [], {}
+        x = q
+        for k in range(_MARGIN_PASSES):
+            watch = self._margin + _MARGIN_BUFFER + np.abs(q - prev).sum() * self._lever
+            d, J, pairs = self.collision.linearise(self._to_model(x if k else prev), columns, watch)
+            if k == 0:
+                floors = {p: min(self._margin, dist) for p, dist in zip(pairs, d)}
+            target = np.array([floors.get(p, self._margin) for p in pairs])
+            at = x if k else prev
+            if (d >= target - _MARGIN_TOLERANCE).all() and (k or not len(d)):
+                return x  # a re-check that holds, or nothing near enough to reach the margin within this frame
+            rows.append(J)
+            bounds.append(target + _MARGIN_BUFFER - d + J @ (at - prev))  # d + J (x - at) >= target, in x - prev
+            A, b = np.concatenate(rows), np.concatenate(bounds)
+            step = q - prev
+            if k == 0 and (A @ step >= b).all():
+                x = q  # the target already keeps the margin (to first order): checked again at x below
+                continue
+            solved = solve_qp(np.eye(len(q)), step, lo - prev, hi - prev, A, b)
+            x = prev + (solved if solved is not None else np.zeros(len(q)))  # holding still always keeps it
+        return x
 
     def _human_targets(self, unit: np.ndarray, valid: np.ndarray, bones: BoneMap) -> np.ndarray:
         """(n_terms, 3) the human direction (TED frame) each term should follow; NaN rows where data is missing."""
@@ -269,6 +340,10 @@ class Retargeter:
         return out
 
     # --- measurement ----------------------------------------------------------------------------------------------
+
+    def part_distances(self, q: np.ndarray) -> dict[tuple[str, str], float]:
+        """Smallest signed distance (m) between each declared pair of body parts at q (empty without collision)."""
+        return {} if self.collision is None else self.collision.part_distances(self._to_model(q))
 
     def link_directions(self, q: np.ndarray) -> np.ndarray:
         """(n_terms, 3) the robot's directions for each term (see `terms`) at q, in the robot's torso frame."""

@@ -7,7 +7,8 @@ A URDF source is one of
 - `python://<module>/<path>`: a file shipped inside an installed Python package (e.g. `qibullet` ships Pepper and NAO),
 - the URDF XML itself (what a `/robot_description` topic carries), passed as `xml=`.
 
-Only kinematics are built (`buildModelFromUrdf` without geometry), so meshes referenced by the URDF need not exist.
+Only kinematics are built here (`buildModelFromUrdf` without geometry), so meshes referenced by the URDF need not exist;
+collision.py loads the collision shapes of the links a profile names, and only then.
 
 Run `python -m ha2g_ros.retargeting <source>` to print a robot's joints, limits and frames: the starting point for
 writing a profile (docs/retargeting.md).
@@ -60,6 +61,11 @@ def resolve_urdf(source: str) -> Path:
     if not path.is_file():
         raise RobotLoadError(f"URDF file {source!r} does not exist")
     return path
+
+
+def mesh_dirs(urdf_path: str | Path | None) -> list[Path]:
+    """Where the meshes of a URDF's collision shapes are searched: package:// roots, then the URDF's own folder."""
+    return _share_dirs() + ([Path(urdf_path).parent] if urdf_path is not None else [])
 
 
 def load_model(source: str | None = None, xml: str | None = None) -> pin.Model:
