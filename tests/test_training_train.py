@@ -55,3 +55,68 @@ def test_shipped_configs_parse_and_build_a_model(name):
     cfg = TrainConfig.from_yaml(f"training/configs/{name}.yaml")
     config = HA2GConfig.preset(cfg.preset, n_words=100, n_speakers=10, **cfg.model)
     assert config.skeleton in ("ted_gesture", "ted_expressive") and cfg.batch_size > 0
+
+
+def _params(run_dir):
+    """The trained parameters of a run's resume point (BN running statistics are not trained)."""
+    saved = torch.load(run_dir / "last.pt", weights_only=True)
+    model, _, _ = load_checkpoint(run_dir / "best")
+    names = {name for name, _ in model.named_parameters()}
+    return {k: v for k, v in saved["model"].items() if k in names}, saved
+
+
+def _assert_same(a, b, atol):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=name)
+
+
+FAST = ["batch_size=8", "workers=0", "gan_warmup_epochs=1", "eval_every=1", "checkpoint_every=100"]
+
+
+@needs_espeak
+def test_resume_mid_epoch_neither_repeats_nor_skips_data(smoke_data, tmp_path):
+    torch.set_num_threads(1)
+    opts = [f"data={smoke_data}", "epochs=2", *FAST]
+    straight = TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'a'}"])
+    train(straight)
+    stopped = TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'b'}", "max_steps=3"])
+    state = train(stopped)
+    assert state["epoch"] == 0 and state["batch"] == 3  # stopped inside the first epoch
+    train(TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'b'}"]), resume=True)
+    a, saved_a = _params(tmp_path / "a")
+    b, saved_b = _params(tmp_path / "b")
+    assert saved_a["step"] == saved_b["step"] and saved_b["epoch"] == 2
+    _assert_same(a, b, atol=1e-6)  # the same batches, in the same order, with the same noise
+    rows = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("partial", False)) for r in rows] == [(0, True), (0, False), (1, False)]
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_two_torchrun_processes_train_like_one_process(smoke_data, tmp_path):
+    """2 processes (gloo) at global batch 8 = one process with 2 micro-batches of 4: DDP all-reduces the gradients
+    of generator and discriminator, each process draws the noise of its place in the batch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    opts = [f"data={smoke_data}", "epochs=1", "max_steps=3", "gan_warmup_epochs=0", *FAST[:2]]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                          "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "training.train",
+                          "--config", "training/configs/smoke.yaml", *opts, f"out={tmp_path / 'ddp'}", "threads=1"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    torch.set_num_threads(1)
+    train(TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'one'}", "accumulate=2"]))
+    ddp, saved = _params(tmp_path / "ddp")
+    one, _ = _params(tmp_path / "one")
+    assert saved["step"] == 3
+    _assert_same(ddp, one, atol=1e-5)
+    rows = (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "train_gan_d" in json.loads(rows[0])  # rank 0 alone logs; both halves trained

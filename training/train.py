@@ -1,28 +1,44 @@
-"""Train HA2G on a windows data set.
+"""Train HA2G on a windows data set, on one process or on N with torchrun (DistributedDataParallel).
 
     python -m training.train --config training/configs/compact_expressive.yaml [--resume] [key=value ...]
+    torchrun --nproc_per_node=N -m training.train --config ...      # N processes: one per GPU, or CPU shares
 
 Every loss of the paper with its weight (shared/spec/ha2g.md, "Training"), from `ha2g_model.losses`:
     loss = W_reg * sum_k Huber_k + 0.1 KLD + 0.05 div_reg + [epoch >= warm-up] 5 L_G + 0.2 CE_high - 0.005 CE_low
            + 0.01 L_phys
-Adam lr 5e-4 betas (0.5, 0.999), discriminator lr x 0.2, trained from the end of the GAN warm-up on. CPU or CUDA
-(mixed precision on CUDA), seeded, resumable from `<out>/last.pt`, TensorBoard logs in `<out>/tb` (when tensorboard
-is installed), the best checkpoint by validation FGD in `<out>/best`, periodic ones in `<out>/epoch_XXXX`.
-Checkpoints are ha2g_model.checkpoint directories (safetensors + JSON); `last.pt` holds only tensors and numbers
-and is read with torch.load(weights_only=True).
+Adam lr 5e-4 betas (0.5, 0.999), discriminator lr x 0.2, trained from the end of the GAN warm-up on.
+
+Data streams from the shards (training.data): host memory does not grow with the data set. `batch_size` is the
+global batch of one optimiser step whatever the number of processes; each process trains on its part, cut into
+`accumulate` micro-batches (large batches on small GPUs). Generator and discriminator are each wrapped in
+DistributedDataParallel (NCCL on GPUs, gloo on CPU), which all-reduces their gradients; rank 0 validates, logs and
+writes checkpoints. Every random draw of a micro-batch is seeded by (seed, step, its place in the global batch), so
+N processes reproduce one process with accumulate x N, and `--resume` continues mid-epoch at the next unseen batch.
+Mixed precision on CUDA (`amp`): bf16 where the GPU has it, else fp16 with loss scaling.
+
+Outputs: TensorBoard logs in `<out>/tb` (when tensorboard is installed), `<out>/log.jsonl`, the best checkpoint by
+validation FGD in `<out>/best`, periodic ones in `<out>/epoch_XXXX`, the resume point `<out>/last.pt`. Checkpoints
+are ha2g_model.checkpoint directories (safetensors + JSON); `last.pt` holds only tensors and numbers and is read with
+torch.load(weights_only=True).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ha2g_model.checkpoint import save_checkpoint
@@ -30,8 +46,9 @@ from ha2g_model.config import HA2GConfig
 from ha2g_model.losses import LossWeights, discriminator_loss, generator_objective, huber
 from ha2g_model.model import HA2G
 from ha2g_model.text import load_word_vectors
+from training.data import WindowBatches, WindowDataset
 from training.metrics import frechet_distance
-from training.windows import N_SEED, Windows, load_vocab, load_windows
+from training.windows import N_SEED, load_vocab
 
 
 @dataclass
@@ -56,12 +73,16 @@ class TrainConfig:
     w_phys: float = 0.01
     source_weights: dict = field(default_factory=dict)  # sampling weight per source, e.g. {ted_culture: 8}
     seed: int = 0
-    device: str = "auto"  # auto = cuda if available
-    amp: bool = True  # mixed precision, CUDA only
+    device: str = "auto"  # auto = cuda if available (under torchrun: the process's LOCAL_RANK GPU)
+    amp: bool | str = "auto"  # CUDA only: auto (bf16 where supported, else fp16), bf16, fp16, or off / false
+    accumulate: int = 1  # micro-batches per process and optimiser step; batch_size stays the global batch
+    workers: int = 2  # DataLoader worker processes per training process (0: read in the training process)
+    shuffle_shards: int = 2  # shards read together (training.data.epoch_order): more mixes better, costs memory
     threads: int = 2  # CPU threads (shared machines: keep it small)
     feature_net: str | None = None  # FGD feature net directory; None: the best checkpoint is chosen by val loss
     eval_every: int = 1  # epochs
     checkpoint_every: int = 10  # epochs
+    checkpoint_every_steps: int | None = None  # also write the resume point last.pt every this many steps
     max_minutes: float | None = None  # stop (and save) after this wall time
     max_steps: int | None = None
 
@@ -80,97 +101,219 @@ class TrainConfig:
         return TrainConfig(**values)
 
 
-# --- data -----------------------------------------------------------------------------------------------------------
+# --- processes, precision ----------------------------------------------------------------------------------------
 
-class Batches:
-    """Tensors of one split on the device, and batches of them (weighted by source when asked)."""
+def init_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group: NCCL when training on
+    GPUs (one per process, LOCAL_RANK), gloo on CPU; multi-node is torchrun's rendezvous, nothing here."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
 
-    def __init__(self, windows: Windows, device: torch.device, source_weights: dict | None = None):
-        self.n = len(windows)
-        self.pose = torch.from_numpy(windows.normalized_poses()).to(device)
-        self.spec = torch.from_numpy(windows.spec.astype(np.float32)).to(device)
-        self.words = torch.from_numpy(windows.words.astype(np.int64)).to(device)
-        self.speaker = torch.from_numpy(windows.speaker.astype(np.int64)).to(device)
-        weights = np.ones(self.n)
-        if source_weights:
-            sources = windows.sources()
-            weights = np.asarray([float(source_weights.get(s, 1.0)) for s in sources])
-        self.weights = torch.from_numpy(weights / weights.sum())
 
-    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
-        if torch.all(self.weights == self.weights[0]):
-            return torch.randperm(self.n, generator=generator)
-        return torch.multinomial(self.weights, self.n, replacement=True, generator=generator)
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the `amp` option, None for full precision (always on CPU)."""
+    if amp not in (True, False, "auto", "bf16", "fp16", "off"):
+        raise ValueError(f"amp must be auto, bf16, fp16 or off (or true / false), got {amp!r}")
+    if device.type != "cuda" or amp is False or amp == "off":
+        return None
+    if amp is True or amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
-    def get(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        index = index.to(self.pose.device)
-        return self.spec[index], self.words[index], self.pose[index], self.speaker[index]
+
+def seed_micro_batch(seed: int, step: int, chunk: int, phase: int) -> None:
+    """Every random draw of a micro-batch (style noise, the diversity term's speaker permutation) comes from its
+    place in training, not from how many processes came before: (seed, step, place in the global batch, G / D)."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, step, chunk, phase]).generate_state(1)[0]))
+
+
+# --- the two trained halves, as modules for DistributedDataParallel ------------------------------------------------
+
+class GeneratorStep(nn.Module):
+    """The generator's pass and objective. Holds every part of the model but the discriminator, so that DDP reduces
+    the generator's gradients only: L_G runs through the discriminator, whose gradients from it are discarded (its
+    own step, `DiscriminatorStep`, zeroes them first), as in single-process training."""
+
+    def __init__(self, model: HA2G, weights: LossWeights):
+        super().__init__()
+        self.parts = nn.ModuleDict({name: m for name, m in model.named_children() if name != "discriminator"})
+        self.__dict__["model"] = model  # a plain attribute, not a submodule: its discriminator is not ours
+        self.weights = weights
+
+    def forward(self, spec, words, pose, speaker, epoch: int):
+        result = self.model(spec, words, pose[:, :N_SEED], speaker)
+        total, values = generator_objective(self.model, result, pose, words, speaker, epoch, self.weights)
+        return total, result.pose.detach(), values
+
+
+class DiscriminatorStep(nn.Module):
+    """The discriminator's loss on real vs generated windows (one forward for DDP, two passes as before)."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, real, fake):
+        return discriminator_loss(self.discriminator(real).float(), self.discriminator(fake).float())
+
+
+@dataclass
+class Optimisation:
+    """One optimiser step of the generator, and of the discriminator after the warm-up, over this process's
+    micro-batches of the step (DDP all-reduces at the last one)."""
+
+    g: nn.Module  # GeneratorStep, DDP-wrapped under torchrun
+    d: nn.Module  # DiscriminatorStep, idem
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    device: torch.device
+    seed: int
+
+    def step(self, micro_batches: list, chunks: list[int], step: int, epoch: int, gan_on: bool) -> dict[str, float]:
+        n = len(micro_batches)
+        values: dict[str, float] = {}
+        fakes = []
+        self.opt_g.zero_grad(set_to_none=True)
+        for a, (spec, words, pose, speaker) in enumerate(micro_batches):
+            seed_micro_batch(self.seed, step, chunks[a], 0)
+            with self._sync(self.g, a == n - 1):
+                with self._autocast():  # epochs count from 1 in ha2g_model.losses
+                    total, fake, parts = self.g(spec, words, pose, speaker, epoch + 1)
+                self.scaler.scale(total / n).backward()
+            fakes.append(fake)
+            for k, v in (parts | {"total": total.item()}).items():
+                values[k] = values.get(k, 0.0) + v / n
+        self.scaler.step(self.opt_g)
+        if gan_on:  # real windows vs the ones generated above (detached)
+            self.opt_d.zero_grad(set_to_none=True)
+            for a, ((_, _, pose, _), fake) in enumerate(zip(micro_batches, fakes)):
+                seed_micro_batch(self.seed, step, chunks[a], 1)
+                with self._sync(self.d, a == n - 1):
+                    with self._autocast():
+                        loss_d = self.d(pose, fake)
+                    self.scaler.scale(loss_d / n).backward()
+                values["gan_d"] = values.get("gan_d", 0.0) + loss_d.item() / n
+            self.scaler.step(self.opt_d)
+        self.scaler.update()
+        return values
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+
+    @staticmethod
+    def _sync(module: nn.Module, last: bool):
+        """Gradients are all-reduced once per step, at the last micro-batch."""
+        return module.no_sync() if isinstance(module, DistributedDataParallel) and not last else nullcontext()
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
 
-def fgd_to(feature_net, real: torch.Tensor):
-    """A function: generated windows -> their FGD to the windows `real`. The real windows' features are computed
-    here, once, instead of at every validation: the feature net does not change."""
-    real_features = feature_net.features(real).numpy()
-    return lambda generated: frechet_distance(feature_net.features(generated).numpy(), real_features)
+def loader(dataset: WindowDataset, workers: int, device: torch.device, **kwargs) -> DataLoader:
+    return DataLoader(dataset, num_workers=workers, pin_memory=device.type == "cuda", **kwargs)
+
+
+def to_device(batch, device: torch.device) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in batch]
 
 
 @torch.no_grad()
-def validate(model: HA2G, val: Batches, batch_size: int, fgd=None) -> dict:
-    """Deterministic generation (z = mu) from the true seed frames: val regression loss, L1, and FGD when `fgd`
-    (from `fgd_to`) is given."""
+def val_features(feature_net, val: DataLoader) -> np.ndarray:
+    """FGD features of the real val windows: computed once, the feature net does not change."""
+    return np.concatenate([feature_net.features(pose).numpy() for _, _, pose, _ in val])
+
+
+@torch.no_grad()
+def validate(model: HA2G, val: DataLoader, feature_net=None, real_features: np.ndarray | None = None) -> dict:
+    """Deterministic generation (z = mu) from the true seed frames, batch by batch: val regression loss, L1, and FGD
+    against `real_features` when a feature net is given."""
+    device = next(model.parameters()).device
     model.eval()
-    generated, losses = [], []
-    for i in range(0, val.n, batch_size):
-        spec, words, pose, speaker = val.get(torch.arange(i, min(i + batch_size, val.n)))
-        out = model.generate_window(spec, words, pose[:, :N_SEED], speaker)
-        losses.append(huber(out, pose).item() * len(pose))
-        generated.append(out.float().cpu())
+    n, huber_sum, l1_sum, features = 0, 0.0, 0.0, []
+    for batch in val:
+        spec, words, pose, speaker = to_device(batch, device)
+        out = model.generate_window(spec, words, pose[:, :N_SEED], speaker).float()
+        huber_sum += huber(out, pose).item() * len(pose)
+        l1_sum += (out - pose).abs().mean().item() * len(pose)
+        n += len(pose)
+        if feature_net is not None:
+            features.append(feature_net.features(out.cpu()).numpy())
     model.train()
-    generated = torch.cat(generated)
-    real = val.pose.cpu()
-    result = {"val_huber": sum(losses) / val.n, "val_l1": float((generated - real).abs().mean())}
-    if fgd is not None:
-        result["val_fgd"] = fgd(generated)
+    result = {"val_huber": huber_sum / n, "val_l1": l1_sum / n}
+    if feature_net is not None:
+        result["val_fgd"] = frechet_distance(np.concatenate(features), real_features)
     return result
 
 
 # --- the loop -------------------------------------------------------------------------------------------------------
 
+def window_weights(dataset: WindowDataset, source_weights: dict) -> np.ndarray | None:
+    """Per-window sampling weights from per-source ones; None when every window weighs the same."""
+    if not source_weights:
+        return None
+    names, inverse = np.unique(dataset.sources(), return_inverse=True)
+    unknown = sorted(set(source_weights) - set(names))
+    if unknown:
+        raise ValueError(f"source_weights names sources the train split does not have: {unknown} "
+                         f"(it has {list(names)})")
+    weights = np.asarray([float(source_weights.get(name, 1.0)) for name in names])[inverse]
+    return None if np.all(weights == weights[0]) else weights
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    rank, world, device = init_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"
+    amp = amp_dtype(cfg.amp, device)
+    lead = rank == 0  # validates, logs and writes; every process trains
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg_dict = asdict(cfg) | {"betas": list(cfg.betas)}  # yaml.safe_dump cannot write tuples
-    (out / "train_config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
 
     # data and model: vocabulary and speakers come from the data set
     vocab = load_vocab(cfg.data)
-    train_windows = load_windows(cfg.data, "train")
-    speakers = train_windows.index["speakers"]
-    model_cfg = HA2GConfig.preset(cfg.preset, **{"n_words": len(vocab), "n_speakers": len(speakers), **cfg.model})
-    if model_cfg.skeleton != train_windows.index["skeleton"]:
+    train_set = WindowDataset(cfg.data, "train", max_open=cfg.shuffle_shards)
+    index = train_set.index
+    model_cfg = HA2GConfig.preset(cfg.preset, **{"n_words": len(vocab), "n_speakers": len(index["speakers"]),
+                                                 **cfg.model})
+    if model_cfg.skeleton != index["skeleton"]:
         raise ValueError(f"preset {cfg.preset} is for {model_cfg.skeleton} but {cfg.data} holds "
-                         f"{train_windows.index['skeleton']} windows")
-    train_data = Batches(train_windows, device, cfg.source_weights)
-    try:
-        val_data = Batches(load_windows(cfg.data, "val"), device)
-    except ValueError:
-        val_data = None
-        print(f"{cfg.data} has no val windows: no validation, the best checkpoint is the last one")
-    fgd = None
-    if cfg.feature_net:
-        from training.feature_net import load_feature_net
+                         f"{index['skeleton']} windows")
+    batches = WindowBatches(train_set.shard_of(), cfg.batch_size, cfg.seed, window_weights(train_set,
+                            cfg.source_weights), cfg.shuffle_shards, rank, world, cfg.accumulate)
+    train_loader = loader(train_set, cfg.workers, device, batch_sampler=batches)
+    val_loader = feature_net = real_features = None
+    if lead:
+        try:
+            val_loader = loader(WindowDataset(cfg.data, "val"), cfg.workers, device, batch_size=cfg.batch_size)
+        except ValueError:
+            print(f"{cfg.data} has no val windows: no validation, the best checkpoint is the last one")
+        if cfg.feature_net and val_loader is not None:
+            from training.feature_net import load_feature_net
 
-        feature_net = load_feature_net(cfg.feature_net)
-        if val_data is not None:
-            fgd = fgd_to(feature_net, val_data.pose.cpu())
+            feature_net = load_feature_net(cfg.feature_net)
+            real_features = val_features(feature_net, val_loader)
     model = HA2G(model_cfg).to(device)
     vectors = torch.from_numpy(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim))
     with torch.no_grad():
@@ -184,101 +327,132 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     generator_params = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
     opt_g = torch.optim.Adam(generator_params, lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr * cfg.d_lr_scale, betas=cfg.betas)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1}
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1}
+    sums: dict[str, float] = {}  # this epoch's summed step losses (kept in last.pt: an epoch may span a resume)
     if resume and (out / "last.pt").exists():
         saved = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(saved["model"])
         opt_g.load_state_dict(saved["opt_g"])
         opt_d.load_state_dict(saved["opt_d"])
         scaler.load_state_dict(saved["scaler"])
-        rng.set_state(saved["rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        state = {k: saved[k] for k in state}
-        print(f"resumed from {out / 'last.pt'} at epoch {state['epoch']} step {state['step']}")
+        state, sums = {k: saved[k] for k in state}, saved["sums"]
+        if lead:
+            print(f"resumed from {out / 'last.pt'} at epoch {state['epoch']} batch {state['batch']}")
+    g, d = GeneratorStep(model, weights), DiscriminatorStep(model.discriminator)
+    if world > 1:  # some generator parts (the contrastive text encoder) may get no gradient when weighted 0
+        g = DistributedDataParallel(g, find_unused_parameters=True)
+        d = DistributedDataParallel(d)
+    optimisation = Optimisation(g, d, opt_g, opt_d, scaler, amp, device, cfg.seed)
+    chunks = [batches.chunk(a) for a in range(cfg.accumulate)]
 
-    meta = {"train_config": cfg_dict, "speakers": speakers,
-            "data_sources": train_windows.index["sources"]}
-    writer = _tensorboard(out / "tb")
-    log = open(out / "log.jsonl", "a")
+    meta = {"train_config": cfg_dict, "speakers": index["speakers"], "data_sources": index["sources"]}
+    writer = _tensorboard(out / "tb") if lead else None
+    log = open(out / "log.jsonl", "a") if lead else None
     started = time.time()
-    steps_per_epoch = max(1, train_data.n // cfg.batch_size)
     model.train()
     stop = False
     last_val = {}
     while state["epoch"] < cfg.epochs and not stop:
         epoch = state["epoch"]
         gan_on = epoch >= cfg.gan_warmup_epochs
-        order = train_data.epoch_order(rng)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="batch", leave=False)
-        sums: dict[str, float] = {}
-        for b in bar:
-            spec, words, target, speaker = train_data.get(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            seed_frames = target[:, :N_SEED]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                # generator pass: every term of the paper (ha2g_model.losses), weighted; epochs count from 1 there
-                result = model(spec, words, seed_frames, speaker)
-                total, values = generator_objective(model, result, target, words, speaker, epoch + 1, weights)
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.step(opt_g)
-            values["total"] = total.item()
-            # discriminator pass, after the warm-up: real windows vs the generated ones (detached)
-            if gan_on:
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    real = model.discriminate(target).float()
-                    fake = model.discriminate(result.pose.detach()).float()
-                    loss_d = discriminator_loss(real, fake)
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(loss_d).backward()
-                scaler.step(opt_d)
-                values["gan_d"] = loss_d.item()
-            scaler.update()
+        batches.set_epoch(epoch, state["batch"])
+        micro_batches = iter(train_loader)
+        bar = tqdm(range(state["batch"], batches.steps), desc=f"epoch {epoch}", unit="batch", leave=False,
+                   disable=not lead)
+        for _ in bar:
+            micro = [to_device(next(micro_batches), device) for _ in range(cfg.accumulate)]
+            values = optimisation.step(micro, chunks, state["step"], epoch, gan_on)
             if not math.isfinite(values["total"]):
                 raise FloatingPointError(f"loss became {values['total']} at step {state['step']}: {values}")
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             state["step"] += 1
+            state["batch"] += 1
             bar.set_postfix(total=f"{values['total']:.3f}", huber=f"{values['huber']:.4f}",
                             d=f"{values.get('gan_d', 0):.3f}")
             if writer is not None:
                 for k, v in values.items():
                     writer.add_scalar(f"train/{k}", v, state["step"])
-            out_of_time = cfg.max_minutes is not None and time.time() - started > 60 * cfg.max_minutes
-            if out_of_time or (cfg.max_steps is not None and state["step"] >= cfg.max_steps):
-                stop = True
+            stop = cfg.max_steps is not None and state["step"] >= cfg.max_steps
+            if cfg.max_minutes is not None:  # every process must agree, or one would wait for the others forever
+                stop = stop or _everyone(time.time() - started > 60 * cfg.max_minutes, world, device)
+            if stop:
                 break
-        state["epoch"] += 1
+            if lead and cfg.checkpoint_every_steps and state["step"] % cfg.checkpoint_every_steps == 0:
+                _save_last(out, model, opt_g, opt_d, scaler, state, sums)
         row = {"epoch": epoch, "step": state["step"], "gan": gan_on,
-               **{f"train_{k}": v / max(1, b + 1) for k, v in sums.items()}}
+               **{f"train_{k}": v / state["batch"] for k, v in _mean_over(sums, world, device).items()}}
+        finished = state["batch"] == batches.steps
+        if finished:
+            state["epoch"] += 1
+            state["batch"], sums = 0, {}
+        else:
+            row["partial"] = True  # stopped mid-epoch; --resume continues it
 
-        # validation, best checkpoint, periodic checkpoints, resume state
-        if val_data is not None and (state["epoch"] % cfg.eval_every == 0 or stop or state["epoch"] == cfg.epochs):
-            last_val = validate(model, val_data, cfg.batch_size, fgd)
-            row.update(last_val)
-            if writer is not None:
-                for k, v in last_val.items():
-                    writer.add_scalar(f"val/{k[4:]}", v, state["step"])
-            score = last_val.get("val_fgd", last_val["val_huber"])
-            if score < state["best"]:
-                state["best"], state["best_epoch"] = score, epoch
-                save_checkpoint(out / "best", model, vocab, meta | {"epoch": epoch, "step": state["step"],
-                                                                    "val": last_val})
-        if state["epoch"] % cfg.checkpoint_every == 0:
-            save_checkpoint(out / f"epoch_{state['epoch']:04d}", model, vocab, meta | {"epoch": epoch})
-        if val_data is None:
-            save_checkpoint(out / "best", model, vocab, meta | {"epoch": epoch, "step": state["step"]})
-        torch.save({"model": model.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": rng.get_state(), "torch_rng": torch.get_rng_state(),
-                    **state}, out / "last.pt")
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    log.close()
-    if writer is not None:
-        writer.close()
+        # validation, best checkpoint, periodic checkpoints, resume state: rank 0 while the others wait
+        if lead:
+            last_val = _end_of_epoch(cfg, out, model, vocab, meta, state, finished, stop, val_loader, feature_net,
+                                     real_features, writer, row)
+            _save_last(out, model, opt_g, opt_d, scaler, state, sums)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if world > 1:
+            dist.barrier()
+    if lead:
+        log.close()
+        if writer is not None:
+            writer.close()
     return {**state, **last_val}
+
+
+def _end_of_epoch(cfg, out, model, vocab, meta, state, finished, stop, val_loader, feature_net, real_features,
+                  writer, row) -> dict:
+    epoch = state["epoch"] - 1 if finished else state["epoch"]
+    last_val = {}
+    if val_loader is not None and (state["epoch"] % cfg.eval_every == 0 or stop or state["epoch"] == cfg.epochs):
+        last_val = validate(model, val_loader, feature_net, real_features)
+        row.update(last_val)
+        if writer is not None:
+            for k, v in last_val.items():
+                writer.add_scalar(f"val/{k[4:]}", v, state["step"])
+        score = last_val.get("val_fgd", last_val["val_huber"])
+        if score < state["best"]:
+            state["best"], state["best_epoch"] = score, epoch
+            save_checkpoint(out / "best", model, vocab, meta | {"epoch": epoch, "step": state["step"],
+                                                                "val": last_val})
+    if finished and state["epoch"] % cfg.checkpoint_every == 0:
+        save_checkpoint(out / f"epoch_{state['epoch']:04d}", model, vocab, meta | {"epoch": epoch})
+    if val_loader is None:
+        save_checkpoint(out / "best", model, vocab, meta | {"epoch": epoch, "step": state["step"]})
+    return last_val
+
+
+def _save_last(out: Path, model, opt_g, opt_d, scaler, state: dict, sums: dict) -> None:
+    """The resume point: written to a temporary name and renamed, so a crash never leaves half a file."""
+    torch.save({"model": model.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "scaler": scaler.state_dict(), "sums": sums, **state}, out / "last.pt.tmp")
+    (out / "last.pt.tmp").replace(out / "last.pt")
+
+
+def _everyone(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every process when it is true on any."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)  # NCCL reduces GPU tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _mean_over(sums: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    """The processes' loss sums averaged over processes (each trained on its part of every batch)."""
+    if world == 1 or not sums:
+        return sums
+    keys = list(sums)  # the same order on every process: the same epoch, the same loss terms
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t)}
 
 
 def _tensorboard(path: Path):

@@ -1,26 +1,36 @@
 """Training windows: what every data source is turned into, and the one on-disk format they are stored in.
 
-Every ingester (`ted_lmdb`, `recordings`, `ted_culture`, `synthetic`) yields `Sequence`s: one continuous recording
-of one speaker, with unit direction vectors at 15 fps, 16 kHz mono audio on the same clock and timed words.
+Every ingester (`ted_lmdb`, `recordings`, `beat`, `ted_culture`, `synthetic`) yields `Sequence`s: one continuous
+recording of one speaker, with unit direction vectors at 15 fps, 16 kHz mono audio on the same clock and timed words.
 `write_dataset` cuts them into the HA2G training windows (34 frames, stride 10, the official filters) and stores them.
 
-On-disk format: a directory with
+On-disk format (`ha2g_windows/2`): a directory with
     index.json               skeleton, window geometry, speakers, sequences (source, split), shard list, filter counts
     vocab.json               the word vocabulary the `words` indices refer to (ha2g_model.text.Vocab)
-    <split>-00000.safetensors ...  shards of at most `shard_size` windows, tensors:
-        dir_vec    (N, 34, n_bones, 3) float32  unit directions (mean NOT subtracted)
-        spec       (N, 128, 70)        float16  log-mel dB of the window's audio (the model input)
-        audio      (N, 36267)          int16    the window's audio (onsets and loudness for the metrics)
-        words      (N, 34)             int32    frame-aligned word indices into vocab.json (0 = PAD)
-        speaker    (N,)                int32    index into index.json["speakers"]
-        sequence   (N,)                int32    index into index.json["sequences"]
-        start      (N,)                int32    first frame of the window in its sequence
+    <split>-00000.safetensors ...  shards of about `shard_size` windows. Overlapping windows (stride 10 of 34 frames)
+        would repeat every frame, spectrogram column and audio sample 3.4 times, so a shard stores SEGMENTS (runs of
+        frames of one sequence that kept windows cover) once, and a table of windows that point into them:
+        dir_vec    (F, n_bones, 3) float32  unit directions of every stored frame (mean NOT subtracted)
+        spec       (C, 128)        float16  log-mel dB columns (per-sequence reference) of the stored audio
+        audio      (S,)            int16    the stored audio (onsets and loudness for the metrics)
+      one row per window:
+        frame, col, sample (N,)    int64    where window i starts in dir_vec / spec / audio: it is
+                                            dir_vec[frame:frame+34], spec[col:col+70].T, audio[sample:sample+36267]
+        words      (N, 34)         int32    frame-aligned word indices into vocab.json (0 = PAD)
+        speaker    (N,)            int32    index into index.json["speakers"]
+        sequence   (N,)            int32    index into index.json["sequences"]
+        start      (N,)            int32    first frame of the window in its sequence
+    About 32 kB a window at stride 10 (the format before it, `ha2g_windows/1`, stored every window whole: 108 kB);
+    `python -m training.windows --convert OLD --out NEW` converts a /1 data set shard by shard.
 Why safetensors + JSON: no pickles (a data set is data, never code), readable from any language, zero-copy and
 lazily sliceable (`safe_open(...).get_slice`), and the metadata a person wants to read is plain JSON.
 """
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
+import shutil
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,8 +41,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_SAMPLES, frame_to_sample,
-                              log_mel, window_spectrogram)
+from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, SPEC_COLS, TOP_DB, WINDOW_SAMPLES,
+                              frame_to_column, frame_to_sample, log_mel, window_spectrogram)
 from ha2g_model.skeleton import (FPS, Skeleton, directions_to_positions, get_skeleton, normalize_directions,
                                  skeleton_statistics)
 from ha2g_model.text import Vocab, frame_word_indices
@@ -185,10 +195,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
     """
     skeleton = get_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
     flt = flt or WindowFilter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if list(out.glob("*.safetensors")):
-        raise FileExistsError(f"{out} already holds a data set; write to an empty directory")
+    out = _empty_dir(out_dir)
     if vocab is None or speakers is None:
         sequences = list(sequences)
         vocab = vocab or build_vocab(sequences)
@@ -196,20 +203,8 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
     speaker_index = {s: i for i, s in enumerate(speakers)}
     listed: list[dict] = []
     seen: set[str] = set()
-
-    buffers = {split: [] for split in SPLITS}
-    shards = {split: [] for split in SPLITS}
+    writers = {split: ShardWriter(out, split, shard_size) for split in SPLITS}
     rejected: Counter = Counter()
-    kept: Counter = Counter()
-
-    def flush(split: str) -> None:
-        rows = buffers[split]
-        if not rows:
-            return
-        name = f"{split}-{len(shards[split]):05d}.safetensors"
-        save_file({key: np.ascontiguousarray(np.stack([r[key] for r in rows])) for key in rows[0]}, str(out / name))
-        shards[split].append({"file": name, "n": len(rows)})
-        buffers[split] = []
 
     for seq_id, seq in enumerate(tqdm(sequences, desc="windows", unit="seq")):
         seq.validate(skeleton)
@@ -226,6 +221,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
         positions = filter_positions(seq.directions, skeleton) if seq.positions is None else seq.positions
         seq_stride = stride.get(seq.source, STRIDE) if isinstance(stride, dict) else stride
         spec = sequence_spectrogram(seq.audio)
+        windows = []
         for start in window_starts(seq.n_frames, len(seq.audio), seq_stride):
             start_s, end_s = start / FPS, (start + N_FRAMES) / FPS
             reason = rejection_reason(positions[start:start + N_FRAMES], words_in(seq.words, start_s, end_s),
@@ -234,41 +230,143 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
                 rejected[reason] += 1
                 continue
             audio = seq.audio[frame_to_sample(start):frame_to_sample(start) + WINDOW_SAMPLES]
-            buffers[split].append({
+            windows.append({
                 "dir_vec": seq.directions[start:start + N_FRAMES].astype(np.float32),
                 "spec": window_spectrogram(spec, start).astype(np.float16),
                 "audio": np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16),
                 "words": np.asarray(frame_word_indices(seq.words, vocab, start_s, N_FRAMES), dtype=np.int32),
-                "speaker": np.int32(speaker_index[seq.speaker]),
-                "sequence": np.int32(seq_id),
-                "start": np.int32(start),
+                "speaker": speaker_index[seq.speaker], "sequence": seq_id, "start": start,
             })
-            kept[split] += 1
-            if len(buffers[split]) >= shard_size:
-                flush(split)
-    for split in SPLITS:
-        flush(split)
+        for segment in pack_segments(windows):
+            writers[split].add(segment)
 
-    index = {
-        "format": "ha2g_windows/1",
-        "skeleton": skeleton.name,
-        "fps": FPS, "sample_rate": SAMPLE_RATE, "n_frames": N_FRAMES, "n_seed": N_SEED, "stride": stride,
-        "speakers": speakers,
-        "sequences": listed,
-        "shards": shards,
-        "windows": {split: kept[split] for split in SPLITS},
-        "rejected": dict(rejected),
-        "filter": asdict(flt),
-        "sources": dict(Counter(item["source"] for item in listed)),
-    }
+    index = _index(skeleton.name, stride, speakers, listed, {split: w.close() for split, w in writers.items()},
+                   dict(rejected), asdict(flt))
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False))
     vocab.save(out / "vocab.json")
     return index
 
 
+def _empty_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if list(out.glob("*.safetensors")):
+        raise FileExistsError(f"{out} already holds a data set; write to an empty directory")
+    return out
+
+
+def _index(skeleton: str, stride, speakers: list[str], sequences: list[dict], shards: dict, rejected: dict,
+           flt: dict) -> dict:
+    return {
+        "format": FORMAT,
+        "skeleton": skeleton,
+        "fps": FPS, "sample_rate": SAMPLE_RATE, "n_frames": N_FRAMES, "n_seed": N_SEED, "stride": stride,
+        "speakers": speakers,
+        "sequences": sequences,
+        "shards": shards,
+        "windows": {split: sum(s["n"] for s in shards[split]) for split in SPLITS},
+        "rejected": rejected,
+        "filter": flt,
+        "sources": dict(Counter(item["source"] for item in sequences)),
+    }
+
+
+# --- segments: overlapping windows stored once ----------------------------------------------------------------------
+
+FORMAT = "ha2g_windows/2"
+
+
+def pack_segments(windows: list[dict]) -> Iterable[dict]:
+    """Whole windows of ONE sequence, sorted by start (dicts of dir_vec (34, n_bones, 3), spec (128, 70), audio
+    (36267,), words, speaker, sequence, start) -> segments: each run of overlapping windows becomes the frames,
+    spectrogram columns and audio samples it covers, stored once, and the windows' table of offsets into them."""
+    run: list[dict] = []
+    for window in windows:
+        if run and window["start"] >= run[-1]["start"] + N_FRAMES:  # no shared frame: a new segment
+            yield _segment(run)
+            run = []
+        run.append(window)
+    if run:
+        yield _segment(run)
+
+
+def _segment(run: list[dict]) -> dict:
+    first = run[0]["start"]
+    offsets = {  # where each window starts inside the segment, per stored axis
+        "frame": np.asarray([w["start"] - first for w in run]),
+        "col": np.asarray([frame_to_column(w["start"]) - frame_to_column(first) for w in run]),
+        "sample": np.asarray([frame_to_sample(w["start"]) - frame_to_sample(first) for w in run]),
+    }
+    sizes = {"frame": N_FRAMES, "col": SPEC_COLS, "sample": WINDOW_SAMPLES}
+    stored = {"frame": ("dir_vec", lambda w: w["dir_vec"]), "col": ("spec", lambda w: w["spec"].T),
+              "sample": ("audio", lambda w: w["audio"])}
+    segment = {}
+    for axis, (name, part) in stored.items():
+        sample = part(run[0])
+        data = np.zeros((int(offsets[axis][-1]) + sizes[axis],) + sample.shape[1:], dtype=sample.dtype)
+        for w, at in zip(run, offsets[axis]):  # overlapping windows hold the same values where they overlap
+            data[at:at + sizes[axis]] = part(w)
+        segment[name] = data
+    segment.update(offsets)
+    segment["words"] = np.stack([w["words"] for w in run]).astype(np.int32)
+    for key in ("speaker", "sequence", "start"):
+        segment[key] = np.asarray([w[key] for w in run], dtype=np.int32)
+    return segment
+
+
+class ShardWriter:
+    """Collects the segments of one split and writes them into shards of about `shard_size` windows."""
+
+    def __init__(self, out: Path, split: str, shard_size: int):
+        self.out, self.split, self.shard_size = out, split, shard_size
+        self.segments: list[dict] = []
+        self.shards: list[dict] = []
+
+    def add(self, segment: dict) -> None:
+        self.segments.append(segment)
+        if sum(len(s["start"]) for s in self.segments) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.segments:
+            return
+        tensors = {}
+        for name, axis in (("dir_vec", "frame"), ("spec", "col"), ("audio", "sample")):
+            lengths = np.cumsum([0] + [len(s[name]) for s in self.segments[:-1]])
+            tensors[axis] = np.concatenate([s[axis] + at for s, at in zip(self.segments, lengths)]).astype(np.int64)
+            tensors[name] = np.concatenate([s[name] for s in self.segments])
+        for key in ("words", "speaker", "sequence", "start"):
+            tensors[key] = np.concatenate([s[key] for s in self.segments])
+        name = f"{self.split}-{len(self.shards):05d}.safetensors"
+        save_file(tensors, str(self.out / name))
+        self.shards.append({"file": name, "n": len(tensors["start"])})
+        self.segments = []
+
+    def close(self) -> list[dict]:
+        self.flush()
+        return self.shards
+
+
+# --- reading ----------------------------------------------------------------------------------------------------------
+
+def read_index(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / "index.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {data_dir} is not a windows data set (see docs/training.md)")
+    index = json.loads(path.read_text())
+    if index.get("format") == "ha2g_windows/1":
+        raise ValueError(f"{data_dir} is in the old ha2g_windows/1 format; convert it once with "
+                         f"python -m training.windows --convert {data_dir} --out NEW_DIR")
+    if index.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown format {index.get('format')!r}")
+    return index
+
+
 @dataclass
 class Windows:
-    """One split of a data set, in memory. Arrays as in the module docstring."""
+    """Some windows of a split, in memory (evaluation, small data). Arrays (N, ...) as cut from the segments:
+    dir_vec (N, 34, n_bones, 3) float32, spec (N, 128, 70) float16, audio (N, 36267) int16, words (N, 34) int32,
+    speaker, sequence, start (N,) int32; None for those `load_windows` was not asked for."""
 
     dir_vec: np.ndarray
     spec: np.ndarray
@@ -280,7 +378,7 @@ class Windows:
     index: dict = field(repr=False)
 
     def __len__(self) -> int:
-        return len(self.dir_vec)
+        return len(self.start)
 
     @property
     def skeleton(self) -> Skeleton:
@@ -295,33 +393,87 @@ class Windows:
         return np.asarray([self.index["sequences"][i]["source"] for i in self.sequence])
 
     def subset(self, mask: np.ndarray) -> "Windows":
-        return Windows(**{k: getattr(self, k)[mask] for k in _ARRAYS}, index=self.index)
+        return Windows(**{k: None if getattr(self, k) is None else getattr(self, k)[mask] for k in WINDOW_ARRAYS},
+                       index=self.index)
 
 
-_ARRAYS = ("dir_vec", "spec", "audio", "words", "speaker", "sequence", "start")
+WINDOW_ARRAYS = ("dir_vec", "spec", "audio", "words", "speaker", "sequence", "start")
 
 
-def read_index(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "index.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {data_dir} is not a windows data set (see docs/training.md)")
-    index = json.loads(path.read_text())
-    if index.get("format") != "ha2g_windows/1":
-        raise ValueError(f"{path}: unknown format {index.get('format')!r}")
-    return index
+def cut_windows(shard: dict, rows: np.ndarray, names: Iterable[str] = WINDOW_ARRAYS) -> dict:
+    """Windows `rows` of a shard (its tensors, whole or lazily sliceable) as whole arrays (N, ...), see `Windows`."""
+    rows = np.asarray(rows)
+    out = {}
+    for name in names:
+        if name in ("dir_vec", "spec", "audio"):
+            axis, size = {"dir_vec": ("frame", N_FRAMES), "spec": ("col", SPEC_COLS),
+                          "audio": ("sample", WINDOW_SAMPLES)}[name]
+            out[name] = np.stack([shard[name][int(s):int(s) + size] for s in np.asarray(shard[axis][rows])])
+            if name == "spec":
+                out[name] = out[name].transpose(0, 2, 1)  # stored (cols, mels) so that a window is one slice
+        else:
+            out[name] = np.asarray(shard[name][rows])
+    return out
 
 
-def load_windows(data_dir: str | Path, split: str) -> Windows:
-    """Every window of `split` in memory (about 90 kB a window, mostly audio)."""
+def load_windows(data_dir: str | Path, split: str, names: Iterable[str] = WINDOW_ARRAYS) -> Windows:
+    """Every window of `split` in memory (about 110 kB a window with its audio): for evaluation and small data;
+    training streams them (`training.data.WindowDataset`)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
     index = read_index(data_dir)
-    parts = [load_file(str(Path(data_dir) / shard["file"])) for shard in index["shards"][split]]
-    if not parts:
+    shards = index["shards"][split]
+    if not shards:
         raise ValueError(f"{data_dir} has no {split} windows (windows per split: {index['windows']})")
-    arrays = {key: np.concatenate([p[key] for p in parts]) for key in _ARRAYS}
+    names = tuple(dict.fromkeys((*names, "sequence", "start")))  # every subset stays countable and traceable
+    parts = []
+    for shard in shards:
+        tensors = load_file(str(Path(data_dir) / shard["file"]))
+        parts.append(cut_windows(tensors, np.arange(shard["n"]), names))
+    arrays = {key: np.concatenate([p[key] for p in parts]) if key in names else None for key in WINDOW_ARRAYS}
     return Windows(**arrays, index=index)
 
 
 def load_vocab(data_dir: str | Path) -> Vocab:
     return Vocab.load(Path(data_dir) / "vocab.json")
+
+
+# --- the old format ----------------------------------------------------------------------------------------------------
+
+def convert(old_dir: str | Path, out_dir: str | Path, shard_size: int = 4096) -> dict:
+    """An `ha2g_windows/1` data set (every window stored whole) -> this format, one old shard in memory at a time."""
+    old_dir = Path(old_dir)
+    index = json.loads((old_dir / "index.json").read_text())
+    if index.get("format") != "ha2g_windows/1":
+        raise ValueError(f"{old_dir}: expected an ha2g_windows/1 data set, found format {index.get('format')!r}")
+    out = _empty_dir(out_dir)
+    shards = {}
+    for split in SPLITS:
+        writer = ShardWriter(out, split, shard_size)
+        for shard in tqdm(index["shards"][split], desc=f"convert {split}", unit="shard"):
+            old = load_file(str(old_dir / shard["file"]))
+            windows = [{k: old[k][i] for k in WINDOW_ARRAYS} for i in range(len(old["start"]))]
+            # old shards hold each sequence's windows in order; a sequence may continue in the next shard
+            for _, group in itertools.groupby(windows, key=lambda w: int(w["sequence"])):
+                for segment in pack_segments(sorted(group, key=lambda w: int(w["start"]))):
+                    writer.add(segment)
+        shards[split] = writer.close()
+    new = _index(index["skeleton"], index["stride"], index["speakers"], index["sequences"], shards, index["rejected"],
+                 index["filter"])
+    (out / "index.json").write_text(json.dumps(new, indent=1, ensure_ascii=False))
+    shutil.copyfile(old_dir / "vocab.json", out / "vocab.json")
+    return new
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Convert an ha2g_windows/1 data set to the current format.")
+    parser.add_argument("--convert", required=True, metavar="OLD_DIR", help="ha2g_windows/1 data set")
+    parser.add_argument("--out", required=True, help="empty output directory")
+    parser.add_argument("--shard-size", type=int, default=4096, help="windows per shard")
+    args = parser.parse_args()
+    index = convert(args.convert, args.out, args.shard_size)
+    print(f"{args.out}: windows {index['windows']}")
+
+
+if __name__ == "__main__":
+    main()
