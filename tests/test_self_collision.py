@@ -1,0 +1,116 @@
+"""Self-collision margin and the exact bounded IK step: poses that would collide, chatter, bad collision profiles."""
+import numpy as np
+import pytest
+from scipy.optimize import lsq_linear
+
+from ha2g_ros.retargeting import Retargeter, RobotLoadError, load_profile, profile_from_dict
+from ha2g_ros.retargeting.solver import solve_qp
+from test_retargeting import FORWARD, LEFT, UP, arm, assert_within_limits, pose, profile_dict
+
+# Hands crossing in front of the belly, and both hands pressed flat against the chest.
+CROSSING = pose(**arm("left", -UP + 0.3 * FORWARD, -LEFT + 0.3 * FORWARD),
+                **arm("right", -UP + 0.3 * FORWARD, LEFT + 0.3 * FORWARD))
+CHEST = pose(**arm("left", -UP, FORWARD - LEFT + 0.5 * UP), **arm("right", -UP, FORWARD + LEFT + 0.5 * UP))
+
+
+@pytest.mark.parametrize("robot", ["pepper", "tiago_dual"])
+@pytest.mark.parametrize("human", [CROSSING, CHEST], ids=["hands_crossing", "hands_on_chest"])
+def test_margin_holds_on_poses_that_collide_without_it(robot, human):
+    rt = Retargeter(load_profile(robot))
+    clip = np.repeat(human[None], 75, axis=0)  # 5 s: long enough for the slow TIAGo arm to settle
+    margin = rt.margin
+    rt.margin = 0.0
+    rt.reset()
+    free = rt.solve_sequence(clip)
+    assert min(rt.part_distances(free[-1]).values()) < 0, "the pose should collide without the margin"
+    rt.margin = margin
+    rt.reset()
+    q = rt.solve_sequence(clip)
+    closest = np.array([min(rt.part_distances(x).values()) for x in q])
+    assert closest.min() >= margin - 1e-4, f"closest approach {closest.min():.4f} m < margin {margin} m"
+    assert_within_limits(rt, q, rt.rest_pose(), 1 / 15)
+    # Smooth: the constraint never makes a joint jump further than a frame's velocity budget allows (checked above),
+    # and the filtered arms do not oscillate against it: in the second half no arm joint reverses its motion by more
+    # than 3 mrad (TIAGo's arms pressed together dither by up to 1.5 mrad, 0.09 degrees, between the constraints).
+    steps = np.diff(q[len(q) // 2:, :len(rt.profile.arm_joints)], axis=0)
+    reversal = np.minimum(np.abs(steps[1:]), np.abs(steps[:-1]))[steps[1:] * steps[:-1] < 0]
+    assert reversal.max(initial=0.0) < 3e-3
+
+
+def test_the_bounded_step_is_the_exact_optimum(ted_culture_clips):
+    """Each IK step solves its box QP exactly: it matches scipy's bounded least squares on the real steps of a clip."""
+    rt = Retargeter(load_profile("pepper"))
+    ik, arm_joints = rt._ik, slice(0, len(rt.profile.arm_joints))  # noqa: the solver's own step problem
+    rng = np.random.default_rng(0)
+    for frame in ted_culture_clips[0]["dir_vec"][:60]:
+        rt.solve(frame)
+        q_model = rt._to_model(rt._q_ik)
+        targets = rt._ik.directions(rt._to_model(rt.rest_pose()))  # a far target: the box binds
+        weights = np.ones(len(rt.terms))
+        H, g = ik.step_problem(q_model, targets, weights, rt.rest_pose()[arm_joints])
+        half = rng.uniform(0.01, 0.1, len(g))
+        lo, hi = -half, half
+        step = solve_qp(H, g, lo, hi)
+        L = np.linalg.cholesky(H)  # 1/2 x'Hx - g'x = 1/2 |L'x - L^-1 g|^2 + const
+        reference = lsq_linear(L.T, np.linalg.solve(L, g), bounds=(lo, hi), method="bvls", tol=1e-12).x
+        np.testing.assert_allclose(step, reference, atol=1e-6)
+
+
+def test_no_shoulder_chatter_with_the_elbow_on_its_limit():
+    """Pepper's forearm asked to fold back further than its elbow can: the shoulder settles instead of alternating
+    at +-v_max from frame to frame (it did with the old heuristic box step, at ~7.5 Hz)."""
+    rt = Retargeter(load_profile("pepper"))
+    human = pose(**arm("left", FORWARD - UP, -FORWARD + 0.3 * UP), **arm("right", -UP, FORWARD))
+    q = rt.solve_sequence(np.repeat(human[None], 75, axis=0))  # 5 s
+    elbow, shoulder = rt.joint_names.index("LElbowRoll"), rt.joint_names.index("LShoulderPitch")
+    assert q[-1, elbow] == pytest.approx(rt.lower[elbow], abs=1e-3)  # on its limit
+    steps = np.diff(q[30:, shoulder])
+    reversals = int((np.sign(steps[1:]) * np.sign(steps[:-1]) < 0).sum())
+    assert reversals <= 2 and np.abs(steps).max() < 0.02, (reversals, np.abs(steps).max())
+
+
+# --- bad collision profiles -------------------------------------------------------------------------------------------
+
+def test_collision_shapes_naming_links_the_urdf_lacks():
+    data = profile_dict("g1")
+    data["collision"]["parts"]["torso"] = ["torso_linkk"]
+    data["collision"]["parts"]["head"] = [{"link": "noggin", "from": [0, 0, 0], "to": [0, 0, 0], "radius": 0.1}]
+    with pytest.raises(RobotLoadError) as error:
+        Retargeter(profile_from_dict(data))
+    assert "collision.parts.torso[0]" in str(error.value) and "torso_linkk" in str(error.value)
+    assert "collision.parts.head[0]" in str(error.value) and "noggin" in str(error.value)
+
+
+def test_links_without_collision_geometry_need_capsules():
+    """Pepper's URDF names meshes that are not on disk (inside qibullet's archive); a G1 link has no <collision>."""
+    data = profile_dict("pepper")
+    data["collision"]["parts"]["torso"] = ["torso"]
+    with pytest.raises(RobotLoadError, match="collision geometry"):
+        Retargeter(profile_from_dict(data))
+    data = profile_dict("g1")
+    data["collision"]["parts"]["torso"] = ["imu_in_torso"]  # a link of the URDF without a <collision> element
+    with pytest.raises(RobotLoadError, match="'imu_in_torso' has no collision geometry.*capsules"):
+        Retargeter(profile_from_dict(data))
+
+
+def test_margin_the_rest_pose_violates_is_refused():
+    data = profile_dict("nao")
+    data["collision"]["margin"] = 0.1
+    with pytest.raises(RobotLoadError, match="rest pose already violates the collision margin of 0.1 m.*left_hand"):
+        Retargeter(profile_from_dict(data))
+    rt = Retargeter(load_profile("nao"))
+    with pytest.raises(ValueError, match="rest pose already violates"):
+        rt.margin = 0.1
+    with pytest.raises(ValueError, match="margin must be in"):
+        rt.margin = -0.01
+
+
+def test_collision_section_structure_errors():
+    data = profile_dict("pepper")
+    bad = {**data, "collision": {**data["collision"], "pairs": [["left_hand", "elbow"]]}}
+    with pytest.raises(ValueError, match=r"collision.pairs\[0\].*'elbow'"):
+        profile_from_dict(bad)
+    bad = {**data, "collision": {**data["collision"], "parts": {**data["collision"]["parts"],
+                                                                "head": [{"link": "Head", "radius": 0.1}]}}}
+    with pytest.raises(ValueError, match=r"collision.parts.head\[0\]"):
+        profile_from_dict(bad)
