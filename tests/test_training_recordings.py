@@ -8,7 +8,7 @@ import soundfile
 from ha2g_model.skeleton import TED_EXPRESSIVE as S
 from ha2g_model.skeleton import directions_to_positions
 from training import ted_culture
-from training.recordings import load_recordings, read_bvh, to_ted_frame
+from training.recordings import load_motion, load_recordings, read_bvh, to_ted_frame
 
 ARM_BONES = [S.bone_index(p, c) for p, c in (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
                                               ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"))]
@@ -84,3 +84,12 @@ def test_bvh_forward_kinematics(tmp_path):
     np.testing.assert_allclose(positions[0], [[1, 2, 3], [1, 12, 3], [1, 17, 3]], atol=1e-9)
     # frame 1: the root turned 90 degrees about z, so the chain (along +y) now points along -x
     np.testing.assert_allclose(positions[1], [[0, 0, 0], [-10, 0, 0], [-15, 0, 0]], atol=1e-9)
+
+
+def test_bvh_header_that_miscounts_frames_leaves_the_rate_unknown(tmp_path):
+    """BEAT's downsampled files keep the original's `Frames:` and `Frame Time:`: the rate must come from elsewhere."""
+    (tmp_path / "m.bvh").write_text(BVH.replace("Frames: 2", "Frames: 16"))
+    _, positions, frame_time = read_bvh(tmp_path / "m.bvh")
+    assert len(positions) == 2 and frame_time is None
+    with pytest.raises(ValueError, match="state the motion `fps`"):
+        load_motion(tmp_path / "m.bvh", {"joints": {}})

@@ -9,7 +9,7 @@ Folder layout (one recording = one file stem):
 
 mapping.yaml:
     speaker: alice            # optional; or a `speakers: {talk01: alice, ...}` table; default: the file stem
-    fps: 30                   # motion frame rate (BVH files carry their own)
+    fps: 30                   # motion frame rate (BVH files carry their own; stating it here overrides theirs)
     layout: positions         # "positions" (T, J, 3) joints, "directions" (T, 42, 3) TED Expressive bone vectors,
                               # or "bvh"; .npz files hold one array, named by `array:` (default: the only one)
     up: "+y"                  # axes of YOUR data: which is up and which way the person faces
@@ -101,8 +101,12 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- BVH --------------------------------------------------------------------------------------------------------
 
-def read_bvh(path: str | Path) -> tuple[list[str], np.ndarray, float]:
-    """(joint names, world positions (T, J, 3) in the file's units and axes, frame time in seconds)."""
+def read_bvh(path: str | Path) -> tuple[list[str], np.ndarray, float | None]:
+    """(joint names, world positions (T, J, 3) in the file's units and axes, frame time in seconds).
+
+    T is the number of frames the file holds. When that is not the header's `Frames:` the header was not updated
+    (BEAT's downsampled files keep the 120 fps original's count and frame time): the frame time is then None and
+    the caller must know the rate (stated by the user, or from the length of the audio)."""
     text = Path(path).read_text()
     if "MOTION" not in text:
         raise ValueError(f"{path}: not a BVH file (no MOTION section)")
@@ -138,11 +142,14 @@ def read_bvh(path: str | Path) -> tuple[list[str], np.ndarray, float]:
         else:
             i += 1
     lines = [ln for ln in motion.strip().splitlines() if ln.strip()]
-    n_frames = int(lines[0].split(":")[1])
+    header_frames = int(lines[0].split(":")[1])
     frame_time = float(lines[1].split(":")[1])
-    values = np.asarray([[float(v) for v in ln.split()] for ln in lines[2:2 + n_frames]])
-    if values.shape[0] != n_frames or values.shape[1] != sum(len(c) for c in channels):
+    values = np.asarray([[float(v) for v in ln.split()] for ln in lines[2:]])
+    if values.ndim != 2 or values.shape[1] != sum(len(c) for c in channels):
         raise ValueError(f"{path}: motion data does not match the hierarchy ({values.shape} values)")
+    n_frames = len(values)
+    if n_frames != header_frames:
+        frame_time = None
     positions = np.zeros((n_frames, len(names), 3))
     world = np.zeros((n_frames, len(names), 3, 3))
     column = 0
@@ -174,18 +181,23 @@ def _axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
 
 # --- a folder of recordings ------------------------------------------------------------------------------------
 
+def bvh_joints(path: Path, names: list[str], joints: dict) -> dict[str, int]:
+    """A TED Expressive joint -> BVH joint name map as TED joint -> index into the BVH's joints."""
+    for theirs in joints.values():
+        if str(theirs) not in names:
+            raise ValueError(f"{path}: mapping names BVH joint {theirs!r}, which the file does not have")
+    return {ted: names.index(str(theirs)) for ted, theirs in joints.items()}
+
+
 def load_motion(path: Path, mapping: dict) -> np.ndarray:
     """(T, 42, 3) unit TED Expressive directions at 15 fps from one motion file."""
-    layout = mapping.get("layout", "bvh" if path.suffix == ".bvh" else "positions")
-    rotation = to_ted_frame(mapping.get("up", "-y"), mapping.get("forward", "-z"))
     if path.suffix == ".bvh":
         names, positions, frame_time = read_bvh(path)
-        fps = 1.0 / frame_time
-        joints = {}
-        for ted, theirs in mapping.get("joints", {}).items():
-            if str(theirs) not in names:
-                raise ValueError(f"{path}: mapping names BVH joint {theirs!r}, which the file does not have")
-            joints[ted] = names.index(str(theirs))
+        if "fps" not in mapping and frame_time is None:
+            raise ValueError(f"{path}: its header's frame count is not the number of frames it holds, so its frame "
+                             f"time cannot be trusted; state the motion `fps` in mapping.yaml")
+        fps = float(mapping["fps"]) if "fps" in mapping else 1.0 / frame_time
+        joints = bvh_joints(path, names, mapping.get("joints", {}))
     else:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
@@ -199,6 +211,14 @@ def load_motion(path: Path, mapping: dict) -> np.ndarray:
             raise ValueError("mapping must give the motion `fps` for .npy/.npz motion")
         fps = float(mapping["fps"])
         joints = mapping.get("joints", {})
+    return motion_directions(positions, fps, joints, mapping, path)
+
+
+def motion_directions(positions: np.ndarray, fps: float, joints: dict[str, int], mapping: dict,
+                      path: Path) -> np.ndarray:
+    """Motion (T, J, 3) at `fps` in the user's axes -> (T', 42, 3) unit TED Expressive directions at 15 fps."""
+    layout = mapping.get("layout", "bvh" if path.suffix == ".bvh" else "positions")
+    rotation = to_ted_frame(mapping.get("up", "-y"), mapping.get("forward", "-z"))
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[-1] != 3 or not np.isfinite(positions).all():
         raise ValueError(f"{path}: motion must be a finite (T, J, 3) array, got {positions.shape}")

@@ -20,7 +20,7 @@ from training.windows import load_windows
 
 
 def normalised_windows(data_dir: str, split: str) -> torch.Tensor:
-    return torch.from_numpy(load_windows(data_dir, split).normalized_poses())
+    return torch.from_numpy(load_windows(data_dir, split, ("dir_vec",)).normalized_poses())  # no audio
 
 
 def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size: int = 128, seed: int = 0,
