@@ -24,9 +24,10 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
     ],
-    # torch is listed without an upper bound on purpose: scripts/setup.sh installs a pinned CPU build first, and on a
-    # robot (Jetson, desktop GPU) the user's own torch build must be kept. ROS 2 itself is never a pip dependency: it
-    # comes from the system (apt) or from requirements-ros.txt (see scripts/setup.sh).
+    # The robot runtime needs no torch: onnxruntime runs the ONNX graphs a checkpoint ships. torch (the `torch` extra)
+    # is for the torch backend, training and ha2g-export-onnx; it has no upper bound on purpose: scripts/setup.sh
+    # installs a pinned CPU build first, and on a robot (Jetson, desktop GPU) the user's own torch build must be kept.
+    # ROS 2 itself is never a pip dependency: it comes from the system (apt) or from requirements-ros.txt.
     install_requires=[
         "numpy>=1.23",
         "scipy>=1.10",
@@ -35,7 +36,7 @@ setup(
         "safetensors>=0.4",
         "librosa>=0.10",
         "soundfile>=0.12",
-        "torch>=2.1",
+        "onnxruntime>=1.17",
         "pin>=2.7",
         "daqp>=0.11",
         "coal>=3.0",
@@ -44,7 +45,9 @@ setup(
         "pillow>=9.0",
     ],
     extras_require={
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "torch": ["torch>=2.1", "onnx>=1.15"],
+        # TensorRT's Python bindings come with JetPack (or `pip install tensorrt` on a desktop); buffers: cuda-python
+        "tensorrt": ["cuda-python>=12"],
         "microphone": ["sounddevice>=0.4"],
         "video": ["imageio-ffmpeg>=0.4"],
         "physics": ["mujoco>=3.3"],
@@ -61,6 +64,7 @@ setup(
             "ha2g-demo = ha2g_ros.demo:main",
             "ha2g-generate = ha2g_model.generate_cli:main",
             "ha2g-convert-official = ha2g_model.official:main",
+            "ha2g-export-onnx = ha2g_model.onnx_export:main",
         ],
     },
 )

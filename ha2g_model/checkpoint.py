@@ -5,10 +5,10 @@
                         pose_dim, n_levels, plus whatever the writer adds (training command, metrics, speakers, ...);
                         onnx: the record of the shipped ONNX graphs, when there are any (see below)
     vocab.json          the word vocabulary ({"words": [...]}, index = position)
-    encode.onnx, decode.onnx, window.onnx   optional: the inference graphs (ha2g_model.onnx_export), so that ONNX
-                        Runtime runs the checkpoint without torch. config.json's "onnx" record holds the SHA-256 of
-                        the model.safetensors they were exported from and of each graph file; `checkpoint_graphs`
-                        checks both before a graph is used.
+    encode.onnx, decode.onnx   optional: the inference graphs (ha2g_model.onnx_export), so that ONNX Runtime runs
+                        the checkpoint without torch (and TensorRT builds its engines from them). config.json's "onnx"
+                        record holds the SHA-256 of the model.safetensors they were exported from and of each graph
+                        file; `checkpoint_graphs` checks both before a graph is used.
 
 `load_checkpoint` rebuilds the model from these alone and refuses, with a message that says what is wrong, files
 that are missing or do not fit (pose_dim, level count, missing/unexpected keys, shapes, vocabulary size) and
@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ha2g_ros.checkpoint/1"
 WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
-# The ONNX graphs a checkpoint can ship (file <part>.onnx): onnxruntime runs encode + decode, TensorRT builds its
-# engine from window. EXPORT_COMMAND writes them (ha2g_model.onnx_export).
-GRAPHS = ("encode", "decode", "window")
+# The ONNX graphs a checkpoint can ship (file <part>.onnx); EXPORT_COMMAND writes them (ha2g_model.onnx_export).
+GRAPHS = ("encode", "decode")
 EXPORT_COMMAND = "ha2g-export-onnx"
 
 
@@ -196,7 +195,7 @@ def record_graphs(path, files: dict[str, Path], **details) -> None:
     (path / CONFIG).write_text(json.dumps(described, indent=1))
 
 
-def checkpoint_graphs(path, parts=("encode", "decode")) -> dict[str, Path]:
+def checkpoint_graphs(path, parts=GRAPHS) -> dict[str, Path]:
     """The shipped ONNX graphs `parts` of checkpoint `path` -> their files, after checking that they were exported
     from this model.safetensors and are intact. Raises GraphError saying why they cannot be used."""
     path = Path(path)

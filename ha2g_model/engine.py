@@ -32,7 +32,7 @@ import numpy as np
 
 from ha2g_model.audio import (SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_FRAMES, WINDOW_SAMPLES, frame_to_sample,
                               log_mel, resample, validate_audio, window_spectrogram)
-from ha2g_model.backends import create_backend
+from ha2g_model.backends import ModelSource, create_backend
 from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions
 from ha2g_model.text import frame_word_indices
 from ha2g_model.words import validate_words
@@ -77,31 +77,28 @@ class EngineConfig:
 class GestureEngine:
     """Gesture generation from speech with one HA2G model behind a backend ("torch", "onnxruntime", "tensorrt").
 
-    `model` is an `HA2G` module or a checkpoint directory; `vocab` the `ha2g_model.text.Vocab` of its words (None:
-    words are ignored). Keyword overrides (`hop_frames=8`, ...) replace fields of `config`.
+    `model` is an `HA2G` module, a checkpoint directory or an official HA2G .bin file; `vocab` the
+    `ha2g_model.text.Vocab` of its words (None: the checkpoint's, or words are ignored). A checkpoint directory is
+    handed to the backend as it is: the onnxruntime backend runs the ONNX graphs it ships without loading (or
+    importing) torch. Keyword overrides (`hop_frames=8`, ...) replace fields of `config`.
     """
 
     def __init__(self, model, vocab=None, *, backend="torch", device: str = "cpu", precision: str = "fp32",
                  config: EngineConfig | None = None, backend_options: dict | None = None, **overrides):
-        if isinstance(model, (str, Path)):
-            from ha2g_model.checkpoint import load_checkpoint, load_official_checkpoint
-
-            path = Path(model)
-            load = load_official_checkpoint if path.is_file() else load_checkpoint  # official: one pickled .bin
-            model, loaded_vocab, meta = load(path)
-            vocab = loaded_vocab if vocab is None else vocab
-            if config is None and "speaker" not in overrides:
-                overrides["speaker"] = _default_speaker(meta)
-        self.model_config = model.config
-        self.skeleton: Skeleton = model.config.skeleton_def
-        if vocab is not None and len(vocab) > model.config.n_words:
+        source = ModelSource(model)
+        vocab = source.vocab if vocab is None else vocab
+        if config is None and "speaker" not in overrides:
+            overrides["speaker"] = _default_speaker(source.meta)
+        self.model_config = source.config
+        self.skeleton: Skeleton = source.config.skeleton_def
+        if vocab is not None and len(vocab) > source.config.n_words:
             raise ValueError(f"the vocabulary has {len(vocab)} words but the model embeds only "
-                             f"{model.config.n_words}: they do not belong together")
+                             f"{source.config.n_words}: they do not belong together")
         self.vocab = vocab
         self.config = replace(config or EngineConfig(), **overrides)
         self.config.validate(self.model_config.n_pre_poses)
         self._check_speaker(self.config.speaker)
-        self.backend = create_backend(backend, model, device=device, precision=precision, **(backend_options or {}))
+        self.backend = create_backend(backend, source, device=device, precision=precision, **(backend_options or {}))
         self.rest = normalize_directions(self.skeleton.rest_directions(), self.skeleton).astype(np.float32)
         self.last_compute_s = 0.0
         self._lock = threading.Lock()  # push_* may come from an audio thread while another thread pulls

@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="torch, onnxruntime, tensorrt, auto, or a "
                                                           "comma-separated fallback list")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads per backend session (default or 0: all cores). The encoders run beside the "
-                             "GRU chain, so on 2 cores 1 is faster for the full-size models (docs/engine.md)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per backend session (0: the runtime's default, all cores). The encoders run "
+                             "beside the GRU chain, and multi-threaded sessions on a busy CPU were measured up to 30x "
+                             "slower per window (docs/engine.md)")
     parser.add_argument("--speaker", type=int, default=0, help="gesture style (a speaker id of the checkpoint)")
     parser.add_argument("--seed", type=int, default=None, help="sample the style noise with this seed "
                                                                "(default: deterministic, z = mu)")
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 0:
+    if args.threads < 0:
         parser.error(f"--threads must be 0 (all cores) or more, got {args.threads}")
     try:
         return _generate(args)
@@ -64,9 +65,10 @@ def _generate(args) -> int:
     audio = resample(audio.mean(axis=1), sample_rate)
     duration = len(audio) / SAMPLE_RATE
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
-    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=args.backend.split(","), device=args.device,
-                                           speaker=args.speaker, seed=args.seed,
-                                           backend_options={"threads": args.threads} if args.threads else None)
+    backends = args.backend.split(",")
+    threads = {"threads": args.threads} if backends != ["tensorrt"] else None  # TensorRT runs on a GPU
+    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=backends, device=args.device,
+                                           speaker=args.speaker, seed=args.seed, backend_options=threads)
     directions = engine.generate_utterance(audio, words, fade_to_rest=not args.no_fade, progress=True)
     skeleton = engine.skeleton
     times = np.arange(len(directions)) / FPS

@@ -6,7 +6,8 @@ pose_dim, gen_dict_1..N, dis_dict, audio_dict, text_dict}. It is read with torch
 allow-list of exactly the globals that format needs; `model.vocab.Vocab` is matched by a plain stand-in class
 that only receives attributes. Any other global (os.system, builtins.eval, ...) is refused.
 
-Converter: `python -m ha2g_model.official official.bin out_dir` writes our checkpoint format (safetensors).
+Converter: `python -m ha2g_model.official official.bin out_dir` writes our checkpoint format (safetensors) with its
+ONNX inference graphs (so that onnxruntime runs it without torch).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from ha2g_model.checkpoint import load_state_checked, save_checkpoint, share_identical_word_tables
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
+from ha2g_model.onnx_export import export_checkpoint_graphs
 from ha2g_model.skeleton import skeleton_for_pose_dim
 from ha2g_model.text import SPECIAL_TOKENS, Vocab
 
@@ -194,6 +196,7 @@ def main(argv=None) -> int:
     try:
         model, vocab, meta = load_official_checkpoint(args.official)
         save_checkpoint(args.out_dir, model, vocab, meta)
+        export_checkpoint_graphs(args.out_dir)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

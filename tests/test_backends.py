@@ -1,6 +1,6 @@
 """Backends: parity with the eager model (onnxruntime within 1e-4 on CPU), the ONNX export, fallback and errors.
 
-The TensorRT tests run only where tensorrt, pycuda and a CUDA GPU exist (a Jetson or a desktop GPU) and skip
+The TensorRT tests run only where tensorrt and a CUDA GPU exist (a Jetson or a desktop GPU) and skip
 cleanly elsewhere.
 """
 import numpy as np
@@ -87,6 +87,8 @@ def test_onnxruntime_matches_torch(tmp_path, model, batch):
         np.testing.assert_allclose(backend.run(*inputs), eager(model, *inputs), atol=1e-4)
     parts = sorted(p.name.split("_", 2)[2] for p in tmp_path.glob("*.onnx"))
     assert parts == ["decode_dynamic.onnx", "encode_dynamic.onnx"]  # the convolutions and the GRU chain
+    assert backend._encoder.get_session_options().intra_op_num_threads == 1  # one thread per session by default
+    assert backend._decoder.get_session_options().intra_op_num_threads == 1
 
 
 def test_onnxruntime_fails_a_window_with_nan_features_like_torch(tmp_path):
@@ -106,18 +108,22 @@ def test_onnxruntime_fails_a_window_with_nan_features_like_torch(tmp_path):
 
 def test_onnx_export_is_valid_and_cached(tmp_path, model):
     onnx = pytest.importorskip("onnx")
-    from ha2g_model.backends.onnx_backend import INPUT_NAMES, OUTPUT_NAME, cached_onnx, export_onnx
+    from ha2g_model.backends.onnx_backend import GRAPH_IO
+    from ha2g_model.onnx_export import cached_onnx, export_onnx
 
-    path = export_onnx(model, tmp_path / "window.onnx", dynamic_batch=True)
-    graph = onnx.load(str(path))
-    onnx.checker.check_model(graph)
-    assert [i.name for i in graph.graph.input] == list(INPUT_NAMES)
-    assert [o.name for o in graph.graph.output] == [OUTPUT_NAME]
-    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert any(node.op_type == "GRU" for node in graph.graph.node)
-    first = cached_onnx(model, tmp_path / "cache")
+    for part, (inputs, outputs) in GRAPH_IO.items():
+        graph = onnx.load(str(export_onnx(model, tmp_path / f"{part}.onnx", part)))
+        onnx.checker.check_model(graph)
+        assert [i.name for i in graph.graph.input] == list(inputs)
+        assert [o.name for o in graph.graph.output] == list(outputs)
+        assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert any(node.op_type == "GRU" for node in graph.graph.node) == (part == "decode")
+        # one word table, looked up once, however many text encoders read it
+        assert sum(node.op_type == "Gather" and "word_embeddings" in node.input[0] for node in graph.graph.node) \
+            == (part == "encode")
+    first = cached_onnx(model, "decode", tmp_path / "cache")
     mtime = first.stat().st_mtime_ns
-    assert cached_onnx(model, tmp_path / "cache") == first and first.stat().st_mtime_ns == mtime
+    assert cached_onnx(model, "decode", tmp_path / "cache") == first and first.stat().st_mtime_ns == mtime
     assert model_hash(model) in first.name
 
 
@@ -186,7 +192,6 @@ def test_backend_from_checkpoint_directory(tmp_path, model):
 @pytest.fixture(scope="module")
 def gpu():
     pytest.importorskip("tensorrt")
-    pytest.importorskip("pycuda.driver")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
     return "cuda"
@@ -201,20 +206,22 @@ def test_tensorrt_matches_torch(tmp_path_factory, gpu, precision, tolerance):
     for batch in (1, 4):
         inputs = window_inputs(model.config, batch)
         np.testing.assert_allclose(backend.run(*inputs), eager(model, *inputs), atol=tolerance)
-    engines = list(cache.glob("*.engine"))
-    assert len(engines) == 1 and precision in engines[0].name and model_hash(model) in engines[0].name
-    mtime = engines[0].stat().st_mtime_ns
+    engines = sorted(cache.glob("*.engine"))
+    assert len(engines) == 2 and all(precision in e.name for e in engines)  # encode and decode
+    mtimes = [e.stat().st_mtime_ns for e in engines]
     again = create_backend("tensorrt", model, device=gpu, precision=precision, cache_dir=cache, max_batch=4)
-    assert engines[0].stat().st_mtime_ns == mtime  # loaded from the cache, not rebuilt
+    assert [e.stat().st_mtime_ns for e in engines] == mtimes  # loaded from the cache, not rebuilt
     inputs = window_inputs(model.config, 2)
     np.testing.assert_allclose(again.run(*inputs), backend.run(*inputs), atol=1e-6)
 
 
 @pytest.mark.gpu
 def test_tensorrt_bad_engine_file_is_a_clear_error(tmp_path, gpu):
-    bad = tmp_path / "broken.engine"
-    bad.write_bytes(b"not an engine")
+    model = make_model("tiny_expressive")
+    create_backend("tensorrt", model, device=gpu, cache_dir=tmp_path, max_batch=1)
+    for engine in tmp_path.glob("*.engine"):
+        engine.write_bytes(b"not an engine")
     with pytest.raises(BackendError, match="could not load the engine file"):
-        create_backend("tensorrt", make_model("tiny_expressive"), device=gpu, engine_path=bad)
-    backend = create_backend(["tensorrt", "torch"], make_model("tiny_expressive"), device=gpu, engine_path=bad)
+        create_backend("tensorrt", model, device=gpu, cache_dir=tmp_path, max_batch=1)
+    backend = create_backend(["tensorrt", "torch"], model, device=gpu, cache_dir=tmp_path, max_batch=1)
     assert backend.name == "torch"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ha2g_model.checkpoint import load_checkpoint, load_state_checked, share_identical_word_tables
+from ha2g_model.checkpoint import checkpoint_graphs, load_checkpoint, load_state_checked, share_identical_word_tables
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
 from ha2g_model.official import (config_from_official, load_official_checkpoint, main, official_state_to_ours,
@@ -157,6 +157,7 @@ def test_converter_round_trip(official, official_fixtures_dir, tmp_path):
     skeleton, model, vocab, _, _ = official
     bin_path = fixture_paths(official_fixtures_dir, skeleton)[0]
     assert main([str(bin_path), str(tmp_path / "ours")]) == 0
+    assert set(checkpoint_graphs(tmp_path / "ours")) == {"encode", "decode"}  # runnable without torch
     converted, converted_vocab, meta = load_checkpoint(tmp_path / "ours")
     assert converted_vocab == vocab and meta["source"] == "official" and meta["speakers"][1] == "fakeVid0000"
     assert converted.config == model.config

@@ -20,6 +20,7 @@ import torch
 
 from ha2g_model.checkpoint import load_checkpoint, save_checkpoint
 from ha2g_model.engine import DEFAULT_CHECKPOINT, GestureEngine
+from ha2g_model.onnx_export import export_checkpoint_graphs
 from training import synthetic, ted_culture
 from training.evaluate import evaluate, generate_clip
 from training.metrics import mean_metrics, sequence_metrics
@@ -82,12 +83,14 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
                                "candidates": scores}
     meta["speakers"] = relabel_speaker(model, meta["speakers"], chosen)
     save_checkpoint(dest, model, vocab, meta)
+    graphs = sum(f.stat().st_size for f in export_checkpoint_graphs(dest).values())  # robots run these, torch-free
     size = (dest / "model.safetensors").stat().st_size
     if size > MAX_BYTES:
         raise ValueError(f"{dest}/model.safetensors is {size / 2**20:.1f} MB; the shipped default must be <= 30 MB")
     evaluate(str(dest), str(dest), data, feature_net, str(clips_dir))
     (dest / "README.md").write_text(README.format(
         epoch=meta.get("epoch"), step=meta.get("step"), sources=json.dumps(index["sources"]), size=size / 2**20,
+        graphs=graphs / 2**20,
         speaker=meta["speakers"][0], train_config=(Path(run) / "train_config.yaml").read_text(),
         report=(dest / "report.md").read_text()))
     return dest
@@ -98,7 +101,9 @@ README = """# The default HA2G checkpoint (compact TED Expressive)
 What `GestureEngine.from_checkpoint()` and the gesture node load when no checkpoint is given.
 TED Expressive skeleton (42 bones: arms, hands with fingers, head), the `compact_expressive` preset
 (`ha2g_model/config.py`) made narrower still for CPU training (the `model:` overrides in the training configuration
-below; `config.json` has the exact sizes), {size:.1f} MB of weights (`model.safetensors`), `config.json`, `vocab.json`.
+below; `config.json` has the exact sizes), {size:.1f} MB of weights (`model.safetensors`), `config.json`, `vocab.json`,
+and its inference graphs `encode.onnx` + `decode.onnx` ({graphs:.1f} MB, written by `ha2g-export-onnx`, recorded with
+the SHA-256 of the weights in `config.json`): onnxruntime runs them without torch.
 
 ## What it was trained on (honestly)
 * **Real data: 7 training clips (about 60 s) of the TED-Culture material** in `../shared/data/ted_culture`

@@ -6,14 +6,18 @@ generator -- on numpy arrays:
     backend.run(spec (B, 128, 70) float32, words (B, 34) int, seed (B, 4, pose_dim) float32,
                 speaker (B,) int, noise (B, n_levels, z_dim) float32) -> (B, 34, pose_dim) float32
 
+and, split in two (the engine runs the seed-independent encoders of later windows beside the chain):
+`backend.encode(spec, words, speaker) -> blends, texts` and `backend.decode(blends, texts, seed, speaker, noise)`.
 `noise` is always an array: zeros give z = mu (deterministic), which is how one exported graph serves both uses.
 
     torch        the PyTorch module itself (CPU or CUDA; fp32, fp16 on CUDA; optional CUDA-graph replay at batch 1)
-    onnxruntime  the chain exported to ONNX, run by ONNX Runtime (CPU; CUDA / TensorRT execution providers if present)
-    tensorrt     a TensorRT engine built from that ONNX, run with pycuda buffers (Jetson and desktop NVIDIA GPUs)
+    onnxruntime  the chain as two ONNX graphs, run by ONNX Runtime (CPU; CUDA / TensorRT execution providers if
+                 present). From a checkpoint that ships its graphs it needs no torch at all.
+    tensorrt     TensorRT engines built from the same two graphs (Jetson and desktop NVIDIA GPUs)
 
 `create_backend(["tensorrt", "onnxruntime", "torch"], model)` returns the first that loads; a backend that cannot load
 (missing library, bad engine file, out of GPU memory) raises `BackendError` with the reason, so the next one is tried.
+This module imports neither torch nor any runtime: each backend imports its own when it is created.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +39,7 @@ AUTO_ORDER = {"cpu": ("onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "on
 PRECISIONS = ("fp32", "fp16")
 # Options each backend understands (see its class); others are refused so that a typo is not silently ignored.
 OPTIONS = {"torch": ("cuda_graph", "threads"), "onnxruntime": ("cache_dir", "threads", "providers"),
-           "tensorrt": ("cache_dir", "max_batch", "engine_path")}
+           "tensorrt": ("cache_dir", "max_batch")}
 
 
 class BackendError(RuntimeError):
@@ -54,22 +59,22 @@ def create_backend(name_or_list: str | list[str] | tuple[str, ...], model_or_che
                    precision: str = "fp32", **options) -> Backend:
     """Load the first backend of `name_or_list` ("auto" = the fastest for `device`) that works.
 
-    `model_or_checkpoint` is an `HA2G` module or a checkpoint directory. `options` go to the backends that know
-    them (e.g. `cuda_graph=True` for torch, `cache_dir=` for onnxruntime/tensorrt). Raises `BackendError` listing
-    every failure when none loads.
+    `model_or_checkpoint` is an `HA2G` module, a checkpoint directory or a `ModelSource`. `options` go to the backends
+    that know them (e.g. `cuda_graph=True` for torch, `cache_dir=` for onnxruntime/tensorrt). Raises `BackendError`
+    listing every failure when none loads.
     """
     names = _expand(name_or_list, device)
+    source = ModelSource.of(model_or_checkpoint)
     unknown = sorted(set(options) - {o for n in names for o in OPTIONS[n]})
     if unknown:
         raise ValueError(f"unknown backend option(s) {unknown} for {names}; known: "
                          + "; ".join(f"{n}: {', '.join(OPTIONS[n])}" for n in names))
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    model = _as_model(model_or_checkpoint)
     failures = []
     for name in names:
         try:
-            backend = _load(name, model, device, precision, options)
+            backend = _load(name, source, device, precision, options)
         except BackendError as e:
             failures.append(f"{name}: {e}")
             if len(names) > 1:
@@ -108,26 +113,80 @@ def _expand(name_or_list, device: str) -> list[str]:
     return list(dict.fromkeys(expanded))  # keep order, drop repeats
 
 
-def _as_model(model_or_checkpoint):
-    from ha2g_model.model import HA2G
+class ModelSource:
+    """What backends are built from: an `HA2G` module, an official HA2G .bin (loaded with torch), or a checkpoint
+    directory whose torch model is loaded only when a backend needs it (the onnxruntime backend does not, when the
+    checkpoint ships its graphs). `vocab` and `meta` are the checkpoint's (None and {} for a module)."""
 
-    if isinstance(model_or_checkpoint, HA2G):
-        return model_or_checkpoint
-    if isinstance(model_or_checkpoint, (str, Path)):
-        from ha2g_model.checkpoint import load_checkpoint
+    def __init__(self, model_or_checkpoint):
+        self.path, self.vocab, self.meta = None, None, {}
+        if isinstance(model_or_checkpoint, (str, Path)) and Path(model_or_checkpoint).is_file():
+            from ha2g_model.checkpoint import load_official_checkpoint
 
-        model, _, _ = load_checkpoint(model_or_checkpoint)
-        return model
-    raise TypeError(f"expected an HA2G model or a checkpoint directory, got {type(model_or_checkpoint).__name__}")
+            self._model, self.vocab, self.meta = load_official_checkpoint(model_or_checkpoint)
+            self.config = self._model.config
+        elif isinstance(model_or_checkpoint, (str, Path)):
+            from ha2g_model.checkpoint import read_checkpoint
+
+            self.path, self._model = Path(model_or_checkpoint), None
+            self.config, self.vocab, self.meta = read_checkpoint(self.path)
+        elif _is_model(model_or_checkpoint):
+            self._model, self.config = model_or_checkpoint, model_or_checkpoint.config
+        else:
+            raise TypeError(f"expected an HA2G model or a checkpoint directory, got "
+                            f"{type(model_or_checkpoint).__name__}")
+
+    @classmethod
+    def of(cls, model_or_source) -> "ModelSource":
+        return model_or_source if isinstance(model_or_source, cls) else cls(model_or_source)
+
+    def model(self):
+        """The torch module, loaded from the checkpoint on first use (this imports torch)."""
+        if self._model is None:
+            from ha2g_model.checkpoint import load_checkpoint
+
+            self._model = load_checkpoint(self.path)[0]
+        return self._model
+
+    def graphs(self, parts: tuple[str, ...], cache_dir=None) -> dict[str, Path]:
+        """The ONNX files of graphs `parts`: the checkpoint's own when it ships them intact and made from its
+        weights; otherwise exported once into the cache (`cache_dir`, default ~/.cache/ha2g/onnx), which needs
+        torch. Without torch a checkpoint without usable graphs is a BackendError naming the export command."""
+        if self.path is not None:
+            from ha2g_model.checkpoint import GraphError, checkpoint_graphs
+
+            try:
+                return checkpoint_graphs(self.path, parts)
+            except GraphError as e:
+                problem = str(e)
+            try:
+                import torch  # noqa: F401  (the export below needs it)
+            except ImportError:
+                raise BackendError(f"{problem} (torch is not installed here)") from None
+            log.warning("%s; exporting them into the cache for now", problem)
+        from ha2g_model.onnx_export import cached_onnx
+
+        return {part: cached_onnx(self.model(), part, cache_dir) for part in parts}
 
 
-def _load(name: str, model, device: str, precision: str, options: dict) -> Backend:
+def _is_model(obj) -> bool:
+    """isinstance(obj, HA2G) without importing torch: an HA2G exists only once ha2g_model.model was imported."""
+    module = sys.modules.get("ha2g_model.model")
+    return module is not None and isinstance(obj, module.HA2G)
+
+
+def _load(name: str, source: ModelSource, device: str, precision: str, options: dict) -> Backend:
     # Each module is imported only when asked for, so a missing optional library is a BackendError, not an
     # ImportError at package import time.
+    options = {k: v for k, v in options.items() if k in OPTIONS[name]}
     if name == "torch":
-        from ha2g_model.backends.torch_backend import TorchBackend as cls
-    elif name == "onnxruntime":
+        try:
+            from ha2g_model.backends.torch_backend import TorchBackend
+        except ImportError as e:
+            raise BackendError(f"torch is not installed ({e})") from e
+        return TorchBackend(source.model(), device=device, precision=precision, **options)
+    if name == "onnxruntime":
         from ha2g_model.backends.onnx_backend import OnnxBackend as cls
     else:
         from ha2g_model.backends.tensorrt_backend import TensorRTBackend as cls
-    return cls(model, device=device, precision=precision, **{k: v for k, v in options.items() if k in OPTIONS[name]})
+    return cls(source, device=device, precision=precision, **options)

@@ -1,11 +1,14 @@
-"""The `tensorrt` backend: a TensorRT engine built from the exported ONNX window graph, run with pycuda buffers.
+"""The `tensorrt` backend: TensorRT engines built from the two ONNX graphs of `ha2g_model.onnx_export` (encode and
+decode, the same files onnxruntime runs), for Jetson and desktop NVIDIA GPUs. Written against the TensorRT 10 Python
+API (explicit batch, named I/O tensors, `execute_async_v3`).
 
-For Jetson (JetPack ships TensorRT and pycuda) and desktop NVIDIA GPUs; written against the TensorRT 10 Python API.
-Building an engine takes minutes, so it is cached on disk under a name made of everything it depends on: the model
-hash, the GPU (name and compute capability), the TensorRT version, the precision and the largest batch. An engine
-file from another GPU or TensorRT version would not load, and a stale one would silently run old weights.
+Device buffers and the CUDA stream come from cuda-python (`pip install cuda-python`, no torch needed) or, when it is
+absent, from torch (JetPack's PyTorch wheels, desktop CUDA builds). JetPack ships TensorRT's Python bindings but
+neither of these (nor pycuda, which is not used): see docs/engine.md for the Jetson install steps.
 
-tensorrt and pycuda are imported when this backend is created, never at package import.
+Building an engine takes minutes, so each is cached on disk under a name made of everything it depends on: the
+SHA-256 of its ONNX file, the GPU (name and compute capability), the TensorRT version, the precision and the largest
+batch. An engine file from another GPU or TensorRT version would not load, and a stale one would run old weights.
 """
 from __future__ import annotations
 
@@ -15,75 +18,198 @@ from pathlib import Path
 
 import numpy as np
 
-from ha2g_model.backends import BackendError, default_cache_dir, model_hash
-from ha2g_model.backends.onnx_backend import INPUT_NAMES, OUTPUT_NAME, cached_onnx, example_inputs, onnx_inputs
+from ha2g_model.backends import BackendError, ModelSource, default_cache_dir
+from ha2g_model.backends.onnx_backend import GRAPH_IO, check_features, graph_feeds
 
 log = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30
 
 
+class _CudaPython:
+    """Device memory, copies and a stream through cuda-python's runtime API."""
+
+    def __init__(self, index: int):
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6 (raises ImportError when it is not installed at all)
+        self._rt = cudart
+        self._call(cudart.cudaSetDevice(index))
+        props = self._call(cudart.cudaGetDeviceProperties(index))
+        name = props.name
+        self.gpu_name = (name.decode(errors="replace") if isinstance(name, bytes) else name).rstrip("\0")
+        self.capability = (props.major, props.minor)
+        self._stream = self._call(cudart.cudaStreamCreate())
+        self.stream_handle = int(self._stream)
+        self._allocations = []
+
+    def _call(self, result):
+        """cuda-python returns (error, values...): the values, or BackendError naming the error."""
+        error, *values = result
+        if error != self._rt.cudaError_t.cudaSuccess:
+            raise BackendError(f"CUDA error {error.name}: {self._rt.cudaGetErrorString(error)[1].decode()}")
+        return values[0] if values else None
+
+    def empty(self, shape, dtype: np.dtype):
+        pointer = self._call(self._rt.cudaMalloc(int(np.prod(shape)) * dtype.itemsize))
+        self._allocations.append(pointer)
+        return pointer, shape, dtype
+
+    @staticmethod
+    def address(buffer) -> int:
+        return int(buffer[0])
+
+    def upload(self, buffer, array: np.ndarray) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call(self._rt.cudaMemcpyAsync(buffer[0], array.ctypes.data, array.nbytes, kind, self._stream))
+
+    def download(self, buffer, shape) -> np.ndarray:
+        host = np.empty(shape, buffer[2])
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._call(self._rt.cudaMemcpyAsync(host.ctypes.data, buffer[0], host.nbytes, kind, self._stream))
+        self._call(self._rt.cudaStreamSynchronize(self._stream))
+        return host
+
+    def __del__(self):
+        try:
+            for pointer in self._allocations:
+                self._rt.cudaFree(pointer)
+            self._rt.cudaStreamDestroy(self._stream)
+        except Exception:  # interpreter shutdown: the runtime may already be gone
+            pass
+
+
+class _TorchCuda:
+    """Device memory, copies and a stream through torch."""
+
+    def __init__(self, index: int):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendError(f"CUDA is not available to this torch ({torch.__version__})")
+        self._torch, self._device = torch, torch.device("cuda", index)
+        props = torch.cuda.get_device_properties(self._device)
+        self.gpu_name, self.capability = props.name, (props.major, props.minor)
+        self._stream = torch.cuda.Stream(self._device)
+        self.stream_handle = self._stream.cuda_stream
+
+    def empty(self, shape, dtype: np.dtype):
+        try:
+            return self._torch.from_numpy(np.empty(shape, dtype)).to(self._device)
+        except self._torch.cuda.OutOfMemoryError as e:
+            raise BackendError(f"out of GPU memory for the TensorRT buffers: {e}") from e
+
+    @staticmethod
+    def address(buffer) -> int:
+        return buffer.data_ptr()
+
+    def upload(self, buffer, array: np.ndarray) -> None:
+        with self._torch.cuda.stream(self._stream):  # ordered before the engine's work on the same stream
+            buffer[:len(array)].copy_(self._torch.from_numpy(array))
+
+    def download(self, buffer, shape) -> np.ndarray:
+        with self._torch.cuda.stream(self._stream):
+            return buffer[:shape[0]].cpu().numpy()  # waits for the stream
+
+
+def _cuda_memory(index: int):
+    failures = []
+    for cls in (_CudaPython, _TorchCuda):
+        try:
+            return cls(index)
+        except ImportError as e:
+            failures.append(str(e))
+    raise BackendError("the tensorrt backend needs cuda-python (pip install cuda-python) or torch with CUDA for its "
+                       f"device buffers: {'; '.join(failures)}")
+
+
+class _Engine:
+    """One engine (encode or decode) with device buffers for `max_batch` windows and its execution context."""
+
+    def __init__(self, trt, engine, cuda, max_batch: int):
+        self._engine, self._cuda, self.max_batch = engine, cuda, max_batch
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise BackendError("TensorRT could not create an execution context (out of GPU memory?)")
+        self._buffers, self.inputs, self.outputs = {}, [], []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            self._buffers[name] = cuda.empty((max_batch,) + tuple(engine.get_tensor_shape(name))[1:], dtype)
+            self._context.set_tensor_address(name, cuda.address(self._buffers[name]))
+            (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        batch = len(next(iter(feeds.values())))
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch {batch} is outside the engine's range [1, {self.max_batch}]")
+        for name, value in feeds.items():
+            self._cuda.upload(self._buffers[name], value)
+            self._context.set_input_shape(name, value.shape)
+        if not self._context.execute_async_v3(self._cuda.stream_handle):
+            raise BackendError("TensorRT execution failed (see the TensorRT log)")
+        return [self._cuda.download(self._buffers[name], tuple(self._context.get_tensor_shape(name)))
+                for name in self.outputs]
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, model, device: str = "cuda", precision: str = "fp16", cache_dir=None, max_batch: int = 8,
-                 engine_path=None):
+    def __init__(self, model_or_checkpoint, device: str = "cuda", precision: str = "fp16", cache_dir=None,
+                 max_batch: int = 8):
         try:
             import tensorrt as trt
-            import pycuda.driver as cuda
         except ImportError as e:
-            raise BackendError(f"the tensorrt backend needs the tensorrt and pycuda Python packages ({e}); on a "
-                               "Jetson they come with JetPack, on a desktop: pip install tensorrt pycuda") from e
+            raise BackendError(f"the tensorrt backend needs TensorRT's Python bindings ({e}); on a Jetson they come "
+                               "with JetPack (python3-libnvinfer), on a desktop: pip install tensorrt") from e
         if not device.startswith("cuda"):
             raise BackendError(f"the tensorrt backend runs on a CUDA device, not {device!r}")
         if max_batch < 1:
             raise BackendError(f"max_batch must be >= 1, got {max_batch}")
         self.device, self.precision, self.max_batch = device, precision, max_batch
-        self._trt, self._cuda = trt, cuda
+        self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
-        try:
-            cuda.init()
-            gpu = cuda.Device(int(device.partition(":")[2] or 0))
-            # The primary context is the one the CUDA runtime (and torch) use, so buffers can be shared with them.
-            self._context = gpu.retain_primary_context()
-        except cuda.Error as e:
-            raise BackendError(f"no usable CUDA device {device!r}: {e}") from e
-        self._context.push()
-        try:
-            if engine_path is None:
-                engine_path = self._cached_engine(model, gpu, cache_dir)
-            self._engine = self._deserialize(Path(engine_path))
-            self._execution = self._engine.create_execution_context()
-            if self._execution is None:
-                raise BackendError("TensorRT could not create an execution context (out of GPU memory?)")
-            self._stream = cuda.Stream()
-            self._buffers = self._allocate()
-        except cuda.MemoryError as e:
-            raise BackendError(f"out of GPU memory while loading the TensorRT engine: {e}") from e
-        finally:
-            self._context.pop()
+        self._runtime = trt.Runtime(self._logger)  # kept: an engine must not outlive its runtime
+        self._cuda = _cuda_memory(int(device.partition(":")[2] or 0))
+        graphs = ModelSource.of(model_or_checkpoint).graphs(tuple(GRAPH_IO), cache_dir)
+        engines = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "tensorrt"
+        self._encoder, self._decoder = (_Engine(trt, self._deserialize(self._cached_engine(graphs[part], engines)),
+                                                self._cuda, max_batch) for part in GRAPH_IO)
 
-    # --- engine file ----------------------------------------------------------------------------------------------
+    def run(self, spec, words, seed, speaker, noise) -> np.ndarray:
+        return self.decode(*self.encode(spec, words, speaker), seed, speaker, noise)
 
-    def _cached_engine(self, model, gpu, cache_dir) -> Path:
-        trt = self._trt
-        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "tensorrt"
-        gpu_name = re.sub(r"[^A-Za-z0-9]+", "-", gpu.name()).strip("-")
-        major, minor = gpu.compute_capability()
-        path = cache_dir / (f"ha2g_{model_hash(model)}_{gpu_name}_sm{major}{minor}_trt{trt.__version__}_"
-                            f"{self.precision}_b{self.max_batch}.engine")
+    def encode(self, spec, words, speaker) -> tuple[np.ndarray, np.ndarray]:
+        """`HA2G.encode_window`: -> blends, texts (B, n_levels, 34, feat_dim)."""
+        blends, texts = self._encoder.run(graph_feeds(spec=spec, words=words, speaker=speaker))
+        return blends, texts
+
+    def decode(self, blends, texts, seed, speaker, noise) -> np.ndarray:
+        """`HA2G.decode_window`: the level chain on encoded windows -> poses (B, 34, pose_dim)."""
+        check_features(blends, texts)
+        return self._decoder.run(graph_feeds(blends=blends, texts=texts, seed=seed, speaker=speaker, noise=noise))[0]
+
+    # --- engine files ---------------------------------------------------------------------------------------------
+
+    def _cached_engine(self, onnx_path: Path, cache_dir: Path) -> Path:
+        from ha2g_model.checkpoint import file_sha256
+
+        gpu_name = re.sub(r"[^A-Za-z0-9]+", "-", self._cuda.gpu_name).strip("-")
+        major, minor = self._cuda.capability
+        path = cache_dir / (f"ha2g_{file_sha256(onnx_path)[:16]}_{onnx_path.stem}_{gpu_name}_sm{major}{minor}_"
+                            f"trt{self._trt.__version__}_{self.precision}_b{self.max_batch}.engine")
         if path.is_file():
             return path
-        onnx_path = cached_onnx(model, cache_dir, dynamic_batch=True)
-        log.info("building TensorRT %s engine for %s (takes a few minutes, cached in %s)", self.precision,
-                 gpu.name(), path)
-        plan = self._build(onnx_path, model.config)
+        log.info("building a TensorRT %s engine from %s for %s (takes a few minutes, cached in %s)", self.precision,
+                 onnx_path.name, self._cuda.gpu_name, path)
+        plan = self._build(onnx_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(plan)
         tmp.replace(path)
         return path
 
-    def _build(self, onnx_path: Path, config) -> bytes:
+    def _build(self, onnx_path: Path) -> bytes:
         trt = self._trt
         builder = trt.Builder(self._logger)
         network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
@@ -96,9 +222,10 @@ class TensorRTBackend:
         if self.precision == "fp16":
             builder_config.set_flag(trt.BuilderFlag.FP16)
         profile = builder.create_optimization_profile()
-        for name, example in zip(INPUT_NAMES, example_inputs(config)):
-            shape = tuple(example.shape[1:])  # without the batch dimension
-            profile.set_shape(name, (1,) + shape, (1,) + shape, (self.max_batch,) + shape)
+        for i in range(network.num_inputs):  # every input: batch 1..max_batch, the rest as exported
+            tensor = network.get_input(i)
+            tail = tuple(tensor.shape)[1:]
+            profile.set_shape(tensor.name, (1,) + tail, (1,) + tail, (self.max_batch,) + tail)
         builder_config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, builder_config)
         if plan is None:
@@ -106,63 +233,8 @@ class TensorRTBackend:
         return bytes(plan)
 
     def _deserialize(self, path: Path):
-        if not path.is_file():
-            raise BackendError(f"TensorRT engine file {path} does not exist")
-        self._runtime = self._trt.Runtime(self._logger)  # kept: an engine must not outlive its runtime
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BackendError(f"TensorRT could not load the engine file {path}: corrupt, or built for another "
                                f"GPU / TensorRT version (this is {self._trt.__version__}); delete it to rebuild")
         return engine
-
-    # --- buffers and execution ------------------------------------------------------------------------------------
-
-    def _allocate(self) -> dict:
-        """Page-locked host and device buffers for every I/O tensor, sized for max_batch."""
-        trt, cuda = self._trt, self._cuda
-        buffers = {}
-        for i in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(i)
-            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                shape = tuple(self._engine.get_tensor_profile_shape(name, 0)[2])  # the profile's max: max_batch
-            else:  # output: (max_batch,) + the static tail
-                shape = (self.max_batch,) + tuple(self._engine.get_tensor_shape(name))[1:]
-            host = cuda.pagelocked_empty(shape, dtype)
-            buffers[name] = (host, cuda.mem_alloc(host.nbytes))
-        if set(buffers) != set(INPUT_NAMES) | {OUTPUT_NAME}:
-            raise BackendError(f"the TensorRT engine has tensors {sorted(buffers)}, expected "
-                               f"{sorted(INPUT_NAMES + (OUTPUT_NAME,))}: an engine of another model?")
-        return buffers
-
-    def run(self, spec, words, seed, speaker, noise) -> np.ndarray:
-        feeds = onnx_inputs(spec, words, seed, speaker, noise)
-        batch = feeds["spec"].shape[0]
-        if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch {batch} is outside the engine's range [1, {self.max_batch}]")
-        cuda = self._cuda
-        self._context.push()
-        try:
-            for name, value in feeds.items():
-                host, device = self._buffers[name]
-                host[:batch] = value.astype(host.dtype, copy=False)
-                self._execution.set_input_shape(name, value.shape)
-                self._execution.set_tensor_address(name, int(device))
-                cuda.memcpy_htod_async(device, host[:batch], self._stream)
-            out_host, out_device = self._buffers[OUTPUT_NAME]
-            self._execution.set_tensor_address(OUTPUT_NAME, int(out_device))
-            if not self._execution.execute_async_v3(stream_handle=self._stream.handle):
-                raise BackendError("TensorRT execution failed (see the TensorRT log)")
-            cuda.memcpy_dtoh_async(out_host[:batch], out_device, self._stream)
-            self._stream.synchronize()
-            return np.array(out_host[:batch], dtype=np.float32)
-        finally:
-            self._context.pop()
-
-    def __del__(self):
-        context = getattr(self, "_context", None)
-        if context is not None:
-            try:
-                context.detach()
-            except Exception:  # interpreter shutdown: the driver may already be gone
-                pass

@@ -1,5 +1,8 @@
 """The `torch` backend: `HA2G.generate_window` itself, on CPU or CUDA, fp32 (or fp16 on CUDA).
 
+`threads` sets torch's intra-op thread count, which is process-wide: None or 0 leave it as the process set it (a
+training or evaluation script sets its own), the robot entry points (gesture node, ha2g-generate) pass 1.
+
 With `cuda_graph=True` the batch-1 window is captured once as a CUDA graph and replayed: HA2G's 6 levels x 4-layer
 bi-GRUs launch hundreds of small kernels per window, so on a GPU the launch overhead, not arithmetic, dominates.
 """
@@ -26,7 +29,7 @@ class TorchBackend:
             raise BackendError("fp16 needs a CUDA device (CPU half-precision GRUs are slower than fp32)")
         if cuda_graph and not cuda:
             raise BackendError("cuda_graph=True needs a CUDA device")
-        if threads is not None:
+        if threads:
             torch.set_num_threads(threads)
         self.device, self.precision = device, precision
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
