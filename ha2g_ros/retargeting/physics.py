@@ -33,7 +33,9 @@ from ha2g_ros.retargeting.robot import RobotLoadError, resolve_urdf
 
 TIMESTEP = 1e-3  # s: a servo loop rate
 SETTLE_S = 0.5  # s holding the first point before playing: a robot starts a gesture standing, not falling
-ARMATURE = 0.01  # kg m^2 reflected rotor inertia per commanded joint (geared servos; the URDFs give none)
+# Reflected rotor inertia (kg m^2) per N m of the joint's effort limit: the URDFs give none, and a geared servo's
+# rotor inertia grows with its torque (Pepper's wrist 0.2 mkg m^2, its shoulder 5 mkg m^2, TALOS's 0.1 kg m^2).
+ARMATURE_PER_NM = 1e-3
 
 
 def _import_mujoco():
@@ -73,7 +75,7 @@ class PhysicsRobot:
             limit = float(effort[rt.full_model.joints[rt.full_model.getJointId(name)].idx_v])
             if not (np.isfinite(limit) and limit > 0):
                 raise RobotLoadError(f"joint {name!r} has no positive effort limit in the URDF ({limit})")
-            joint.armature = ARMATURE
+            joint.armature = ARMATURE_PER_NM * limit
             joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
             joint.actfrcrange = [-limit, limit]
         self._add_shapes(spec)
@@ -89,7 +91,8 @@ class PhysicsRobot:
         self.effort_limits = np.array([self.model.jnt_actfrcrange[self.model.joint(n).id][1] for n in rt.joint_names])
         # Critically damped servos: kp = I w^2, kv = 2 I w with I the joint's inertia at rest (mass matrix diagonal,
         # from pinocchio on the same locked model, plus the rotor armature).
-        inertia = np.diag(pin.crba(rt.model, rt.model.createData(), rt._to_model(rt.rest_pose())))[rt._qi] + ARMATURE
+        inertia = (np.diag(pin.crba(rt.model, rt.model.createData(), rt._to_model(rt.rest_pose())))[rt._qi]
+                   + ARMATURE_PER_NM * self.effort_limits)
         omega = 2 * np.pi * bandwidth_hz
         self.kp, self.kv = inertia * omega ** 2, 2 * inertia * omega
         for k, name in enumerate(rt.joint_names):  # force = gain * ctrl + bias1 * q + bias2 * v
