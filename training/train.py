@@ -263,11 +263,29 @@ def window_weights(dataset: WindowDataset, source_weights: dict) -> np.ndarray |
         return None
     names, inverse = np.unique(dataset.sources(), return_inverse=True)
     unknown = sorted(set(source_weights) - set(names))
-    if unknown:
-        raise ValueError(f"source_weights names sources the train split does not have: {unknown} "
-                         f"(it has {list(names)})")
+    if unknown:  # a config made for other data, or a misspelt source: say so, it weighs nothing here
+        print(f"source_weights names sources the train split does not have: {unknown} (it has {names.tolist()})")
     weights = np.asarray([float(source_weights.get(name, 1.0)) for name in names])[inverse]
     return None if np.all(weights == weights[0]) else weights
+
+
+def build(cfg: TrainConfig, model_cfg: HA2GConfig, vocab, device: torch.device, amp: torch.dtype | None):
+    """The model (word tables initialised from the word vectors), its two optimisers, the loss scaler, the loss
+    weights."""
+    model = HA2G(model_cfg).to(device)
+    vectors = torch.from_numpy(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim))
+    with torch.no_grad():
+        for table in model.word_embeddings:
+            table.weight.copy_(vectors)
+    official = LossWeights.official(model_cfg.skeleton)
+    weights = LossWeights(regression=official.regression if cfg.w_reg is None else cfg.w_reg, kld=cfg.w_kld,
+                          diversity=cfg.w_div, gan=cfg.w_gan, contrastive_pos=cfg.w_ce_high,
+                          contrastive_neg=cfg.w_ce_low, physical=cfg.w_phys, warmup_epochs=cfg.gan_warmup_epochs)
+    generator_params = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
+    opt_g = torch.optim.Adam(generator_params, lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr * cfg.d_lr_scale, betas=cfg.betas)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
+    return model, opt_g, opt_d, scaler, weights
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -314,20 +332,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
 
             feature_net = load_feature_net(cfg.feature_net)
             real_features = val_features(feature_net, val_loader)
-    model = HA2G(model_cfg).to(device)
-    vectors = torch.from_numpy(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim))
-    with torch.no_grad():
-        for table in model.word_embeddings:
-            table.weight.copy_(vectors)
-    official = LossWeights.official(model_cfg.skeleton)
-    weights = LossWeights(regression=official.regression if cfg.w_reg is None else cfg.w_reg, kld=cfg.w_kld,
-                          diversity=cfg.w_div, gan=cfg.w_gan, contrastive_pos=cfg.w_ce_high,
-                          contrastive_neg=cfg.w_ce_low, physical=cfg.w_phys, warmup_epochs=cfg.gan_warmup_epochs)
-
-    generator_params = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
-    opt_g = torch.optim.Adam(generator_params, lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr * cfg.d_lr_scale, betas=cfg.betas)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
+    model, opt_g, opt_d, scaler, weights = build(cfg, model_cfg, vocab, device, amp)
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1}
     sums: dict[str, float] = {}  # this epoch's summed step losses (kept in last.pt: an epoch may span a resume)
     if resume and (out / "last.pt").exists():
@@ -358,6 +363,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         gan_on = epoch >= cfg.gan_warmup_epochs
         batches.set_epoch(epoch, state["batch"])
         micro_batches = iter(train_loader)
+        epoch_started, first_batch = time.time(), state["batch"]
         bar = tqdm(range(state["batch"], batches.steps), desc=f"epoch {epoch}", unit="batch", leave=False,
                    disable=not lead)
         for _ in bar:
@@ -382,7 +388,8 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             if lead and cfg.checkpoint_every_steps and state["step"] % cfg.checkpoint_every_steps == 0:
                 _save_last(out, model, opt_g, opt_d, scaler, state, sums)
         row = {"epoch": epoch, "step": state["step"], "gan": gan_on,
-               **{f"train_{k}": v / state["batch"] for k, v in _mean_over(sums, world, device).items()}}
+               **{f"train_{k}": v / state["batch"] for k, v in _mean_over(sums, world, device).items()},
+               "windows_per_s": (state["batch"] - first_batch) * cfg.batch_size / (time.time() - epoch_started)}
         finished = state["batch"] == batches.steps
         if finished:
             state["epoch"] += 1
