@@ -23,6 +23,7 @@ import re
 import sys
 from pathlib import Path
 
+import coal
 import numpy as np
 import pinocchio as pin
 from scipy.interpolate import CubicHermiteSpline
@@ -62,6 +63,11 @@ class PhysicsRobot:
         spec = mujoco.MjSpec.from_string(xml)
         spec.option.timestep = TIMESTEP
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        for body in spec.bodies:  # some URDF inertias are not positive definite (TIAGo's antennas): their diagonal
+            ixx, iyy, izz, ixy, ixz, iyz = body.fullinertia
+            if np.isfinite(ixx) and np.linalg.eigvalsh([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]]).min() <= 0:
+                body.fullinertia = [np.nan] * 6
+                body.inertia = np.abs([ixx, iyy, izz]) + 1e-9
         commanded = set(rt.joint_names)
         for joint in list(spec.joints):
             if joint.name not in commanded:
@@ -117,10 +123,15 @@ class PhysicsRobot:
             mujoco.mju_mat2Quat(quat, shape.placement.rotation.flatten())
             geom = body.add_geom(name=f"{shape.part}/{k}", pos=shape.placement.translation, quat=quat,
                                  contype=0, conaffinity=0, rgba=[0.7, 0.7, 0.75, 1])
-            if hasattr(shape.geometry, "halfLength"):  # a capsule along z, like MuJoCo's (or a sphere)
-                geom.type = mujoco.mjtGeom.mjGEOM_CAPSULE if shape.geometry.halfLength > 0 else \
-                    mujoco.mjtGeom.mjGEOM_SPHERE
-                geom.size = [shape.geometry.radius, shape.geometry.halfLength, 0]
+            g = shape.geometry
+            if isinstance(g, (coal.Capsule, coal.Cylinder)):  # along z in both libraries
+                geom.type = mujoco.mjtGeom.mjGEOM_SPHERE if g.halfLength == 0 else \
+                    mujoco.mjtGeom.mjGEOM_CAPSULE if isinstance(g, coal.Capsule) else mujoco.mjtGeom.mjGEOM_CYLINDER
+                geom.size = [g.radius, g.halfLength, 0]
+            elif isinstance(g, coal.Sphere):
+                geom.type, geom.size = mujoco.mjtGeom.mjGEOM_SPHERE, [g.radius, 0, 0]
+            elif isinstance(g, coal.Box):
+                geom.type, geom.size = mujoco.mjtGeom.mjGEOM_BOX, list(g.halfSide)
             else:  # a convex hull: MuJoCo takes its vertices and hulls them again
                 points = np.array([shape.geometry.points(i) for i in range(shape.geometry.num_points)])
                 spec.add_mesh(name=f"mesh/{k}", uservert=points.flatten().tolist())
