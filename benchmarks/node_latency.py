@@ -55,13 +55,12 @@ def main(argv=None) -> dict:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import JointState
     from std_msgs.msg import Int16MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
     from ha2g_ros.audio_messages import from_samples
     from ha2g_ros.gesture_node import GestureNode
-    from ha2g_ros.trajectory import absolute_times
+    from ha2g_ros.simulated_robot import SimulatedRobot
 
     with tempfile.TemporaryDirectory() as tmp:
         wav, _ = synthesize_speech(Path(tmp))
@@ -78,10 +77,13 @@ def main(argv=None) -> dict:
         overrides["checkpoint"] = args.checkpoint
     node = GestureNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     client = rclpy.create_node("benchmark_client", context=context)
-    received: list[tuple[float, float]] = []  # (ROS time received, play time of the newest point)
+    # the robot: plays the trajectories and publishes joint_states, so the node sees it and starts at once
+    robot = SimulatedRobot(node.retargeter.groups, dict(zip(node.joint_names, node.rest.tolist())), context=context)
+    received: list[tuple[float, float]] = []  # (ROS time received, play time of the newest planned knot)
     group = next(iter(node.groups))
+    # (the newest planned knot, not the message's last point: every message ends with its braking tail)
     client.create_subscription(JointTrajectory, f"{group}/joint_trajectory",
-                               lambda m: received.append((now_s(), float(absolute_times(m)[-1]))), 100)
+                               lambda m: received.append((now_s(), node.plan.times[-1])), 100)
     publisher = client.create_publisher(Int16MultiArray, "audio", qos_profile_sensor_data)
     now_s = lambda: client.get_clock().now().nanoseconds * 1e-9  # noqa: E731
     ticks: list[float] = []
@@ -96,12 +98,10 @@ def main(argv=None) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(client)
+    executor.add_node(robot)
     try:
-        state = client.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
-        while publisher.get_subscription_count() == 0 or state.get_subscription_count() == 0:
+        while publisher.get_subscription_count() == 0 or robot.state_pub.get_subscription_count() == 0:
             executor.spin_once(timeout_sec=0.05)
-        # the robot's state, so the node starts at once instead of waiting for it
-        state.publish(JointState(name=node.joint_names, position=[float(x) for x in node.rest]))
         start = time.monotonic()
         for k, begin in enumerate(range(0, len(audio), CHUNK)):
             while time.monotonic() < start + k * CHUNK / 16000:
@@ -117,6 +117,7 @@ def main(argv=None) -> dict:
         executor.shutdown()
         node.destroy_node()
         client.destroy_node()
+        robot.destroy_node()
         context.try_shutdown()
 
     # External latency: a trajectory's newest frame plays at (its audio's arrival + delay) by the node's clock map,

@@ -6,6 +6,7 @@ What `ros2 launch ha2g_ros gestures.launch.py` starts, for machines with rclpy b
     ha2g-bringup                                         # microphone -> gestures for Pepper
     ha2g-bringup --audio-source file --audio-file speech.wav --transcript-file speech.json
     ha2g-bringup --robot my_robot.yaml -- --ros-args -r left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory
+    ha2g-bringup --simulated-robot                       # no robot: a simulated one plays the trajectories
 
 ROS networking follows your environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE), as on any robot; only
 AMENT_PREFIX_PATH gets a default (this Python's prefix) so pip-installed ROS 2 wheels find their resources.
@@ -89,16 +90,23 @@ def overrides(args: argparse.Namespace) -> tuple[list, list]:
             [Parameter(k, value=v) for k, v in gesture.items() if v])
 
 
-def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bool = True) -> list:
-    """The bringup's nodes in `context` (initialised with the params file): [microphone?, gesture]."""
+def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bool = True,
+                 simulated_robot: bool = False) -> list:
+    """The bringup's nodes in `context` (initialised with the params file): [microphone?, gesture, simulated
+    robot?]. The simulated robot starts at the rest pose."""
     from ha2g_ros.gesture_node import GestureNode
     from ha2g_ros.microphone_node import MicrophoneNode
+    from ha2g_ros.simulated_robot import SimulatedRobot
 
     nodes = []
     try:
         if microphone:
             nodes.append(MicrophoneNode(context=context, parameter_overrides=list(mic_overrides)))
-        nodes.append(GestureNode(context=context, parameter_overrides=list(gesture_overrides)))
+        gesture = GestureNode(context=context, parameter_overrides=list(gesture_overrides))
+        nodes.append(gesture)
+        if simulated_robot:
+            rest = dict(zip(gesture.joint_names, gesture.rest.tolist()))
+            nodes.append(SimulatedRobot(gesture.retargeter.groups, rest, context=context))
     except BaseException:
         for node in nodes:
             node.destroy_node()
@@ -119,6 +127,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--device", help="input device name or index")
     parser.add_argument("--no-microphone", action="store_true", help="only the gesture node (audio comes from "
                                                                      "elsewhere)")
+    parser.add_argument("--simulated-robot", action="store_true",
+                        help="no robot: a simulated one plays the trajectories and publishes joint_states")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     argv = sys.argv[1:] if argv is None else list(argv)
     ros_args = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -143,7 +153,8 @@ def main(argv=None) -> None:
     nodes, executor = [], None
     try:
         mic, gesture = overrides(args)
-        nodes = create_nodes(rclpy.get_default_context(), mic, gesture, microphone=not args.no_microphone)
+        nodes = create_nodes(rclpy.get_default_context(), mic, gesture, microphone=not args.no_microphone,
+                             simulated_robot=args.simulated_robot)
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)

@@ -3,7 +3,8 @@
 1. Synthesises the bundled speech sample with espeak-ng (offline), with word timings.
 2. Runs the bringup (microphone node as a `file` source + gesture node, one params file) on the default robot,
    and a recorder node that keeps every published trajectory, the preview joint states and the timing reports.
-3. Checks each trajectory as joint_trajectory_controller would, and the executed motion against the URDF limits.
+3. Checks each trajectory as joint_trajectory_controller would, and what a simulated controller played (splines
+   sampled at 1 kHz) against the position, velocity and acceleration limits.
 4. Writes demo.mp4 / demo.gif (the robot beside the human skeleton it imitates, with the speech where ffmpeg is
    available), motion.png (the speech and every arm joint's angle within its limits), summary.json and the
    recorded trajectories (trajectories.npz).
@@ -135,44 +136,25 @@ class Recording:
         self.skeletons: list[tuple[float, np.ndarray]] = []  # (stamp s, joint positions in the body frame)
         self.timing: list[dict] = []
         self.transcript_origin: float | None = None
+        self.controllers: dict = {}  # per group: the simulated controller's PlayedMotion (what the robot played)
 
 
-def make_recorder(context, groups, rest: dict[str, float], recording: Recording):
-    """The robot's side of the topics: keeps every message for the analysis and, standing in for the controllers,
-    publishes joint_states (the rest pose, then each group's commanded point due now, as a controller that tracks
-    perfectly would report), so the gesture node starts at once from a known state."""
+def make_recorder(context, groups, recording: Recording):
+    """The robot's side of the topics: keeps every message for the analysis (the simulated robot plays them)."""
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import JointState
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
     from visualization_msgs.msg import MarkerArray
 
-    from ha2g_ros.trajectory import absolute_times_ns, time_to_seconds
+    from ha2g_ros.trajectory import time_to_seconds
 
     node = rclpy.create_node("demo_recorder", context=context)
-    state = dict(rest)
-    state_pub = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
 
     def keeper(group):
         def on_trajectory(msg):
             recording.arrivals += 1
             recording.trajectories[group].append((recording.arrivals, msg))
         return on_trajectory
-
-    def on_state_timer():
-        now = node.get_clock().now().nanoseconds
-        for messages in recording.trajectories.values():
-            if messages:
-                msg = messages[-1][1]
-                due = [p for t, p in zip(absolute_times_ns(msg), msg.points) if t <= now]
-                if due:
-                    state.update(zip(msg.joint_names, due[-1].positions))
-        stamped = JointState(name=list(state), position=list(state.values()))
-        stamped.header.stamp = node.get_clock().now().to_msg()
-        state_pub.publish(stamped)
-
-    node.create_timer(1 / 15, on_state_timer)
 
     for group in groups:
         node.create_subscription(JointTrajectory, f"{group}/joint_trajectory", keeper(group), 100)
@@ -209,11 +191,11 @@ def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None,
         gesture = [Parameter("robot", value=robot)]
         gesture += [Parameter("checkpoint", value=str(checkpoint))] if checkpoint else []
         gesture += [Parameter("backend", value=backend)] if backend else []
-        nodes = create_nodes(context, mic, gesture)
-        microphone, gesture_node = nodes
+        nodes = create_nodes(context, mic, gesture, simulated_robot=True)
+        microphone, gesture_node, simulated = nodes
         recording = Recording(gesture_node.groups)
-        rest = dict(zip(gesture_node.joint_names, gesture_node.rest.tolist()))
-        nodes.append(make_recorder(context, gesture_node.groups, rest, recording))
+        recording.controllers = simulated.controllers
+        nodes.append(make_recorder(context, gesture_node.groups, recording))
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
@@ -250,23 +232,35 @@ def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None,
 
 # --- analysis -------------------------------------------------------------------------------------------------------
 
-def merged_motion(recording: Recording, retargeter) -> tuple[np.ndarray, np.ndarray]:
-    """The motion the robot's controllers executed: times (n,) and q (n, n_joints), messages in arrival order."""
-    from ha2g_ros.trajectory import executed_motion
+def merged_motion(recording: Recording, retargeter, rate_hz: float = 15.0) -> tuple[np.ndarray, np.ndarray]:
+    """The motion the simulated controllers played: times (n,) from the first command to the end of the last one,
+    and q (n, n_joints), at `rate_hz`."""
+    from ha2g_ros.trajectory import absolute_times
 
-    arrivals = sorted((msg_index, msg) for messages in recording.trajectories.values()
-                      for msg_index, msg in messages)
-    return executed_motion([msg for _, msg in arrivals], list(retargeter.joint_names))
+    messages = [msg for group in recording.trajectories.values() for _, msg in group]
+    if not messages:
+        return np.zeros(0), np.zeros((0, len(retargeter.joint_names)))
+    start = min(absolute_times(m)[0] for m in messages)
+    end = max(absolute_times(m)[-1] for m in messages)
+    times = np.arange(start, end + 1e-9, 1.0 / rate_hz)
+    q = np.zeros((len(times), len(retargeter.joint_names)))
+    for group, motion in recording.controllers.items():
+        q[:, [retargeter.joint_names.index(j) for j in retargeter.groups[group]]] = motion.sample(times)[0]
+    return times, q
 
 
 def check_recording(recording: Recording, retargeter, motion: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Every message as a controller would check it, against the URDF limits; then the merged motion (`motion`, from
-    merged_motion)."""
-    from ha2g_ros.trajectory import check_limits, validate_trajectory
+    """Every message as a controller would check it, against the URDF limits; then what the controllers played,
+    sampled at 1 kHz over `motion`'s span, against position, scaled velocity and acceleration limits."""
+    from ha2g_ros.trajectory import check_played, validate_trajectory
 
     names = list(retargeter.joint_names)
     index = {n: i for i, n in enumerate(names)}
-    problems, per_group = [], {}
+    vmax = retargeter.velocity_limits * retargeter.speed_scale
+    amax = np.array([retargeter.profile.acceleration_limit_of(n) for n in names])
+    problems, motion_problems, per_group = [], [], {}
+    peak_speed, peak_acceleration = np.zeros(len(names)), np.zeros(len(names))
+    span = np.arange(motion[0][0], motion[0][-1], 1e-3) if len(motion[0]) else np.zeros(0)
     for group, messages in recording.trajectories.items():
         joints = retargeter.groups[group]
         idx = [index[j] for j in joints]
@@ -278,12 +272,18 @@ def check_recording(recording: Recording, retargeter, motion: tuple[np.ndarray, 
             problems += [f"{group} message #{k}: {p}" for p in found]
         per_group[group] = {"messages": len(messages), "points": sum(len(m.points) for _, m in messages),
                             "rejected": bad}
+        if len(span) and group in recording.controllers:
+            p, v, a = recording.controllers[group].sample(span)
+            motion_problems += [f"{group}: {m}" for m in check_played(joints, span, p, v, a, *limits[:2], vmax[idx],
+                                                                      amax[idx])]
+            peak_speed[idx] = np.abs(v).max(axis=0)
+            peak_acceleration[idx] = np.abs(a).max(axis=0)
     times, q = motion
-    motion_problems = check_limits(names, times, q, retargeter.lower, retargeter.upper, retargeter.velocity_limits)
-    speed = np.abs(np.diff(q, axis=0)) / np.diff(times)[:, None] if len(times) > 1 else np.zeros((0, len(names)))
     return {"groups": per_group, "message_problems": problems[:20], "n_message_problems": len(problems),
-            "motion_problems": motion_problems[:20], "n_motion_problems": len(motion_problems), "frames": len(times),
-            "peak_velocity_fraction_of_limit": float((speed / retargeter.velocity_limits).max()) if len(speed) else 0,
+            "motion_problems": motion_problems[:20], "n_motion_problems": len(motion_problems),
+            "played_samples_1khz": len(span),
+            "peak_velocity_fraction_of_scaled_limit": float((peak_speed / vmax).max()),
+            "peak_acceleration_fraction_of_limit": float((peak_acceleration / amax).max()),
             "position_range_rad": {n: [float(q[:, i].min()), float(q[:, i].max())] for i, n in enumerate(names)}
             if len(q) else {}}
 
@@ -393,7 +393,9 @@ def summarise(recording: Recording, checks: dict, meta: dict, wav: Path, seconds
         "playback_delay_s": meta["playback_delay_s"],
         "node_stats": meta["stats"],
         "limit_checks": {k: checks[k] for k in ("n_message_problems", "message_problems", "n_motion_problems",
-                                                "motion_problems", "frames", "peak_velocity_fraction_of_limit")},
+                                                "motion_problems", "played_samples_1khz",
+                                                "peak_velocity_fraction_of_scaled_limit",
+                                                "peak_acceleration_fraction_of_limit")},
         "all_within_limits": checks["n_message_problems"] == 0 and checks["n_motion_problems"] == 0,
         "groups": checks["groups"],
     }

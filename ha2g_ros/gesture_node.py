@@ -3,9 +3,12 @@
 Callbacks only buffer; a 15 Hz timer runs the pipeline (docs/ros.md has the picture and the latency model):
   audio chunks -> 16 kHz -> voice activity + engine.push_audio;  transcript -> timed words -> engine.push_words
   engine.pull_frames (a window per hop_frames of new audio) -> retargeter.solve -> fade with voice activity
-  -> position/velocity limits -> timeline (frames on the ROS clock)
-  -> when the timeline grew: one JointTrajectory per controller group of the robot profile, with every frame not
-     yet played; every tick: the frame due now as JointState (preview) and the human skeleton as MarkerArray.
+  -> targets (frames on the ROS clock) -> safe motion plan (safe_motion.py: knots whose played spline keeps
+     position, velocity and acceleration limits, planned from the state the controller is really in)
+  -> when the plan grew: one JointTrajectory per controller group of the robot profile, from the segment playing
+     now to the plan's braking tail; every tick: the target due now as JointState (preview) and the human skeleton
+     as MarkerArray.
+The robot is only commanded while it is seen: fresh, finite, plausible joint_states for every commanded joint.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError,
                                      StreamResampler, message_class, to_chunk)
-from ha2g_ros.trajectory import Timeline, blend, build_trajectory, limit_step, velocities
+from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion
+from ha2g_ros.trajectory import Timeline, blend, build_trajectory
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
 
@@ -37,8 +41,6 @@ FRAME_DT = 1.0 / FPS
 # Points closer than this to "now" are not sent: the controller needs time to reach the first point it receives.
 MIN_LEAD_S = FRAME_DT
 MAX_PENDING_S = 10.0  # a transcript waits this long for audio that places its words in time
-# Before its first command the node waits this long for joint_states, so it starts from where the robot really is.
-STARTUP_STATE_WAIT_S = 2.0
 TIMING_WINDOW = 200  # hops in the rolling timing statistics
 AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 ms chunks)
 
@@ -87,6 +89,11 @@ PARAMS = (
     Param("audio_timeout_s", 0.5, "No audio for this long (s) counts as silence; the node fades to rest on its "
           "own clock.", (0.1, 10.0), live=True),
     Param("frame_id", "base_link", "Frame of the skeleton markers; the skeleton's spine sits at its origin."),
+    Param("joint_states_timeout_s", 0.5, "The robot counts as seen while every commanded joint had a plausible "
+          "joint_states reading within this many seconds; unseen, it gets no new commands (the last trajectory's "
+          "braking tail stops it).", (0.05, 10.0), live=True),
+    Param("joint_state_tolerance", 0.2, "A joint_states reading further than this (rad) outside the URDF limits, "
+          "or not finite, is implausible and ignored.", (0.0, 3.0), live=True),
 )
 
 
@@ -178,6 +185,8 @@ class GestureNode(Node):
         self.vmax = np.asarray(r.velocity_limits, float) * np.asarray(r.speed_scale, float)
         self.rest = np.asarray(r.rest_pose(), float)
         self.groups = {g: [self.joint_names.index(j) for j in joints] for g, joints in r.groups.items()}
+        self.amax = np.array([r.profile.acceleration_limit_of(name) for name in self.joint_names])
+        self.plan = KnotPlan(SafeMotion(MotionLimits(self.lower, self.upper, self.vmax, self.amax), FRAME_DT))
 
         # --- stream state ---
         self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))
@@ -188,14 +197,17 @@ class GestureNode(Node):
         self.chunk_arrivals: deque[tuple[float, float]] = deque(maxlen=200)  # (stream end s, arrival ROS s)
         self.last_audio_s: float | None = None  # ROS time of the newest audio chunk
         self.weight = 0.0  # 0 = rest pose, 1 = full gesture
-        self.timeline = Timeline()
-        self._published_until = None  # time of the newest frame sent to the controllers
+        self.targets = Timeline()  # the gesture frames the plan follows
+        self._replan_from = math.inf  # earliest target time changed since the plan was last extended
+        self._joint_index = {name: i for i, name in enumerate(self.joint_names)}
+        self.measured = np.full(len(self.joint_names), np.nan)  # latest plausible joint_states
+        self.measured_at = np.full(len(self.joint_names), -math.inf)  # ROS time of each joint's reading
         self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque(maxlen=120)  # (play s, directions)
-        self.current_state: dict[str, float] = {}  # from joint_states: where the robot is before we command it
         self.compute_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.stats = {"ticks": 0, "audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
-                      "frames": 0, "late_frames": 0, "trajectories": 0, "dropped_audio_s": 0.0}
+                      "frames": 0, "late_frames": 0, "trajectories": 0, "dropped_audio_s": 0.0,
+                      "bad_joint_states": 0, "unseen_robot_ticks": 0}
         self._last_report = time.monotonic()
         self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
 
@@ -241,7 +253,23 @@ class GestureNode(Node):
         self.pending_text.append((msg.data, self.now_s()))
 
     def on_joint_states(self, msg: JointState) -> None:
-        self.current_state.update(zip(msg.name, msg.position))
+        now, tolerance = self.now_s(), self.get_parameter("joint_state_tolerance").value
+        implausible = []
+        for name, value in zip(msg.name, msg.position):
+            i = self._joint_index.get(name)
+            if i is None:
+                continue
+            if math.isfinite(value) and self.lower[i] - tolerance <= value <= self.upper[i] + tolerance:
+                self.measured[i], self.measured_at[i] = value, now
+            else:  # the joint is unseen from now on: an older reading says nothing about where it is
+                self.measured[i], self.measured_at[i] = math.nan, -math.inf
+                implausible.append(f"{name}={value!r}")
+        if implausible:
+            self.stats["bad_joint_states"] += 1
+            self.get_logger().error(
+                f"ignored implausible joint_states ({', '.join(implausible)}: not finite, or more than {tolerance} "
+                "rad outside the URDF limits); the robot gets no new commands until they are plausible again",
+                throttle_duration_sec=5.0)
 
     def on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
@@ -277,9 +305,6 @@ class GestureNode(Node):
         now = self.now_s()
         self.stats["ticks"] += 1
         self._started_s = now if self._started_s is None else self._started_s
-        if not self.timeline and not self._knows_robot_state() and now - self._started_s < STARTUP_STATE_WAIT_S:
-            self.pending_audio.clear()  # its frames would be due before the first command could be sent
-            return
         try:
             self._ingest_audio()
             self._ingest_words()
@@ -298,7 +323,8 @@ class GestureNode(Node):
         if failed or self.last_audio_s is None or now - self.last_audio_s > self.get_parameter(
                 "audio_timeout_s").value:
             self._fade_to_rest(now)
-        self._publish_trajectories(now)
+        if self._extend_plan(now):
+            self._publish_trajectories(now)
 
     def _ingest_audio(self) -> None:
         chunks, self.pending_audio = self.pending_audio, []
@@ -364,9 +390,10 @@ class GestureNode(Node):
             if play <= now + MIN_LEAD_S:
                 self.stats["late_frames"] += 1  # computed too late to be played: skip, never rush the robot
                 continue
-            self.timeline.truncate_from(play)  # a real frame replaces frames faded in without audio
+            self.targets.truncate_from(play)  # a real frame replaces frames faded in without audio
+            self._replan_from = min(self._replan_from, play)
             speaking = self.vad.speaking_at(float(t)) and self.get_parameter("enabled").value
-            q_prev, t_prev = self._previous_state(play)
+            q_prev, t_prev = self._previous_target(play)
             weight = self._step_weight(speaking, play - t_prev)
             if weight > 0.0:
                 if self.weight == 0.0:  # gestures resume: the solver continues from where the robot is
@@ -375,9 +402,7 @@ class GestureNode(Node):
             else:
                 q_gesture = self.rest
             self.weight = weight
-            q = limit_step(q_prev, blend(self.rest, q_gesture, weight), self.lower, self.upper, self.vmax,
-                           play - t_prev)
-            self.timeline.append(play, q)
+            self.targets.append(play, blend(self.rest, q_gesture, weight))
             self.skeleton_frames.append((play, dirs))
             self.stats["frames"] += 1
         if len(times) and self.chunk_arrivals:
@@ -392,35 +417,31 @@ class GestureNode(Node):
         step = dt / fade
         return min(1.0, self.weight + step) if speaking else max(0.0, self.weight - step)
 
-    def _knows_robot_state(self) -> bool:
-        return all(name in self.current_state for name in self.joint_names)
+    def _sees_robot(self, now: float) -> bool:
+        return bool(np.all(now - self.measured_at <= self.get_parameter("joint_states_timeout_s").value))
 
-    def _previous_state(self, play: float) -> tuple[np.ndarray, float]:
-        """Joint state and time of the frame before one due at `play`: the timeline's last, or the robot's now."""
-        last = self.timeline.last()
+    def _previous_target(self, play: float) -> tuple[np.ndarray, float]:
+        """Target and time of the frame before one due at `play`: the last target, or where the robot is."""
+        last = self.targets.last()
         if last is not None:
             return last[1], last[0]
-        if not self._knows_robot_state():
-            missing = [n for n in self.joint_names if n not in self.current_state]
-            self.get_logger().warning(f"no joint_states for {', '.join(missing)}: assuming they are at rest")
-        q = np.array([self.current_state.get(name, rest) for name, rest in zip(self.joint_names, self.rest)])
-        return q, play - FRAME_DT
+        return np.where(np.isfinite(self.measured), self.measured, self.rest), play - FRAME_DT
 
     def _fade_to_rest(self, now: float) -> None:
         """No audio (source stopped) or no model (inference failed): move toward rest on the node's own clock."""
         horizon = now + self.get_parameter("playback_delay_s").value
-        last = self.timeline.last()
+        last = self.targets.last()
         t = max(last[0] if last else now, now + MIN_LEAD_S)
-        if last is not None and self.weight == 0.0 and np.allclose(last[1], self.rest):
-            return  # resting already: the controller holds the last point
+        if last is not None and self.weight == 0.0 and np.array_equal(last[1], self.rest):
+            return  # resting already: the plan settles on the last target
         while t + FRAME_DT <= horizon:
             t += FRAME_DT
-            q_prev, t_prev = self._previous_state(t)
+            q_prev, t_prev = self._previous_target(t)
             weight = self._step_weight(False, t - t_prev)
             # shrink the pose toward rest in step with the weight: rest exactly when the weight reaches 0
             target = blend(self.rest, q_prev, weight / self.weight) if self.weight > 0 else self.rest
             self.weight = weight
-            self.timeline.append(t, limit_step(q_prev, target, self.lower, self.upper, self.vmax, t - t_prev))
+            self.targets.append(t, target)
 
     def _restart_stream(self) -> None:
         self.engine.reset()
@@ -429,22 +450,51 @@ class GestureNode(Node):
         self.clock_map = StreamClock()
         self.chunk_arrivals.clear()
 
+    # --- the safe motion plan ---
+    def _extend_plan(self, now: float) -> bool:
+        """Plan knots for the new targets; True when there is something new to publish.
+
+        Knots whose segment may already be playing when a message arrives (MIN_LEAD_S ahead) are never changed; a
+        plan that ran out continues from its braking tail (what the controller played), and a robot standing still
+        is re-planned from its measured pose. An unseen robot gets no new knots: the braking tail already sent
+        stops it within its limits.
+        """
+        commit = now + MIN_LEAD_S
+        self.plan.commit_braking(commit)
+        self.targets.forget_before(now - FRAME_DT, keep=2)
+        last = self.targets.last()
+        if last is None or last[0] <= commit:
+            return False
+        if not self._sees_robot(now):
+            self.stats["unseen_robot_ticks"] += 1
+            stale = [n for n, t in zip(self.joint_names, self.measured_at) if not now - t <= self.get_parameter(
+                "joint_states_timeout_s").value]
+            self.get_logger().error(f"not commanding the robot: no recent plausible joint_states for "
+                                    f"{', '.join(stale)}", throttle_duration_sec=5.0)
+            return False
+        if self.plan.at_rest_before(commit):
+            _, ahead = self.targets.after(commit)
+            if np.abs(ahead - self.measured).max() < 1e-9:
+                return False  # standing where the targets are: the controller holds its last point
+            self.plan.anchor(commit, self.measured.copy())
+        else:
+            self.plan.uncommit_after(max(commit, self._replan_from - 2 * FRAME_DT))
+        self._replan_from = math.inf
+        return self.plan.extend(self.targets.at, last[0]) > 0
+
     # --- publishing ---
     def _publish_trajectories(self, now: float) -> None:
-        self.timeline.forget_before(now, keep=2)
-        times, positions = self.timeline.after(now + MIN_LEAD_S)
-        if not len(times) or times[-1] == self._published_until:
-            return  # nothing new: the controllers go on with what they have, or hold their last (resting) point
-        self._published_until = times[-1]
-        qd = velocities(times, positions)
+        self.plan.forget_before(now)
+        times, positions, velocities = self.plan.to_send()
         for group, index in self.groups.items():
-            msg = build_trajectory([self.joint_names[i] for i in index], times, positions[:, index], qd[:, index])
+            msg = build_trajectory([self.joint_names[i] for i in index], times, positions[:, index],
+                                   velocities[:, index])
             self.trajectory_pubs[group].publish(msg)
         self.stats["trajectories"] += 1
 
     def _publish_preview(self) -> None:
         now = self.now_s()
-        q = self.timeline.at(now)
+        q = self.targets.at(now)
         if q is None:
             return
         state = JointState(name=self.joint_names, position=[float(x) for x in q])

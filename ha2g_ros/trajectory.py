@@ -17,38 +17,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 TOLERANCE = 1e-6
 
 
-def limit_step(q_prev: np.ndarray, q_target: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-               velocity_limits: np.ndarray, dt: float) -> np.ndarray:
-    """The joint vector closest to `q_target` reachable from `q_prev` in `dt` s within position and velocity limits.
-
-    Position limits first, then the step: from inside the limits the result stays inside; from outside (a robot
-    started beyond a soft limit) it moves back in at the velocity limit instead of jumping.
-    """
-    if dt <= 0:
-        raise ValueError(f"dt must be positive, got {dt}")
-    target = np.clip(q_target, lower, upper)
-    max_step = velocity_limits * dt
-    return q_prev + np.clip(target - q_prev, -max_step, max_step)
-
-
 def blend(rest: np.ndarray, q: np.ndarray, weight: float) -> np.ndarray:
     """`weight` 0 = rest pose, 1 = `q`: how much of the gesture shows."""
     return rest + weight * (q - rest)
-
-
-def velocities(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Per-point joint velocities of a sampled trajectory (n,) x (n, J): central differences, one-sided at the ends.
-
-    The last point gets zero velocity because joint_trajectory_controller rejects trajectories ending with non-zero
-    velocity unless `allow_nonzero_velocity_at_trajectory_end` is set.
-    """
-    n = len(times)
-    qd = np.zeros_like(positions, dtype=np.float64)
-    if n >= 2:
-        qd[:] = np.gradient(positions, times, axis=0, edge_order=1)
-    if n:
-        qd[-1] = 0.0
-    return qd
 
 
 def _sec_nanosec(ns: int) -> dict[str, int]:
@@ -63,14 +34,14 @@ def time_to_seconds(t) -> float:
     return t.sec + t.nanosec * 1e-9
 
 
-def build_trajectory(joint_names, times_s: np.ndarray, positions: np.ndarray, qd: np.ndarray) -> JointTrajectory:
+def build_trajectory(joint_names, times_ns, positions: np.ndarray, qd: np.ndarray) -> JointTrajectory:
     """A JointTrajectory whose header stamp is the absolute (ROS clock) time of its first point.
 
-    `times_s` are absolute ROS times in seconds; the first point gets time_from_start 0, so a controller plays point
-    i at exactly stamp + time_from_start = times_s[i] (see docs/ros.md, "Header stamp").
+    `times_ns` are absolute ROS times in integer nanoseconds (so that stamp + time_from_start adds up exactly to
+    each point's time); the first point gets time_from_start 0, so a controller plays point i at exactly
+    stamp + time_from_start = times_ns[i] (see docs/ros.md, "Header stamp").
     """
-    # Integer nanoseconds, so that stamp + time_from_start adds up exactly to each point's time.
-    times_ns = [round(float(t) * 1e9) for t in times_s]
+    times_ns = [int(t) for t in times_ns]
     msg = JointTrajectory()
     msg.header.stamp = Time(**_sec_nanosec(times_ns[0]))
     msg.joint_names = list(joint_names)
@@ -95,27 +66,90 @@ def absolute_times(msg: JointTrajectory) -> np.ndarray:
     return absolute_times_ns(msg) * 1e-9
 
 
-def executed_motion(messages, joint_names) -> tuple[np.ndarray, np.ndarray]:
-    """What a trajectory controller plays from `messages` (in arrival order): times (n,) s and positions (n, J).
+class PlayedMotion:
+    """What one joint_trajectory_controller plays from the messages it receives: the curve the robot follows.
 
-    Each message takes over from its first point on, replacing whatever earlier messages planned from then (the
-    controller's trajectory replacement); points of joints outside `joint_names` are ignored, and a time is kept only
-    once every joint has a position for it.
+    As ros2_controllers' controller does: a message takes over when it arrives; until its first point is due the
+    controller moves from the state it was in at arrival to that point; between points it plays the cubic Hermite
+    spline of positions and velocities (linear interpolation when a message has no velocities); after the last point
+    it holds it. `state(t)` gives position, velocity and acceleration, so limits can be checked at any instant.
     """
-    frames: dict[int, dict[str, float]] = {}
-    for msg in messages:
-        times = absolute_times_ns(msg)
-        if not len(times):
-            continue
-        for t in [t for t in frames if t >= times[0]]:
-            for name in msg.joint_names:
-                frames[t].pop(name, None)
-        for t, point in zip(times, msg.points):
-            frames.setdefault(int(t), {}).update(zip(msg.joint_names, point.positions))
-    keys = [t for t in sorted(frames) if all(name in frames[t] for name in joint_names)]
-    positions = np.array([[frames[t][name] for name in joint_names] for t in keys]).reshape(len(keys),
-                                                                                           len(joint_names))
-    return np.array(keys, dtype=np.int64) * 1e-9, positions
+
+    def __init__(self, joint_names, positions, start_s: float = 0.0):
+        self.joint_names = list(joint_names)
+        # Times are kept relative to this origin: segment durations from the messages' integer nanoseconds stay
+        # exact, where float seconds near 1.8e9 would blur them by 1e-7 s and accelerations by 1e-4.
+        self._origin_ns = round(start_s * 1e9)
+        self._start = np.asarray(positions, dtype=np.float64)
+        self._messages: list[tuple[float, np.ndarray, np.ndarray, np.ndarray | None, tuple]] = []
+
+    def receive(self, msg: JointTrajectory, arrival_s: float) -> None:
+        """Take over with `msg` at `arrival_s` (ROS s); messages must come in order of arrival."""
+        if self._messages and self._relative(arrival_s) < self._messages[-1][0]:
+            raise ValueError("messages must be received in order of arrival")
+        order = [list(msg.joint_names).index(name) for name in self.joint_names]
+        times = (absolute_times_ns(msg) - self._origin_ns) * 1e-9
+        positions = np.array([p.positions for p in msg.points], dtype=np.float64)[:, order]
+        has_velocities = all(len(p.velocities) for p in msg.points)
+        vel = np.array([p.velocities for p in msg.points], dtype=np.float64)[:, order] if has_velocities else None
+        entry = self.state(arrival_s)  # the state the controller is in when the message takes over
+        self._messages.append((self._relative(arrival_s), times, positions, vel, entry))
+
+    def _relative(self, t: float) -> float:
+        return t - self._origin_ns * 1e-9
+
+    def state(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position, velocity and acceleration (each (J,)) commanded at ROS time `t`."""
+        t = self._relative(t)
+        active = next((m for m in reversed(self._messages) if m[0] <= t), None)
+        zeros = np.zeros(len(self.joint_names))
+        if active is None:
+            return self._start, zeros, zeros
+        arrival, times, positions, vel, (p_entry, v_entry, _) = active
+        if t >= times[-1]:
+            return positions[-1], zeros, zeros
+        if t < times[0]:
+            start, p0, v0 = arrival, p_entry, v_entry
+            end, p1, v1 = times[0], positions[0], vel[0] if vel is not None else None
+        else:
+            i = int(np.searchsorted(times, t, side="right")) - 1
+            start, p0, v0 = times[i], positions[i], vel[i] if vel is not None else None
+            end, p1, v1 = times[i + 1], positions[i + 1], vel[i + 1] if vel is not None else None
+        h = end - start
+        if v0 is None or v1 is None:  # positions only: linear interpolation
+            return p0 + (t - start) / h * (p1 - p0), (p1 - p0) / h, zeros
+        s = (t - start) / h
+        position = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * h * v0 + (-2 * s**3 + 3 * s**2) * p1
+                    + (s**3 - s**2) * h * v1)
+        velocity = ((6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * h * v0 + (6 * s - 6 * s**2) * p1
+                    + (3 * s**2 - 2 * s) * h * v1) / h
+        acceleration = ((12 * s - 6) * p0 + (6 * s - 4) * h * v0 + (6 - 12 * s) * p1 + (6 * s - 2) * h * v1) / h**2
+        return position, velocity, acceleration
+
+    def sample(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, velocities and accelerations (each (n, J)) at `times` (ROS s)."""
+        states = [self.state(float(t)) for t in times]
+        n = len(states)
+        return tuple(np.array([s[k] for s in states]).reshape(n, -1) for k in range(3))
+
+
+def check_played(names, times, positions, velocities_, accelerations, lower, upper, velocity_limits,
+                 acceleration_limits) -> list[str]:
+    """Limit violations of a played motion sampled at `times` (see PlayedMotion.sample), one sentence per joint and
+    kind, naming the worst instant."""
+    problems = []
+    bounds = [np.asarray(b, dtype=np.float64) for b in (lower, upper, velocity_limits, acceleration_limits)]
+    lower, upper, vmax, amax = bounds
+    checks = [("position below its lower limit", lower - positions, lower),
+              ("position above its upper limit", positions - upper, upper),
+              ("speed above its limit", np.abs(velocities_) - vmax, vmax),
+              ("acceleration above its limit", np.abs(accelerations) - amax, amax)]
+    for what, excess, bound in checks:
+        slack = TOLERANCE * (1 + np.abs(bound))
+        for j in np.flatnonzero(((excess > slack) | ~np.isfinite(excess)).any(axis=0)):
+            worst = int(np.argmax(np.nan_to_num(excess[:, j], nan=np.inf)))
+            problems.append(f"Joint {names[j]}: {what} by {excess[worst, j]:.6f} at t={times[worst]:.4f} s")
+    return problems
 
 
 def _too_fast(speed: np.ndarray, vmax: np.ndarray) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Test harness for the gesture node: the node and a 'robot' node in one executor on simulated ROS time.
 
+The robot plays every trajectory it receives as joint_trajectory_controller does (trajectory.PlayedMotion: takeover
+on arrival, cubic splines between points) and publishes the played state as joint_states, as a robot whose joints
+track their commands would.
+
 Shared by the ROS test modules (the `checkpoint` and `speech` fixtures they use live in conftest.py).
 """
 import json
@@ -16,7 +20,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class
-from ha2g_ros.trajectory import absolute_times_ns, to_time
+from ha2g_ros.trajectory import PlayedMotion, to_time
 from ha2g_ros.transcript import to_json
 
 RATE = 16_000
@@ -33,7 +37,7 @@ class Harness:
 
     STEP = 0.05  # s of simulated time per clock tick
 
-    def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, robot_state=None, **params):
+    def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, **params):
         from ha2g_ros.gesture_node import GestureNode
 
         overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
@@ -52,16 +56,18 @@ class Harness:
         self.topics = {g: f"{g}/joint_trajectory" for g in self.groups}
         if cli_args:
             self.topics.update(remapped_topics(cli_args))
+        self.t = 1000.0  # simulated ROS time, s
+        self.set_pose(self.gesture.rest)
         for group, topic in self.topics.items():
-            self.robot.create_subscription(JointTrajectory, topic, self.received[group].append, 50)
+            self.robot.create_subscription(JointTrajectory, topic, self._controller(group), 50)
         self.robot.create_subscription(String, "gesture_timing", lambda m: self.timing.append(json.loads(m.data)), 50)
         self.clock_pub = self.robot.create_publisher(Clock, "/clock", 10)
         self.audio_pub = self.robot.create_publisher(message_class(audio_type), "audio", qos_profile_sensor_data)
         self.text_pub = self.robot.create_publisher(String, "transcript", 10)
         self.state_pub = self.robot.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
         self.audio_type = audio_type
-        self.robot_state = robot_state
-        self.t = 1000.0  # simulated ROS time, s
+        # What joint_states says: the controllers' played state (None), given positions (J,), or nothing (False).
+        self.state_override = None
         self._wait_for_discovery()
 
     def _wait_for_discovery(self):
@@ -78,13 +84,31 @@ class Harness:
     def now(self):
         return self.t
 
+    def set_pose(self, q):
+        """The robot stands at `q` (all commanded joints) now, e.g. moved there by someone else."""
+        self.controllers = {g: PlayedMotion(joints, [q[self.index[j]] for j in joints], self.t)
+                            for g, joints in self.groups.items()}
+
+    def _controller(self, group):
+        def on_trajectory(msg):
+            self.received[group].append(msg)
+            self.controllers[group].receive(msg, self.t)
+        return on_trajectory
+
+    def played_state(self, t=None):
+        """Positions (J,) the controllers command at `t` (default now), in the node's joint order."""
+        q = np.zeros(len(self.index))
+        for group, joints in self.groups.items():
+            q[[self.index[j] for j in joints]] = self.controllers[group].state(self.t if t is None else t)[0]
+        return q
+
     def tick(self, dt):
         """Advance simulated time by `dt` and let both nodes handle what became due."""
         self.t += dt
         self.clock_pub.publish(Clock(clock=to_time(self.t)))
-        if self.robot_state is not None:
-            names = list(self.index)
-            self.state_pub.publish(JointState(name=names, position=[float(x) for x in self.robot_state]))
+        if self.state_override is not False:
+            q = self.played_state() if self.state_override is None else self.state_override
+            self.state_pub.publish(JointState(name=list(self.index), position=[float(x) for x in q]))
         deadline = time.monotonic() + 5
         while self.gesture.now_s() < self.t - 1e-6 and time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.01)
@@ -114,18 +138,18 @@ def remapped_topics(cli_args):
     return {src.split("/")[0]: dst for src, dst in pairs if src.endswith("joint_trajectory")}
 
 
-def union(messages):
-    """All points of a group's messages merged on absolute time: {time_ns: positions}, checking overlaps agree."""
-    frames = {}
-    for msg in messages:
-        for key, point in zip(absolute_times_ns(msg).tolist(), msg.points):
-            if key in frames:  # republished tail: the same frame must carry the same positions
-                np.testing.assert_allclose(point.positions, frames[key], atol=1e-9)
-            frames[key] = list(point.positions)
-    keys = sorted(frames)
-    return np.array(keys) * 1e-9, np.array([frames[k] for k in keys])
-
-
 def limits(harness, group):
     r, index = harness.gesture, [harness.index[j] for j in harness.groups[group]]
     return r.lower[index], r.upper[index], r.vmax[index]
+
+
+def played_problems(harness, group, start, end, rate=1000.0):
+    """Limit violations of what the group's controller played between ROS times `start` and `end`, sampled at
+    `rate` Hz (position, velocity x speed scale, acceleration: the node's contract)."""
+    from ha2g_ros.trajectory import check_played
+
+    index = [harness.index[j] for j in harness.groups[group]]
+    times = np.arange(start, end, 1.0 / rate)
+    p, v, a = harness.controllers[group].sample(times)
+    lower, upper, vmax = limits(harness, group)
+    return check_played(harness.groups[group], times, p, v, a, lower, upper, vmax, harness.gesture.amax[index])

@@ -78,7 +78,6 @@ def test_trajectory_topics_follow_remapping(rclpy_context, checkpoint, speech): 
         topics = {name for name, _ in h.gesture.get_publisher_names_and_types_by_node("gesture_node", "/")}
         assert "/left_arm_controller/joint_trajectory" in topics and "/left_arm/joint_trajectory" not in topics
         assert "/right_arm/joint_trajectory" in topics
-        h.robot_state = h.gesture.rest
         h.spin(0.1)
         h.play(speech[0][: 2 * 16000])
         h.spin(0.5)
@@ -151,6 +150,7 @@ def test_bringup_command_runs_the_pipeline(rclpy_context, checkpoint, speech, tm
     executor.add_node(listener)
     command = [sys.executable, "-m", "ha2g_ros.bringup", "--checkpoint", str(checkpoint), "--audio-source", "file",
                "--audio-file", str(short), "--transcript-file", str(tmp_path / "short.json"), "--duration", "14",
+               "--simulated-robot",
                "--", "--ros-args", "-p", "gesture_node:playback_delay_s:=3.0"]
     child = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)

@@ -7,8 +7,7 @@ import pytest
 pytest.importorskip("std_msgs")
 from ha2g_ros.audio_messages import (AUDIO_COMMON_TYPES, STD_TYPES, AudioMessageError, StreamResampler,  # noqa: E402
                                      from_samples, message_class, to_chunk)
-from ha2g_ros.trajectory import (Timeline, build_trajectory, check_limits, limit_step, validate_trajectory,  # noqa
-                                 velocities)
+from ha2g_ros.trajectory import Timeline, build_trajectory, check_limits, validate_trajectory  # noqa: E402
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words, to_json  # noqa: E402
 from ha2g_ros.voice_activity import EnergyVAD, VadConfig  # noqa: E402
 
@@ -130,19 +129,11 @@ def test_vad_detects_speech_pauses_and_silence():
     assert vad.speaking_at(0.5) is False and vad.speaking_at(1.5) is True and vad.speaking_at(3.9) is False
 
 
-def test_limit_step_respects_positions_and_velocities():
-    lower, upper, vmax = np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([2.0, 0.5])
-    q = limit_step(np.zeros(2), np.array([5.0, -5.0]), lower, upper, vmax, 0.1)
-    np.testing.assert_allclose(q, [0.2, -0.05])
-    q = np.array([1.5, 0.0])  # started outside its limits: moves back in at the velocity limit
-    np.testing.assert_allclose(limit_step(q, q, lower, upper, vmax, 0.1), [1.3, 0.0])
-
-
 def test_trajectory_message_passes_controller_checks():
     names = ["a", "b"]
     times = 100.0 + np.arange(6) / 15
     positions = np.stack([np.linspace(0, 0.2, 6), np.linspace(0, -0.1, 6)], 1)
-    msg = build_trajectory(names, times, positions, velocities(times, positions))
+    msg = build_trajectory(names, np.round(times * 1e9), positions, np.zeros_like(positions))
     assert validate_trajectory(msg, names, [-1, -1], [1, 1], [4.0, 4.0], now_s=99.0) == []
     assert msg.points[0].time_from_start.sec == 0 and msg.points[0].time_from_start.nanosec == 0
     assert list(msg.points[-1].velocities) == [0.0, 0.0]
@@ -184,14 +175,29 @@ def test_to_json_is_parseable_text():
     assert json.loads(to_json([("a", 0.0, 0.5)]))["clock"] == "stream"
 
 
-def test_executed_motion_follows_trajectory_replacement():
-    from ha2g_ros.trajectory import executed_motion
+def test_played_motion_follows_takeover_and_splines():
+    from ha2g_ros.trajectory import PlayedMotion
 
     names = ["a"]
     t0 = 1_800_000_000.0  # a realistic ROS time: float seconds would blur nanoseconds here
-    first = build_trajectory(names, t0 + np.arange(4) / 15, np.array([[0.0], [0.1], [0.2], [0.3]]), np.zeros((4, 1)))
-    # the second plan takes over from its first point (t0 + 2/15): the first plan's last two points never play
-    second = build_trajectory(names, t0 + np.arange(2, 5) / 15, np.array([[0.15], [0.1], [0.05]]), np.zeros((3, 1)))
-    times, positions = executed_motion([first, second], names)
-    np.testing.assert_allclose(positions[:, 0], [0.0, 0.1, 0.15, 0.1, 0.05])
-    assert np.all(np.diff(times) > 0.06)
+    at = lambda seconds: 1_800_000_000 * 10**9 + np.round(np.asarray(seconds) * 1e9).astype(np.int64)  # noqa: E731
+    # knots of the parabola p = t^2 (velocity 2t): the controller's cubic Hermite reproduces it exactly
+    knots = np.arange(4) / 15
+    first = build_trajectory(names, at(knots), (knots ** 2)[:, None], np.r_[2 * knots[:-1], 0.0][:, None])
+    played = PlayedMotion(names, [0.0], start_s=t0 - 1.0)
+    played.receive(first, t0 - 0.5)
+    for t in np.linspace(0, knots[2], 7)[:-1]:  # the last segment ends at rest: not the parabola
+        p, v, a = played.state(t0 + t)
+        np.testing.assert_allclose([p[0], v[0], a[0]], [t ** 2, 2 * t, 2.0], atol=1e-6)
+    # a second message arrives between the first's points and takes over: from the state the controller is in at
+    # arrival to its first point, then its own points; after its last point the controller holds it
+    arrival = t0 + 1.5 / 15
+    entry = played.state(arrival)
+    second = build_trajectory(names, at(np.arange(2, 5) / 15), np.array([[0.15], [0.1], [0.05]]), np.zeros((3, 1)))
+    played.receive(second, arrival)
+    np.testing.assert_allclose(played.state(arrival)[0], entry[0])
+    np.testing.assert_allclose(played.state(arrival)[1], entry[1])
+    np.testing.assert_allclose(played.state(t0 + 2 / 15)[0], [0.15])
+    np.testing.assert_allclose(played.state(t0 + 10.0)[0], [0.05])
+    with pytest.raises(ValueError, match="order of arrival"):
+        played.receive(second, arrival - 1.0)

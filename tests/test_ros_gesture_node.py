@@ -13,8 +13,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class  # noqa: E402
-from ha2g_ros.trajectory import check_limits, validate_trajectory  # noqa: E402
-from ros_harness import CHUNK, HOP_PARAMS, RATE, Harness, limits, union  # noqa: E402
+from ha2g_ros.trajectory import validate_trajectory  # noqa: E402
+from ros_harness import CHUNK, HOP_PARAMS, RATE, Harness, limits, played_problems  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -31,12 +31,11 @@ def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
         rest = h.gesture.rest
         start_state = rest.copy()
         start_state[h.index["LShoulderPitch"]] -= 0.6  # the robot is not at rest when the node starts
-        h.robot_state = start_state
+        h.set_pose(start_state)
         h.spin(0.1)  # joint_states reach the node before its first hop
         audio_start = h.now()
         half = 5 * CHUNK * 10
         h.play(audio[:half], words)
-        h.robot_state = None
         h.text_pub.publish(String(data='{"words": [{"word": "oops"'))  # malformed: logged, survived
         h.audio_pub.publish(message_class(h.audio_type)())  # an empty audio message: logged, survived
         h.play(audio[half:])
@@ -51,6 +50,7 @@ def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
     expected_frames = int(len(audio) / RATE * 15) - 12  # the last hop + lookahead frames wait for more audio
     assert report["frames"] >= expected_frames - 6, report
 
+    frame_times = np.arange(audio_start, h.now(), 1 / 15)
     for group, messages in h.received.items():
         assert len(messages) > 10, group
         lower, upper, vmax = limits(h, group)
@@ -58,24 +58,22 @@ def test_speech_to_trajectories_end_to_end(rclpy_context, checkpoint, speech):
             assert validate_trajectory(msg, h.groups[group], lower, upper, vmax) == [], (group, k)
             assert list(msg.joint_names) == h.groups[group]
             assert all(len(p.velocities) == len(h.groups[group]) for p in msg.points)
-        times, positions = union(messages)
-        assert np.all(np.diff(times) > 0)
-        # continuity across hops: the merged motion obeys the velocity limits everywhere
-        assert check_limits(h.groups[group], times, positions, lower, upper, vmax) == []
-        # start-up: the first frame is one limited step away from where the robot was
+        # the contract: the spline the controller played, takeovers included, keeps every limit at every instant
+        assert played_problems(h, group, audio_start, h.now()) == [], group
+        # start-up: the first command starts where the robot was
         index = [h.index[j] for j in h.groups[group]]
-        assert np.all(np.abs(positions[0] - start_state[index]) <= vmax / 15 + 1e-9)
-        assert not np.allclose(positions[0], rest[index]) or group != "left_arm"
+        np.testing.assert_allclose(messages[0].points[0].positions, start_state[index], atol=1e-12)
 
         # silence: between the paragraphs the robot rests (after hangover + fade), and moves in the speech around
-        at_rest = np.all(np.abs(positions - rest[index]) < 1e-9, axis=1)
+        positions = h.controllers[group].sample(frame_times)[0]
+        at_rest = np.all(np.abs(positions - rest[index]) < 1e-6, axis=1)
         assert at_rest[-1], f"{group}: not at rest after the speech ended"
         if group.endswith("arm"):
             play = lambda t: audio_start + t + HOP_PARAMS["playback_delay_s"]  # noqa: E731 - stream -> ROS time
-            quiet = (times > play(paragraph_end + 1.6)) & (times < play(paragraph_start) - 0.2)
+            quiet = (frame_times > play(paragraph_end + 1.7)) & (frame_times < play(paragraph_start) - 0.2)
             assert quiet.sum() >= 10 and at_rest[quiet].all(), f"{group}: not resting in the silence"
-            assert (~at_rest[(times > play(words[2][1])) & (times < play(paragraph_end))]).any()
-            assert (~at_rest[times > play(paragraph_start)]).any(), f"{group}: gestures did not resume"
+            assert (~at_rest[(frame_times > play(words[2][1])) & (frame_times < play(paragraph_end))]).any()
+            assert (~at_rest[frame_times > play(paragraph_start)]).any(), f"{group}: gestures did not resume"
 
 
 @pytest.mark.parametrize("audio_type", STD_TYPES)
@@ -83,7 +81,6 @@ def test_every_audio_message_type_drives_the_node(rclpy_context, checkpoint, spe
     audio = speech[0][: 4 * RATE]
     h = Harness(rclpy_context, checkpoint, audio_type=audio_type)
     try:
-        h.robot_state = h.gesture.rest  # known robot state: the node starts at once (no wait for joint_states)
         h.spin(0.1)
         h.play(audio[: 2 * RATE])
         h.text_pub.publish(String(data="hello and welcome to this"))  # an ASR result: spread over the speech
@@ -132,7 +129,6 @@ def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, check
             h.spin(CHUNK / RATE)
 
     try:
-        h.robot_state = h.gesture.rest
         h.spin(0.1)
         bad = message_class(h.audio_type)
         h.audio_pub.publish(bad(data=[0.1, float("nan")]))
@@ -143,7 +139,7 @@ def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, check
         assert h.gesture.set_parameters([Parameter("speaker", value=1)])[0].successful
         play(3.0, 2.5)
         failing = dict(h.gesture.stats)
-        at_failure = len(h.received["left_arm"])
+        at_failure = h.now()
         assert h.gesture.set_parameters([Parameter("speaker", value=0)])[0].successful
         play(3.0, 5.5)
         h.spin(1.0)
@@ -158,8 +154,8 @@ def test_malformed_audio_and_inference_failure_are_survived(rclpy_context, check
         for msg in messages:
             assert validate_trajectory(msg, h.groups[group], lower, upper, vmax) == []
         index = [h.index[j] for j in h.groups[group]]
-        _, positions = union(messages[:at_failure])  # what was commanded while the model failed: back to rest
-        np.testing.assert_allclose(positions[-1], h.gesture.rest[index], atol=1e-9)
+        # what was played while the model failed: back to rest
+        np.testing.assert_allclose(h.controllers[group].state(at_failure)[0], h.gesture.rest[index], atol=1e-6)
 
 
 def test_live_parameters_are_validated(rclpy_context, checkpoint):
@@ -210,9 +206,9 @@ def test_disabled_node_holds_the_rest_pose(rclpy_context, checkpoint, speech):
     finally:
         h.close()
     for group, messages in h.received.items():
-        _, positions = union(messages)
+        assert messages == [], f"{group}: a robot resting where the node wants it needs no command"
         index = [h.index[j] for j in h.groups[group]]
-        np.testing.assert_allclose(positions, np.broadcast_to(h.gesture.rest[index], positions.shape), atol=1e-9)
+        np.testing.assert_allclose(h.played_state()[index], h.gesture.rest[index], atol=1e-12)
 
 
 def test_audio_older_than_the_playback_delay_is_dropped(rclpy_context, checkpoint, speech):
@@ -220,7 +216,6 @@ def test_audio_older_than_the_playback_delay_is_dropped(rclpy_context, checkpoin
     the node keeps the newest playback_delay_s of it and stays with the speech."""
     h = Harness(rclpy_context, checkpoint)
     try:
-        h.robot_state = h.gesture.rest
         h.spin(0.1)
         burst = speech[0][: 3 * RATE]
         for start in range(0, len(burst), CHUNK):
@@ -240,3 +235,92 @@ def test_audio_older_than_the_playback_delay_is_dropped(rclpy_context, checkpoin
     for group, messages in h.received.items():
         lower, upper, vmax = limits(h, group)
         assert messages and all(validate_trajectory(m, h.groups[group], lower, upper, vmax) == [] for m in messages)
+
+
+def test_robot_state_is_trusted_only_when_fresh_finite_and_plausible(rclpy_context, checkpoint, speech):
+    """No joint_states, a NaN reading, a 1000 rad reading: the node commands nothing (and says why) rather than
+    assume where the robot is; with plausible readings it starts from them; when they stop mid-gesture it stops
+    commanding and the last trajectory's braking tail brings the robot to rest inside its limits."""
+    audio = speech[0]
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        h.state_override = False  # nobody publishes joint_states
+        h.play(audio[: 2 * RATE])
+        unseen = dict(h.gesture.stats)
+        nan_state = h.gesture.rest.copy()
+        nan_state[h.index["LElbowRoll"]] = float("nan")
+        h.state_override = nan_state
+        h.play(audio[2 * RATE: 3 * RATE])
+        absurd = h.gesture.rest.copy()
+        absurd[h.index["RShoulderPitch"]] = 1000.0
+        h.state_override = absurd
+        h.play(audio[3 * RATE: 4 * RATE])
+        before_start = {g: len(m) for g, m in h.received.items()}
+        bad = dict(h.gesture.stats)
+        start_pose = h.gesture.rest.copy()
+        start_pose[h.index["LShoulderPitch"]] = 0.4  # the robot is somewhere else than rest
+        h.set_pose(start_pose)
+        h.state_override = None  # the controllers' state from now on
+        started = h.now()
+        h.play(audio[4 * RATE: 8 * RATE])
+        h.state_override = False  # the robot vanishes mid-gesture
+        vanished = h.now()
+        sent_when_vanished = {g: len(m) for g, m in h.received.items()}
+        h.play(audio[8 * RATE: 10 * RATE])
+        h.spin(1.0)
+        sent_while_unseen = {g: len(m) - sent_when_vanished[g] for g, m in h.received.items()}
+    finally:
+        h.close()
+    assert unseen["unseen_robot_ticks"] > 0 and unseen["frames"] > 0  # the model ran; the robot got nothing
+    assert bad["bad_joint_states"] > 0
+    assert before_start == {g: 0 for g in h.groups}, "commanded a robot it could not see"
+    for group, messages in h.received.items():
+        index = [h.index[j] for j in h.groups[group]]
+        np.testing.assert_allclose(messages[0].points[0].positions, start_pose[index], atol=1e-12)
+        assert all(np.isfinite(p.positions).all() and np.isfinite(p.velocities).all()
+                   for m in messages for p in m.points)
+        assert sent_while_unseen[group] <= 1, "kept commanding a robot it could not see"
+        assert played_problems(h, group, started, h.now()) == [], group
+        _, v, _ = h.controllers[group].state(h.now())
+        assert not v.any(), f"{group}: still moving after its braking tail"
+    assert vanished > started
+
+
+def test_every_transition_is_played_within_limits(rclpy_context, checkpoint, speech):
+    """Exaggerated gestures, live rest_blend/amplitude/enabled changes, a stalled node (the clock jumps 1.5 s
+    between two ticks) and a robot moved by someone else while resting: the played spline keeps position,
+    velocity and acceleration limits throughout, and every new plan starts where the robot really is."""
+    audio = speech[0]
+    h = Harness(rclpy_context, checkpoint, amplitude=1.5, fade_in_s=0.1, fade_out_s=0.1, vad_hangover_s=0.2)
+    try:
+        start = h.now()
+        h.play(audio[: 3 * RATE])
+        h.gesture.set_parameters([Parameter("rest_blend", value=0.8), Parameter("amplitude", value=0.3)])
+        h.play(audio[3 * RATE: 4 * RATE])
+        h.gesture.set_parameters([Parameter("rest_blend", value=0.0), Parameter("amplitude", value=1.5)])
+        h.play(audio[4 * RATE: 5 * RATE])
+        h.gesture.set_parameters([Parameter("enabled", value=False)])
+        h.play(audio[5 * RATE: 6 * RATE])
+        h.gesture.set_parameters([Parameter("enabled", value=True)])
+        h.play(audio[6 * RATE: 8 * RATE])
+        h.tick(1.5)  # a stall: no tick for 1.5 s while the controllers play on
+        h.play(audio[8 * RATE: 10 * RATE])
+        h.spin(3.0)  # speech over: back to rest
+        moved = h.gesture.rest.copy()
+        moved[h.index["LShoulderPitch"]] -= 1.0
+        moved[h.index["RElbowRoll"]] = h.gesture.upper[h.index["RElbowRoll"]]
+        h.spin(0.2)
+        problems = {g: played_problems(h, g, start, h.now()) for g in h.groups}
+        h.set_pose(moved)  # someone else moved the arms while the node let them rest
+        moved_at = h.now()
+        n_before = {g: len(m) for g, m in h.received.items()}
+        h.play(audio[10 * RATE: 13 * RATE])
+        h.spin(3.0)
+    finally:
+        h.close()
+    assert problems == {g: [] for g in h.groups}
+    for group in h.groups:
+        assert played_problems(h, group, moved_at, h.now()) == [], group
+        index = [h.index[j] for j in h.groups[group]]
+        first_new = h.received[group][n_before[group]]
+        np.testing.assert_allclose(first_new.points[0].positions, moved[index], atol=1e-9)

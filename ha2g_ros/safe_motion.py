@@ -1,0 +1,229 @@
+"""The motion a controller really plays stays inside position, velocity and acceleration limits, at every instant.
+
+A `joint_trajectory_controller` given points with positions and velocities plays a cubic Hermite spline between
+them. When consecutive points (t0, p0, v0), (t1, p1, v1) satisfy p1 - p0 = (t1 - t0) (v0 + v1) / 2, that cubic is
+exactly the parabola of the constant acceleration (v1 - v0) / (t1 - t0). So this module plans on a uniform grid of
+knots with one constant acceleration per segment (a double integrator) and publishes the knots: the played curve
+*is* the plan, and bounds on the plan are bounds on what the robot does.
+
+Per segment and per joint the acceleration is chosen from an interval that keeps, exactly:
+- |a| <= acceleration limit, and |v| <= velocity limit at the knots (v is linear inside a segment, so everywhere);
+- the *braking invariant*: from the next knot, braking at the acceleration limit (the last braking segment with
+  just the acceleration that stops at its end) stops inside the position limits. Braking is always allowed by the
+  invariant, so a feasible acceleration always exists (recursive feasibility); inside a segment whose velocity
+  changes sign, the turning point lies within that braking distance too, so no position limit is crossed between
+  knots either.
+Inside that interval the acceleration follows the target (the retargeted frames) by a one-step least-squares
+tracker on position and velocity error (deadbeat: two knots when no limit binds), approaching a target that stands
+still without overshoot.
+
+Every published trajectory ends with its braking tail (velocity 0 at its last point, as the controller requires):
+if no further message comes (a stalled node, a lost robot state) the robot stops smoothly inside its limits.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import numpy as np
+
+# Weight of the velocity error against the position error (per knot, velocity error times the knot period): 1/4
+# makes the tracker deadbeat (both closed-loop eigenvalues 0): off its limits it reaches a target in two knots.
+VELOCITY_WEIGHT = 0.25
+
+
+@dataclass(frozen=True)
+class MotionLimits:
+    """Per-joint limits the played motion obeys: positions (rad), |velocity| (rad/s), |acceleration| (rad/s^2)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray
+    acceleration: np.ndarray
+
+    def __post_init__(self):
+        arrays = [np.asarray(getattr(self, f), dtype=np.float64) for f in ("lower", "upper", "velocity",
+                                                                           "acceleration")]
+        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+            raise ValueError(f"limits must be 1-D arrays of one length, got shapes {[a.shape for a in arrays]}")
+        for name, values in zip(("velocity", "acceleration"), arrays[2:]):
+            if not (np.isfinite(values) & (values > 0)).all():
+                raise ValueError(f"{name} limits must be positive and finite, got {values.tolist()}")
+        if not (np.isfinite(arrays[0]) & np.isfinite(arrays[1]) & (arrays[0] < arrays[1])).all():
+            raise ValueError("position limits must be finite with lower < upper")
+        for name, values in zip(("lower", "upper", "velocity", "acceleration"), arrays):
+            object.__setattr__(self, name, values)
+
+
+def braking_distance(speed: np.ndarray, acceleration: np.ndarray, period: float) -> np.ndarray:
+    """Distance covered while braking from `speed` >= 0 on the knot grid: full `acceleration` per segment, then the
+    segment that stops exactly at its end. Piecewise linear and convex in `speed`: with n full segments,
+    D = period * speed * (n + 1/2) - acceleration * period^2 * n (n + 1) / 2."""
+    step = acceleration * period  # speed shed per full segment
+    n = np.maximum(np.ceil(speed / step) - 1.0, 0.0)
+    return period * speed * (n + 0.5) - acceleration * period ** 2 * n * (n + 1.0) / 2.0
+
+
+def _largest_next_speed(room: np.ndarray, acceleration: np.ndarray, period: float) -> np.ndarray:
+    """The largest next-knot velocity s (toward a limit) with s*period/2 + braking_distance(s) <= room.
+
+    `room` is the distance to the limit left after the part of the segment fixed by the current velocity
+    (limit - p - v*period/2). h(s) = s*period/2 + D(s) is increasing and piecewise linear; on the piece with n
+    full braking segments h(s) = period*s*(n+1) - acceleration*period^2*n(n+1)/2.
+    """
+    unit = acceleration * period ** 2
+    positive = room > 0
+    # h(n * a * T) = a T^2 n (n + 1) / 2: the largest n with h(n a T) <= room picks the linear piece.
+    n = np.floor((np.sqrt(1.0 + 8.0 * np.maximum(room, 0.0) / unit) - 1.0) / 2.0)
+    speed = room / (period * (n + 1.0)) + acceleration * period * n / 2.0
+    return np.where(positive, speed, 2.0 * room / period)
+
+
+class SafeMotion:
+    """Plans the knots a controller will play: feed it targets one knot at a time, from a known starting state."""
+
+    def __init__(self, limits: MotionLimits, period: float):
+        if not period > 0:
+            raise ValueError(f"the knot period must be positive, got {period}")
+        self.limits = limits
+        self.period = float(period)
+
+    def stopping_positions(self, p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where braking from (p, v) ends, as (lowest, highest) reachable position: the braking invariant."""
+        d = braking_distance(np.abs(v), self.limits.acceleration, self.period)
+        return np.where(v < 0, p - d, p), np.where(v > 0, p + d, p)
+
+    def acceleration_bounds(self, p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of accelerations for the next segment that keeps every limit and the braking invariant.
+
+        A state beyond a limit (a robot started outside its URDF range) widens that limit to where braking from it
+        would stop, so the interval is never empty and the motion only ever returns inside.
+        """
+        lim, T = self.limits, self.period
+        low_stop, high_stop = self.stopping_positions(p, v)
+        upper, lower = np.maximum(lim.upper, high_stop), np.minimum(lim.lower, low_stop)
+        s_high = np.minimum(_largest_next_speed(upper - p - v * T / 2, lim.acceleration, T), lim.velocity)
+        s_low = np.maximum(-_largest_next_speed(p - lower - (-v) * T / 2, lim.acceleration, T), -lim.velocity)
+        a_high = np.minimum((s_high - v) / T, lim.acceleration)
+        a_low = np.maximum((s_low - v) / T, -lim.acceleration)
+        # Braking is always admissible; rounding must not make the interval empty.
+        brake = -np.sign(v) * np.minimum(lim.acceleration, np.abs(v) / T)
+        return np.minimum(a_low, brake), np.maximum(a_high, brake)
+
+    def step(self, p: np.ndarray, v: np.ndarray, target: np.ndarray, target_velocity: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The next knot (position, velocity) from knot (p, v), following (target, target_velocity) within limits."""
+        T, amax = self.period, self.limits.acceleration
+        # Least squares on the next knot's errors: |p' - target|^2 + w |T (v' - target_velocity)|^2 over a, with
+        # p' = p + v T + a T^2 / 2 and v' = v + a T.
+        position_gap = target - p - v * T
+        velocity_gap = (target_velocity - v) * T
+        wanted = (position_gap + 2 * VELOCITY_WEIGHT * velocity_gap) / (T ** 2 * (0.5 + 2 * VELOCITY_WEIGHT))
+        # A target that stands still (rest, a held pose) is approached like a limit: no overshoot when the
+        # acceleration limit cuts the tracker short.
+        still = target_velocity == 0
+        ahead = target >= p
+        room = np.where(ahead, target - p - v * T / 2, p - target + v * T / 2)
+        approach = _largest_next_speed(room, amax, T)
+        wanted = np.where(still & ahead, np.minimum(wanted, (approach - v) / T), wanted)
+        wanted = np.where(still & ~ahead, np.maximum(wanted, (-approach - v) / T), wanted)
+        a_low, a_high = self.acceleration_bounds(p, v)
+        a = np.clip(wanted, a_low, a_high)
+        return p + v * T + a * T ** 2 / 2, v + a * T
+
+    def braking_tail(self, p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The knots (n, J) positions and velocities that bring (p, v) to rest, ending with velocity exactly 0."""
+        T, acceleration = self.period, self.limits.acceleration
+        positions, speeds = [], []
+        while np.any(v != 0):
+            a = -np.sign(v) * np.minimum(acceleration, np.abs(v) / T)
+            v_next = v + a * T
+            v_next[np.abs(v) <= acceleration * T] = 0.0  # the last braking segment stops exactly
+            p = p + (v + v_next) * T / 2
+            v = v_next
+            positions.append(p)
+            speeds.append(v)
+        shape = (len(positions), len(p))
+        return np.array(positions).reshape(shape), np.array(speeds).reshape(shape)
+
+
+class KnotPlan:
+    """The knots already planned, on a uniform grid of the ROS clock: what the controller plays or will play.
+
+    Knots are committed once the segment starting at them may be playing when a message arrives (`commit` lead
+    time); only later ones are ever re-planned, so every message continues exactly the curve the controller is on.
+    Knot k is due at origin + k * period, kept in integer nanoseconds: float seconds near today's ROS time (1.8e9)
+    would blur segment durations by 1e-7 s and so the played accelerations by 1e-4 relative.
+    """
+
+    def __init__(self, motion: SafeMotion):
+        self.motion = motion
+        self._origin_ns = 0
+        self.steps: list[int] = []  # grid index of each knot
+        self.times: list[float] = []  # ROS s of each knot (for comparisons)
+        self.positions: list[np.ndarray] = []
+        self.velocities: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def _time_ns(self, step: int) -> int:
+        return self._origin_ns + round(step * self.motion.period * 1e9)
+
+    def _append(self, p: np.ndarray, v: np.ndarray) -> None:
+        step = self.steps[-1] + 1
+        self.steps.append(step)
+        self.times.append(self._time_ns(step) * 1e-9)
+        self.positions.append(p)
+        self.velocities.append(v)
+
+    def anchor(self, t: float, position: np.ndarray) -> None:
+        """Start a new plan at rest at `position` (a fresh, plausible measurement of the robot) at time `t`."""
+        self._origin_ns = round(t * 1e9)
+        self.steps, self.times = [0], [self._origin_ns * 1e-9]
+        self.positions = [np.asarray(position, dtype=np.float64)]
+        self.velocities = [np.zeros_like(self.positions[0])]
+
+    def at_rest_before(self, t: float) -> bool:
+        """True when the plan has ended (last knot due before `t`, standing still): the robot holds that pose."""
+        return not self.times or (self.times[-1] < t and not self.velocities[-1].any())
+
+    def commit_braking(self, until: float) -> None:
+        """The last message's braking tail is what the controller plays once the plan runs out: knots of it due
+        before `until` become part of the plan, so that planning resumes from where the robot really is."""
+        if not self.times or self.times[-1] >= until or not self.velocities[-1].any():
+            return
+        for p, v in zip(*self.motion.braking_tail(self.positions[-1], self.velocities[-1])):
+            if self.times[-1] >= until:
+                break
+            self._append(p, v)
+
+    def uncommit_after(self, t: float) -> None:
+        """Drop the knots that may still change: those whose segment starts after `t`."""
+        # Knot i is committed when knot i - 1 is due by `t` (its segment may be playing); the first always is.
+        keep = max(bisect_right(self.times, t) + 1, 1)
+        del self.steps[keep:], self.times[keep:], self.positions[keep:], self.velocities[keep:]
+
+    def extend(self, target_at, until: float) -> int:
+        """Plan knots up to time `until`, following `target_at(t)` (positions); returns the number added."""
+        T, added = self.motion.period, 0
+        while self.times and self._time_ns(self.steps[-1] + 1) * 1e-9 <= until:
+            t = self._time_ns(self.steps[-1] + 1) * 1e-9
+            target = target_at(t)
+            target_velocity = (target - target_at(t - T)) / T
+            self._append(*self.motion.step(self.positions[-1], self.velocities[-1], target, target_velocity))
+            added += 1
+        return added
+
+    def forget_before(self, t: float) -> None:
+        """Drop knots before `t`, keeping the one that starts the segment playing at `t`."""
+        cut = max(0, bisect_right(self.times, t) - 1)
+        del self.steps[:cut], self.times[:cut], self.positions[:cut], self.velocities[:cut]
+
+    def to_send(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times (n,) in integer ROS nanoseconds, positions and velocities (n, J) to publish: the plan followed by its
+        braking tail."""
+        tail_p, tail_v = self.motion.braking_tail(self.positions[-1], self.velocities[-1])
+        steps = self.steps + [self.steps[-1] + k + 1 for k in range(len(tail_p))]
+        return (np.array([self._time_ns(k) for k in steps], dtype=np.int64),
+                np.concatenate([np.array(self.positions), tail_p]), np.concatenate([np.array(self.velocities), tail_v]))
