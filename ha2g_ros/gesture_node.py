@@ -452,35 +452,27 @@ class GestureNode(Node):
 
     # --- the safe motion plan ---
     def _extend_plan(self, now: float) -> bool:
-        """Plan knots for the new targets; True when there is something new to publish.
-
-        Knots whose segment may already be playing when a message arrives (MIN_LEAD_S ahead) are never changed; a
-        plan that ran out continues from its braking tail (what the controller played), and a robot standing still
-        is re-planned from its measured pose. An unseen robot gets no new knots: the braking tail already sent
-        stops it within its limits.
-        """
-        commit = now + MIN_LEAD_S
-        self.plan.commit_braking(commit)
+        """Plan knots for the new targets (KnotPlan.update); True when there is something new to publish. An unseen
+        robot gets no new knots: the braking tail already sent stops it within its limits."""
         self.targets.forget_before(now - FRAME_DT, keep=2)
         last = self.targets.last()
-        if last is None or last[0] <= commit:
+        if last is None or last[0] <= now + MIN_LEAD_S:
+            self.plan.commit_braking(now + MIN_LEAD_S)
             return False
         if not self._sees_robot(now):
+            self.plan.commit_braking(now + MIN_LEAD_S)
             self.stats["unseen_robot_ticks"] += 1
-            stale = [n for n, t in zip(self.joint_names, self.measured_at) if not now - t <= self.get_parameter(
-                "joint_states_timeout_s").value]
+            timeout = self.get_parameter("joint_states_timeout_s").value
+            stale = [n for n, t in zip(self.joint_names, self.measured_at) if not now - t <= timeout]
             self.get_logger().error(f"not commanding the robot: no recent plausible joint_states for "
                                     f"{', '.join(stale)}", throttle_duration_sec=5.0)
             return False
-        if self.plan.at_rest_before(commit):
-            _, ahead = self.targets.after(commit)
+        if self.plan.at_rest_before(now + MIN_LEAD_S):
+            _, ahead = self.targets.after(now + MIN_LEAD_S)
             if np.abs(ahead - self.measured).max() < 1e-9:
                 return False  # standing where the targets are: the controller holds its last point
-            self.plan.anchor(commit, self.measured.copy())
-        else:
-            self.plan.uncommit_after(max(commit, self._replan_from - 2 * FRAME_DT))
-        self._replan_from = math.inf
-        return self.plan.extend(self.targets.at, last[0]) > 0
+        changed_from, self._replan_from = self._replan_from, math.inf
+        return self.plan.update(now, MIN_LEAD_S, self.targets.at, last[0], self.measured.copy(), changed_from) > 0
 
     # --- publishing ---
     def _publish_trajectories(self, now: float) -> None:
