@@ -244,7 +244,7 @@ def main(argv=None) -> None:
         renderer = robot.mujoco.Renderer(robot.model, 480, 480)
         camera = robot.mujoco.MjvCamera()
         camera.lookat[:] = robot.data.xpos[robot.model.body(rt.profile.torso).id]
-        camera.distance, camera.azimuth, camera.elevation = 2.5 * rt._lever, 150.0, -15.0
+        camera.distance, camera.azimuth, camera.elevation = 2.5 * rt.collision.reach, 150.0, -15.0
 
         def frame(t):
             if t - times[0] <= args.video_seconds:

@@ -100,10 +100,6 @@ class Retargeter:
         if profile.collision is not None:
             path = None if urdf_xml is not None else str(resolve_urdf(profile.urdf))
             self.collision = SelfCollision(profile.collision, full, self.model, path, urdf_xml, profile.origin)
-            # Pairs further apart than margin + sum |dq_i| * lever cannot reach the margin in a step dq: only the
-            # others are linearised, which keeps the cost low while the arms are away from the body.
-            self._lever = self.collision.lever(self._to_model(self._rest),
-                                               [self.model.getJointId(n) for n in self.joint_names])
         self.margin = profile.collision.margin if profile.collision is not None else 0.0
         self.amplitude = profile.solver.amplitude
         self.rest_blend = profile.solver.rest_blend
@@ -277,30 +273,35 @@ class Retargeter:
     def _keep_margin(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The joint vector in [lo, hi] closest to q whose declared pairs stay `margin` apart (never closer than they
         are now, if a reset started closer). Minimises |x - q|^2 under d(x) >= margin, with d linearised at the last
-        output; when the answer's true distances miss the margin, the constraints linearised there are added too."""
-        prev = self._q_out
-        columns = self._qi
-        rows, bounds, floors = [], [], {}
-        x = q
+        output for the pairs the step could bring that close; when the answer's true distances miss the margin, the
+        constraints linearised there are added too. Holding still, which always keeps the margin, is the answer if
+        no pass verifies."""
+        prev, columns = self._q_out, self._qi
+        within = self._margin + _MARGIN_BUFFER
+        d, J, pairs = self.collision.linearise(self._to_model(prev), columns, within, step=q - prev)
+        if not len(d):
+            return q  # no pair can come within the margin over this step (a bound, not an estimate)
+        floors = {p: min(self._margin, dist) for p, dist in zip(pairs, d)}
+        rows, bounds, step = [], [], q - prev
+        x = at = prev
         for k in range(_MARGIN_PASSES):
-            watch = self._margin + _MARGIN_BUFFER + np.abs(q - prev).sum() * self._lever
-            d, J, pairs = self.collision.linearise(self._to_model(x if k else prev), columns, watch)
-            if k == 0:
-                floors = {p: min(self._margin, dist) for p, dist in zip(pairs, d)}
             target = np.array([floors.get(p, self._margin) for p in pairs])
-            at = x if k else prev
-            if (d >= target - _MARGIN_TOLERANCE).all() and (k or not len(d)):
-                return x  # a re-check that holds, or nothing near enough to reach the margin within this frame
             rows.append(J)
             bounds.append(target + _MARGIN_BUFFER - d + J @ (at - prev))  # d + J (x - at) >= target, in x - prev
             A, b = np.concatenate(rows), np.concatenate(bounds)
-            step = q - prev
             if k == 0 and (A @ step >= b).all():
-                x = q  # the target already keeps the margin (to first order): checked again at x below
-                continue
-            solved = solve_qp(np.eye(len(q)), step, lo - prev, hi - prev, A, b)
-            x = prev + (solved if solved is not None else np.zeros(len(q)))  # holding still always keeps it
-        return x
+                x = q  # the target already keeps the margin (to first order): checked below
+            else:
+                solved = solve_qp(np.eye(len(q)), step, lo - prev, hi - prev, A, b)
+                if solved is None:
+                    break
+                x = prev + solved
+            d, J, pairs = self.collision.linearise(self._to_model(x), columns, within)
+            target = np.array([floors.get(p, self._margin) for p in pairs])
+            if (d >= target - _MARGIN_TOLERANCE).all():
+                return x
+            at = x
+        return prev
 
     def _human_targets(self, unit: np.ndarray, valid: np.ndarray, bones: BoneMap) -> np.ndarray:
         """(n_terms, 3) the human direction (TED frame) each term should follow; NaN rows where data is missing."""
