@@ -154,7 +154,7 @@ def test_real_clips_zero_limit_violations_and_close_tracking(retargeter, ted_cul
     rt = retargeter
     arm_terms = [k for k, t in enumerate(rt.terms) if t.kind in ("upper_arm", "forearm")]
     errors = []
-    for clip in ted_culture_clips:
+    for clip in ted_culture_clips[::2]:  # 6 of the 12 clips (50 s): the statistics settle well before that
         dt = 1.0 / float(clip["fps"])
         rt.reset()
         q = rt.solve_sequence(clip["dir_vec"], dt=dt)
@@ -177,7 +177,7 @@ def test_smooth_motion_stays_on_one_ik_branch(robot, ted_culture_clips):
     their hanging upper arm lies along the first shoulder axis (a singularity); see docs/retargeting.md.
     """
     rt = Retargeter(load_profile(robot))
-    clip = resample_frames(ted_culture_clips[0]["dir_vec"], 15, 60)
+    clip = resample_frames(ted_culture_clips[0]["dir_vec"][:60], 15, 60)  # 4 s of gestures
     rt.reset()
     q = rt.solve_sequence(clip, dt=1 / 60)
     arm_joints = slice(0, len(rt.profile.arm_joints))

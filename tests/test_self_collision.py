@@ -114,3 +114,19 @@ def test_collision_section_structure_errors():
                                                                 "head": [{"link": "Head", "radius": 0.1}]}}}
     with pytest.raises(ValueError, match=r"collision.parts.head\[0\]"):
         profile_from_dict(bad)
+
+
+@pytest.mark.parametrize("robot", ["g1", "tiago_dual"])
+def test_pairs_the_filter_skips_cannot_come_within_reach(robot, ted_culture_clips):
+    """The filter computes distances only for the pairs a step could bring within reach (a bound from the joints'
+    levers and each pair's last distance): on real motion every pair it leaves out is really further apart after
+    the step."""
+    rt = Retargeter(load_profile(robot))
+    rt.margin = 0.0
+    q = rt.solve_sequence(ted_culture_clips[0]["dir_vec"][:60])
+    within = 0.1
+    for prev, x in zip(q[:-1], q[1:]):
+        _, _, near = rt.collision.linearise(rt._to_model(prev), rt._qi, within, step=x - prev)
+        after = rt.collision.distances(rt._to_model(x))
+        skipped = np.setdiff1d(np.arange(len(after)), near)
+        assert (after[skipped] >= within).all(), after[skipped].min()

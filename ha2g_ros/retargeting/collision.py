@@ -14,7 +14,10 @@ normal from the first shape to the second. retargeter.py keeps every declared pa
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
 
 import coal
 import numpy as np
@@ -43,12 +46,12 @@ class Shape:
 class SelfCollision:
     """The declared pairs of body parts of one robot, on `model` (the retargeter's reduced model, 1-DoF joints)."""
 
-    def __init__(self, config: CollisionConfig, full_model: pin.Model, model: pin.Model, urdf_path: str | None,
+    def __init__(self, config: CollisionConfig, model: pin.Model, urdf_path: str | None,
                  urdf_xml: str | None, origin: str):
         self.config = config
         self.model = model
         self.data = model.createData()
-        urdf_shapes = _urdf_shapes(full_model, urdf_path, urdf_xml, config, origin)
+        urdf_shapes = _urdf_shapes(urdf_path, urdf_xml, config, origin)
         self.shapes: list[Shape] = []
         problems = []
         for part, items in config.parts.items():
@@ -87,20 +90,11 @@ class SelfCollision:
         self._centres = np.array([s.centre for s in self.shapes])
         self._radii = np.array([s.radius for s in self.shapes])
         self._levers = self._lever_bounds()
-        # Each pair's last computed distance and where: d - pair_levers @ |q - q_known| bounds it from below at q
-        # (coherence between frames: the torso's or base's bounding sphere alone culls nothing near it).
         self._pair_levers = self._levers[self._first] + self._levers[self._second]
-        self._known_q = np.zeros((len(self.pairs), model.nv))
-        self._known_d = np.full(len(self.pairs), -np.inf)
-        self._known = [None] * len(self.pairs)  # (d, nearest points, normal): reused at the same q (the filter's
-        # first linearisation is at the pose its last re-check computed)
         self._distance = [coal.ComputeDistance(self.shapes[i].geometry, self.shapes[j].geometry) for i, j in self.pairs]
-        # GJK starts from the pair's last answer: frames are close in time, so it converges in a few steps (a third
-        # of the time on G1's hulls).
-        self._requests = [coal.DistanceRequest() for _ in self.pairs]
-        for request in self._requests:
-            request.gjk_initial_guess = coal.GJKInitialGuess.CachedGuess
+        self._request = coal.DistanceRequest()  # for measurements, which leave the filter's memory alone
         self._result = coal.DistanceResult()
+        self.forget()
 
     def _lever_bounds(self) -> np.ndarray:
         """(n_shapes, nv): for each joint moving a shape, an upper bound on the distance from the joint's origin to
@@ -123,6 +117,20 @@ class SelfCollision:
                 levers[s, [self.model.joints[j].idx_v for j in chain]] = _NO_BOUND  # chain lengths change
         return levers
 
+    def forget(self) -> None:
+        """Start afresh (a reset): the same motion then gives bitwise the same distances."""
+        # Each pair's last computed distance and where: d - pair_levers @ |q - q_known| bounds it from below at q
+        # (coherence between frames: the torso's or base's bounding sphere alone culls nothing near it).
+        self._known_q = np.zeros((len(self.pairs), self.model.nv))
+        self._known_d = np.full(len(self.pairs), -np.inf)
+        self._known = [None] * len(self.pairs)  # (d, nearest points, normal): reused at the same q (the filter's
+        # first linearisation is at the pose its last re-check computed)
+        # GJK starts from the pair's last answer: frames are close in time, so it converges in a few steps (a third
+        # of the time on G1's hulls).
+        self._requests = [coal.DistanceRequest() for _ in self.pairs]
+        for request in self._requests:
+            request.gjk_initial_guess = coal.GJKInitialGuess.CachedGuess
+
     @property
     def reach(self) -> float:
         """The furthest any shape point can be from a joint that moves it (metres): the size of the moving body."""
@@ -143,39 +151,46 @@ class SelfCollision:
         self._translation = np.einsum("sij,sj->si", rotation, self._local_translation) + translation
         self._centres_now = np.einsum("sij,sj->si", rotation, self._centres) + translation
 
-    def _closest(self, within: np.ndarray) -> list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]]:
+    def _closest(self, within: np.ndarray, remember: bool = True
+                 ) -> list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]]:
         """(pair, distance, nearest point on the first shape, on the second, unit normal first -> second) for the
         pairs closer than `within` (n_pairs,) at the last _update. Two lower bounds cull the others cheaply: the
-        bounding spheres, and each pair's last computed distance less how far its shapes can have moved since."""
+        bounding spheres, and (`remember`: the filter's own queries) each pair's last computed distance less how far
+        its shapes can have moved since."""
         centres = self._centres_now
-        spheres = (np.linalg.norm(centres[self._first] - centres[self._second], axis=1)
-                   - self._radii[self._first] - self._radii[self._second])
-        moved = np.abs(self._q - self._known_q)
-        known = self._known_d - np.einsum("pv,pv->p", self._pair_levers, moved)  # -inf until computed once
-        near = np.flatnonzero(np.maximum(spheres, known) < within)
-        same = (moved == 0).all(axis=1) & np.isfinite(self._known_d)
+        lower = (np.linalg.norm(centres[self._first] - centres[self._second], axis=1)
+                 - self._radii[self._first] - self._radii[self._second])
+        same = np.zeros(len(self.pairs), dtype=bool)
+        if remember:
+            moved = np.abs(self._q - self._known_q)
+            known = self._known_d - np.einsum("pv,pv->p", self._pair_levers, moved)  # -inf until computed once
+            lower = np.maximum(lower, known)
+            same = (moved == 0).all(axis=1) & np.isfinite(self._known_d)
         transforms, found, result = {}, [], self._result
-        for k in near:
-            if not same[k]:
+        for k in np.flatnonzero(lower < within):
+            if same[k]:
+                answer = self._known[k]
+            else:
                 i, j = self.pairs[k]
                 for s in (i, j):
                     if s not in transforms:
                         transforms[s] = coal.Transform3s(self._rotation[s], self._translation[s])
                 result.clear()
-                d = self._distance[k](transforms[i], transforms[j], self._requests[k], result)
-                self._requests[k].updateGuess(result)
-                self._known_d[k], self._known_q[k] = d, self._q
-                self._known[k] = (d, result.getNearestPoint1().copy(), result.getNearestPoint2().copy(),
-                                  result.normal.copy())
-            if self._known[k][0] < within[k]:
-                found.append((int(k), *self._known[k]))
+                request = self._requests[k] if remember else self._request
+                d = self._distance[k](transforms[i], transforms[j], request, result)
+                answer = (d, result.getNearestPoint1().copy(), result.getNearestPoint2().copy(), result.normal.copy())
+                if remember:
+                    request.updateGuess(result)
+                    self._known_d[k], self._known_q[k], self._known[k] = d, self._q, answer
+            if answer[0] < within[k]:
+                found.append((int(k), *answer))
         return found
 
     def distances(self, q_model: np.ndarray) -> np.ndarray:
         """(n_pairs,) signed distance of every declared shape pair at q_model (metres)."""
         self._update(q_model)
         out = np.full(len(self.pairs), np.inf)
-        for k, d, *_ in self._closest(np.full(len(self.pairs), np.inf)):
+        for k, d, *_ in self._closest(np.full(len(self.pairs), np.inf), remember=False):
             out[k] = d
         return out
 
@@ -189,7 +204,8 @@ class SelfCollision:
     def closest_distance(self, q_model: np.ndarray, within: float) -> float:
         """The smallest distance over all pairs at q_model when it is below `within`, else some value >= `within`."""
         self._update(q_model)
-        return min((d for _, d, *_ in self._closest(np.full(len(self.pairs), within))), default=float(within))
+        return min((d for _, d, *_ in self._closest(np.full(len(self.pairs), within), remember=False)),
+                   default=float(within))
 
     def linearise(self, q_model: np.ndarray, columns: np.ndarray, within: float,
                   step: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,25 +261,37 @@ def _bounded(shape: Shape) -> Shape:
                  shape.placement.act(np.array(shape.geometry.aabb_center)), float(shape.geometry.aabb_radius))
 
 
-def _urdf_shapes(full_model: pin.Model, urdf_path: str | None, urdf_xml: str | None, config: CollisionConfig,
+def _urdf_shapes(urdf_path: str | None, urdf_xml: str | None, config: CollisionConfig,
                  origin: str) -> dict[str, list[tuple[str, pin.SE3, coal.CollisionGeometry]]]:
     """link -> [(name, link -> shape placement, convex geometry)] for the links the parts name (none: no loading)."""
-    wanted = {item for items in config.parts.values() for item in items if isinstance(item, str)}
+    wanted = frozenset(item for items in config.parts.values() for item in items if isinstance(item, str))
     if not wanted:
         return {}
-    dirs = [str(d) for d in mesh_dirs(urdf_path)]
+    xml = urdf_xml if urdf_xml is not None else Path(urdf_path).read_text()
     try:
-        if urdf_xml is not None:
-            geometry = pin.buildGeomFromUrdfString(full_model, urdf_xml, pin.COLLISION, package_dirs=dirs)
-        else:
-            geometry = pin.buildGeomFromUrdf(full_model, urdf_path, pin.COLLISION, package_dirs=dirs)
+        return _convex_shapes(xml, wanted, tuple(str(d) for d in mesh_dirs(urdf_path)))
     except (RuntimeError, ValueError) as error:  # a mesh file that cannot be found or read
         raise RobotLoadError(f"profile {origin}: the URDF's collision geometry does not load: {error}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _convex_shapes(xml: str, wanted: frozenset[str], dirs: tuple[str, ...]
+                   ) -> dict[str, list[tuple[str, pin.SE3, coal.CollisionGeometry]]]:
+    """_urdf_shapes' work, once per process and robot: reading and hulling G1's meshes takes seconds. The shapes are
+    only ever read, so retargeters of one robot share them."""
+    # Only the named links' collision elements are kept: loading every mesh of a humanoid (legs, fingers) would
+    # take longer still, for shapes that are never used.
+    root = ElementTree.fromstring(xml)
+    for link in root.iter("link"):
+        if link.get("name") not in wanted:
+            for element in link.findall("collision"):
+                link.remove(element)
+    full_model = pin.buildModelFromXML(xml)
+    geometry = pin.buildGeomFromUrdfString(full_model, ElementTree.tostring(root, encoding="unicode"), pin.COLLISION,
+                                           package_dirs=list(dirs))
     out: dict[str, list] = {}
     for obj in geometry.geometryObjects:
         frame = full_model.frames[obj.parentFrame]
-        if frame.name not in wanted:
-            continue
         shape = obj.geometry
         if isinstance(shape, coal.BVHModelBase):  # a mesh: its convex hull, by qhull
             points = coal.StdVec_Vec3s()

@@ -99,7 +99,7 @@ class Retargeter:
         self.collision = None
         if profile.collision is not None:
             path = None if urdf_xml is not None else str(resolve_urdf(profile.urdf))
-            self.collision = SelfCollision(profile.collision, full, self.model, path, urdf_xml, profile.origin)
+            self.collision = SelfCollision(profile.collision, self.model, path, urdf_xml, profile.origin)
         self.margin = profile.collision.margin if profile.collision is not None else 0.0
         self.amplitude = profile.solver.amplitude
         self.rest_blend = profile.solver.rest_blend
@@ -208,6 +208,8 @@ class Retargeter:
         self._q_ik = self._q_out.copy()
         self.velocity = np.zeros(len(self.joint_names))  # of the last solve (rad/s), for JointCommand
         self.margin_correction = np.zeros(len(self.joint_names))  # what the collision filter changed last frame
+        if self.collision is not None:
+            self.collision.forget()
         # Targets are held while their data is missing: until the first valid frame, the start pose is held.
         self._targets_body = self.link_directions(self._q_out)  # in the robot's torso frame
         self._hand_targets = self._q_out.copy()
