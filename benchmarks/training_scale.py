@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="training time on the big data set")
     parser.add_argument("--steps", type=int, default=8, help="steps per timed block on the small data")
     parser.add_argument("--rounds", type=int, default=5, help="timed blocks per data path on the small data")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the streaming runs")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the streaming runs")
     parser.add_argument("--ddp-steps", type=int, default=6)
     parser.add_argument("--work", default="/tmp/ha2g_training_scale", help="scratch directory")
     parser.add_argument("--keep", action="store_true", help="keep the big data set")

@@ -132,7 +132,8 @@ def test_processes_and_accumulation_split_the_same_global_batches():
     micro_two = [list(s) for s in two]
     assert len(micro_one) == 7 * 4 and all(len(b) == 4 for b in micro_one)
     for step in range(7):
-        assert micro_one[4 * step:4 * step + 4] == micro_two[0][2 * step:2 * step + 2] + micro_two[1][2 * step:2 * step + 2]
+        two_processes = micro_two[0][2 * step:2 * step + 2] + micro_two[1][2 * step:2 * step + 2]
+        assert micro_one[4 * step:4 * step + 4] == two_processes
     assert [two[1].chunk(a) for a in range(2)] == [2, 3]
     resumed = WindowBatches(shard_of, 16, seed=0, accumulate=4)
     resumed.set_epoch(1, start_step=5)

@@ -77,7 +77,7 @@ FAST = ["batch_size=8", "workers=0", "gan_warmup_epochs=1", "eval_every=1", "che
 @needs_espeak
 def test_resume_mid_epoch_neither_repeats_nor_skips_data(smoke_data, tmp_path):
     torch.set_num_threads(1)
-    opts = [f"data={smoke_data}", "epochs=2", *FAST]
+    opts = [f"data={smoke_data}", "epochs=2", *FAST, "workers=1"]  # the batches come from a worker process
     straight = TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'a'}"])
     train(straight)
     stopped = TrainConfig.from_yaml("training/configs/smoke.yaml", opts + [f"out={tmp_path / 'b'}", "max_steps=3"])

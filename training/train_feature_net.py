@@ -13,39 +13,41 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.data import WindowBatches, WindowDataset
 from training.feature_net import FeatureNet, FeatureNetConfig, save_feature_net
-from training.windows import load_windows
 
 
-def normalised_windows(data_dir: str, split: str) -> torch.Tensor:
-    return torch.from_numpy(load_windows(data_dir, split, ("dir_vec",)).normalized_poses())  # no audio
+def poses(batches):
+    """The normalised poses of a DataLoader's batches of windows."""
+    return (batch[2] for batch in batches)
 
 
 def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size: int = 128, seed: int = 0,
-                      feature_dim: int | None = None, device: str = "cpu") -> dict:
+                      feature_dim: int | None = None, device: str = "cpu", workers: int = 2) -> dict:
+    """Streams the windows (training.data) as training does: memory does not grow with the data set."""
     torch.manual_seed(seed)
-    train = normalised_windows(data_dir, "train")
+    train = WindowDataset(data_dir, "train")
+    order = WindowBatches(train.shard_of(), min(batch_size, len(train)), seed)
+    train_loader = DataLoader(train, batch_sampler=order, num_workers=workers)
     try:
-        val = normalised_windows(data_dir, "val")
+        val_loader = DataLoader(WindowDataset(data_dir, "val"), batch_size=batch_size, num_workers=workers)
     except ValueError:  # no val windows: report the train loss only
-        val = None
-    pose_dim = train.shape[-1]
+        val_loader = None
+    pose_dim = train.skeleton.pose_dim
     net = FeatureNet(FeatureNetConfig(pose_dim=pose_dim, feature_dim=feature_dim or (128 if pose_dim == 126 else 32)))
     net.to(device)
-    if val is not None:
-        val = val.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=5e-4, betas=(0.5, 0.999))
-    generator = torch.Generator().manual_seed(seed)
     history = []
     bar = tqdm(range(epochs), desc="feature net", unit="epoch")
     for epoch in bar:
         net.train()
-        order = torch.randperm(len(train), generator=generator)
+        order.set_epoch(epoch)
         losses = []
-        for i in range(0, len(order), batch_size):
-            batch = train[order[i:i + batch_size]].to(device)
+        for batch in poses(train_loader):
+            batch = batch.to(device)
             if len(batch) < 2:  # batch norm needs 2+ samples
                 continue
             recon, _, _ = net(batch)
@@ -55,10 +57,11 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
             optimizer.step()
             losses.append(loss.item())
         row = {"epoch": epoch, "train_l1": float(np.mean(losses))}
-        if val is not None:
+        if val_loader is not None:
             net.eval()
             with torch.no_grad():
-                row["val_l1"] = float(F.l1_loss(net(val)[0], val))
+                errors = [(F.l1_loss(net(b.to(device))[0], b.to(device)).item(), len(b)) for b in poses(val_loader)]
+            row["val_l1"] = sum(e * n for e, n in errors) / sum(n for _, n in errors)
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
     save_feature_net(out_dir, net.cpu(), {"data": str(data_dir), "epochs": epochs, "seed": seed,

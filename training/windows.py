@@ -271,7 +271,7 @@ def _index(skeleton: str, stride, speakers: list[str], sequences: list[dict], sh
     }
 
 
-# --- segments: overlapping windows stored once ----------------------------------------------------------------------
+# --- segments: overlapping windows stored once ---------------------------------------------------------------------
 
 FORMAT = "ha2g_windows/2"
 
@@ -347,7 +347,7 @@ class ShardWriter:
         return self.shards
 
 
-# --- reading ----------------------------------------------------------------------------------------------------------
+# --- reading -------------------------------------------------------------------------------------------------------
 
 def read_index(data_dir: str | Path) -> dict:
     path = Path(data_dir) / "index.json"
@@ -438,7 +438,7 @@ def load_vocab(data_dir: str | Path) -> Vocab:
     return Vocab.load(Path(data_dir) / "vocab.json")
 
 
-# --- the old format ----------------------------------------------------------------------------------------------------
+# --- the old format -------------------------------------------------------------------------------------------------
 
 def convert(old_dir: str | Path, out_dir: str | Path, shard_size: int = 4096) -> dict:
     """An `ha2g_windows/1` data set (every window stored whole) -> this format, one old shard in memory at a time."""
