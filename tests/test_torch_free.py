@@ -116,6 +116,16 @@ def test_graphs_of_other_weights_are_not_used(copy_of, caplog):
     np.testing.assert_allclose(backend.run(*inputs), current.run(*inputs), atol=1e-4)
 
 
+def test_other_weights_that_do_not_load_are_refused_as_before(copy_of):
+    """The fallback loads the weights to export them: NaN weights are the ValueError of load_checkpoint (bad input),
+    not graphs of the old weights and not a backend failure that `auto` would hide behind the torch backend."""
+    state = load_file(str(copy_of / "model.safetensors"))
+    state["audio_encoder.fc2.bias"] = torch.full_like(state["audio_encoder.fc2.bias"], float("nan"))
+    save_file(state, str(copy_of / "model.safetensors"))
+    with pytest.raises(ValueError, match="NaN/Inf values"):
+        create_backend("auto", copy_of)
+
+
 def test_damaged_or_missing_graphs_without_torch_name_the_export_command(copy_of, tmp_path):
     encode = copy_of / "encode.onnx"
     encode.write_bytes(encode.read_bytes()[:1000])  # truncated

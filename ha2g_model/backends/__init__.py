@@ -151,7 +151,8 @@ class ModelSource:
     def graphs(self, parts: tuple[str, ...], cache_dir=None) -> dict[str, Path]:
         """The ONNX files of graphs `parts`: the checkpoint's own when it ships them intact and made from its
         weights; otherwise exported once into the cache (`cache_dir`, default ~/.cache/ha2g/onnx), which needs
-        torch. Without torch a checkpoint without usable graphs is a BackendError naming the export command."""
+        torch. Without torch a checkpoint without usable graphs is a BackendError naming the export command; a
+        checkpoint that does not load (NaN weights, wrong shapes) is the ValueError of `load_checkpoint`."""
         if self.path is not None:
             from ha2g_model.checkpoint import GraphError, checkpoint_graphs
 
@@ -164,9 +165,13 @@ class ModelSource:
             except ImportError:
                 raise BackendError(f"{problem} (torch is not installed here)") from None
             log.warning("%s; exporting them into the cache for now", problem)
-        from ha2g_model.onnx_export import cached_onnx
+        model = self.model()
+        try:
+            from ha2g_model.onnx_export import cached_onnx
 
-        return {part: cached_onnx(self.model(), part, cache_dir) for part in parts}
+            return {part: cached_onnx(model, part, cache_dir) for part in parts}
+        except Exception as e:  # onnx missing, exporter failure, unwritable cache: this backend cannot load
+            raise BackendError(f"could not export the ONNX graphs: {type(e).__name__}: {e}") from e
 
 
 def _is_model(obj) -> bool:

@@ -75,13 +75,11 @@ class OnnxBackend:
         self.device, self.precision, self.providers = device, precision, providers
         self._ort = ort
         self._provider_options = [self._options(p, device, precision) for p in providers]
+        graphs = ModelSource.of(model_or_checkpoint).graphs(tuple(GRAPH_IO), cache_dir)
         try:
-            graphs = ModelSource.of(model_or_checkpoint).graphs(tuple(GRAPH_IO), cache_dir)
             self._encoder = self._session(graphs["encode"], threads)
             self._decoder = self._session(graphs["decode"], 1)
-        except BackendError:
-            raise
-        except Exception as e:  # export or session failure: report it as this backend's failure
+        except Exception as e:  # ONNX Runtime refuses a graph: report it as this backend's failure
             raise BackendError(f"could not load the ONNX model: {type(e).__name__}: {e}") from e
 
     @staticmethod
