@@ -14,9 +14,11 @@ Per robot it prints and writes (benchmarks/results/self_collision.json):
 - how often the margin changed the pose (frames where the filter moved some joint by > 0.1 degree) and by how much
   (mean / max over those frames of the largest joint change, degrees);
 - solve time per frame (both arms and hands, margin included; CPU time of the thread, ms);
-- the physics check (ha2g_ros.retargeting.physics) on the first `--physics-seconds` of the ground-truth motion
-  (subsampled to keep the run short): arm tracking error mean / p95 (degrees), self-contact steps (must be 0) and
-  peak / p99 effort as a fraction of the URDF limit.
+- along the played motion (targets planned by the safe-motion layer as the gesture node does, see played(), and
+  sampled at 100 Hz): the closest approach and the share of samples closer than the margin or penetrating;
+- the physics check (ha2g_ros.retargeting.physics) on the played first `--physics-seconds` of the ground-truth
+  motion: arm tracking error mean / p95 (degrees), self-contact steps and peak / p99 effort as a fraction of the
+  URDF limit, overall and in the steps without self-contact.
 Picture per robot (docs/images/closest_<robot>.png): the frame of the closest approach with the margin, beside the
 speaker.
 """
@@ -37,8 +39,11 @@ sys.path.insert(0, str(REPO))
 
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE  # noqa: E402
 from ha2g_ros.retargeting import Retargeter, load_profile, shipped_profiles  # noqa: E402
-from ha2g_ros.retargeting.physics import PhysicsRobot, central_velocities  # noqa: E402
+from ha2g_ros.retargeting.physics import PhysicsRobot  # noqa: E402
 from ha2g_ros.retargeting.visualize import save_frames_png  # noqa: E402
+from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion  # noqa: E402
+from ha2g_ros.trajectory import PlayedMotion, Timeline, build_trajectory  # noqa: E402
+from safe_motion import DELAY, HOP, MIN_LEAD_S, T0  # noqa: E402  (the node's defaults, as that benchmark plays them)
 from training.recordings import map_positions, read_bvh, to_ted_frame  # noqa: E402
 
 # BEAT (v1 skeleton) joint -> TED Expressive joint.
@@ -89,6 +94,31 @@ def run(rt: Retargeter, motion: np.ndarray, margin: float) -> tuple[np.ndarray, 
     return np.array(q), np.array(change), cpu
 
 
+def played(rt: Retargeter, directions: np.ndarray, rng: np.random.Generator,
+           rate: float = 100.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times (0 at the first target), positions and velocities of what the controllers play from `directions`,
+    sampled at `rate`: retargeted and planned hop by hop as the gesture node does (KnotPlan.update once per hop,
+    messages reaching the controllers 0 to 60 ms after they are sent), as benchmarks/safe_motion.py drives it."""
+    names = rt.joint_names
+    amax = np.array([rt.profile.acceleration_limit_of(n) for n in names])
+    plan = KnotPlan(SafeMotion(MotionLimits(rt.lower, rt.upper, rt.velocity_limits * rt.speed_scale, amax), 1 / FPS))
+    controller = PlayedMotion(names, rt.rest_pose(), T0)  # one controller for all groups: they get the same points
+    targets = Timeline()
+    rt.reset()
+    for first in range(0, len(directions), HOP):
+        now = T0 + first / FPS + 0.01
+        for k in range(first, min(first + HOP, len(directions))):
+            targets.append(T0 + DELAY + k / FPS, rt.solve(directions[k], dt=1 / FPS))
+        if plan.update(now, MIN_LEAD_S, targets.at, targets.last()[0], controller.state(now)[0],
+                       T0 + DELAY + first / FPS):
+            plan.forget_before(now)
+            times_ns, positions, velocities = plan.to_send()
+            controller.receive(build_trajectory(names, times_ns, positions, velocities), now + rng.uniform(0.0, 0.06))
+    times = np.arange(-DELAY, len(directions) / FPS + 1.0, 1 / rate)  # from rest, before the plan starts
+    positions, velocities, _ = controller.sample(T0 + DELAY + times)
+    return times, positions, velocities
+
+
 def closest(rt: Retargeter, q: np.ndarray) -> np.ndarray:
     return np.array([min(rt.part_distances(x).values()) for x in q])
 
@@ -125,11 +155,19 @@ def evaluate(robot: str, sources: dict[str, list[np.ndarray]], physics_seconds: 
                            "max": float(changes.max())},
         }
     result["solve_cpu_ms"] = stats_ms(cpu_all)
-    # Physics on the ground truth (ted_culture clips back to back, then BEAT), first physics_seconds of it.
+    # What the controllers play (planned by the safe-motion layer, lagging the targets) at 100 Hz, per clip.
+    rng = np.random.default_rng(0)
+    for source, motions in sources.items():
+        d = np.concatenate([[rt.collision.closest_distance(rt._to_model(x), 0.2) for x in played(rt, m, rng)[1]]
+                            for m in motions])
+        result["sources"][source]["played"] = {
+            "samples_100hz": int(len(d)), "closest_m": float(d.min()),
+            "closer_than_margin_share": float((d < margin - 1e-4).mean()), "penetrating_share": float((d < 0).mean()),
+            "deepest_below_margin_m": float(max(margin - d.min(), 0.0))}
+    # Physics on the played ground truth (ted_culture clips back to back, then BEAT), first physics_seconds of it:
+    # the trajectory the node publishes, with its acceleration limits, not the raw 15 fps frames.
     truth = np.concatenate(sources["ted_culture"] + sources["beat_scott"])[:int(physics_seconds * FPS)]
-    q, _, _ = run(rt, truth, margin)
-    times = np.arange(len(q)) / FPS
-    result["physics"] = PhysicsRobot(rt).follow(times, q, central_velocities(times, q))
+    result["physics"] = PhysicsRobot(rt).follow(*played(rt, truth, rng))
     if images is not None:
         m, q, i = worst[1]
         save_frames_png(images / f"closest_{robot}.png", rt, m, q, [i], FPS)
@@ -148,12 +186,20 @@ def print_table(results: list[dict]) -> None:
                   f"{s['penetrating_frames_with_margin']:>4}{s['frames_changed_by_margin']:>9.1%}"
                   f"{s['change_deg']['mean']:>8.1f} /{s['change_deg']['max']:>5.1f}")
     print()
-    print(f"{'robot':<11}{'cpu ms mean/p95/max':>22}{'track deg mean/p95':>20}{'contacts':>10}{'effort peak/p99':>17}")
+    print(f"{'robot':<11}{'source':<13}{'played closest mm':>19}{'< margin':>10}{'< 0':>8}")
+    for r in results:
+        for source, s in r["sources"].items():
+            p = s["played"]
+            print(f"{r['robot']:<11}{source:<13}{1e3 * p['closest_m']:>19.1f}{p['closer_than_margin_share']:>10.1%}"
+                  f"{p['penetrating_share']:>8.1%}")
+    print()
+    print(f"{'robot':<11}{'cpu ms mean/p95/max':>22}{'track deg mean/p95':>20}{'contacts':>10}{'effort peak/p99':>17}{'no-contact peak':>16}")
     for r in results:
         c, p = r["solve_cpu_ms"], r["physics"]
         print(f"{r['robot']:<11}{c['mean']:>8.2f} /{c['p95']:>5.2f} /{c['max']:>5.1f}"
               f"{p['tracking_error_deg']['arm_mean']:>11.2f} /{p['tracking_error_deg']['arm_p95']:>5.2f}"
-              f"{p['self_contact_steps']:>10}{p['peak_effort_fraction']:>10.2f} /{p['effort_fraction_p99']:>5.2f}")
+              f"{p['self_contact_steps']:>10}{p['peak_effort_fraction']:>10.2f} /{p['effort_fraction_p99']:>5.2f}"
+              f"{p['peak_effort_fraction_without_contact']:>8.2f}")
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class PhysicsRobot:
             mujoco.mj_step(m, d)
         steps = int(round((times[-1] - times[0]) / TIMESTEP))
         errors, efforts, contact_steps, deepest = [], np.zeros(len(self.qpos)), 0, np.inf
-        contacts, loads = set(), []
+        contacts, loads, free_peak = set(), [], 0.0
         sample = max(1, int(round(1 / 15 / TIMESTEP)))
         for k in range(steps + 1):
             t = times[0] + k * TIMESTEP
@@ -177,6 +177,8 @@ class PhysicsRobot:
                 deepest = min(deepest, min(c.dist for c in touching))
                 contacts |= {tuple(sorted((self._part_of_geom[c.geom1], self._part_of_geom[c.geom2])))
                              for c in touching}
+            else:
+                free_peak = max(free_peak, loads[-1])
             if k % sample == 0:
                 errors.append(d.qpos[self.qpos] - spline(t + TIMESTEP))
                 if frame_callback is not None:
@@ -191,6 +193,8 @@ class PhysicsRobot:
                 "self_contact_pairs": sorted("-".join(p) for p in contacts),
                 "deepest_contact_m": float(-deepest) if contact_steps else 0.0,
                 "peak_effort_fraction": float(efforts.max()), "peak_effort_joint": self.rt.joint_names[worst],
+                # a servo pressing one body part against another saturates: the peak where none touches
+                "peak_effort_fraction_without_contact": float(free_peak),
                 # the share of servo ticks with some joint at its torque limit, and the 99th percentile load
                 "effort_saturated_share": float(np.mean(np.array(loads) >= 0.999)),
                 "effort_fraction_p99": float(np.percentile(loads, 99))}
