@@ -1,18 +1,20 @@
 """The audio front-end: validation, resampling, the log-mel spectrogram and its per-window slices.
 
-HA2G hears 16 kHz mono speech as a log-mel spectrogram: librosa melspectrogram (n_fft 1024, hop 512, power 2,
-128 mels, centred frames), power_to_db(ref=max). One 34-frame pose window (34/15 s = 36,267 samples) sees 70
+HA2G hears 16 kHz mono speech as a log-mel spectrogram: librosa's melspectrogram (n_fft 1024, hop 512, power 2,
+128 mels, centred frames, periodic Hann window, zero padding), power_to_db(ref=max). It is computed here with numpy,
+the same operations in the same precision as librosa 0.10/0.11 (tests/test_audio_frontend.py holds it to librosa's
+output, which trained the shipped model): librosa and its numba JIT cost a robot 135 MB and 1-2 s at start-up, and
+librosa rebuilt the mel filters on every call. One 34-frame pose window (34/15 s = 36,267 samples) sees 70
 spectrogram columns. The official synthesis script sliced those columns with the wrong index (it read from the
 start of the clip for every window); `window_spectrogram` takes the columns that belong to the window's time span.
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
-import librosa
 import numpy as np
-from scipy.signal import resample_poly
 
 from ha2g_model.skeleton import FPS
 
@@ -24,6 +26,7 @@ WINDOW_FRAMES = 34
 SPEC_COLS = 70  # round((34 / 15 * 16000 - 1024) / 512 + 1)
 WINDOW_SAMPLES = round(WINDOW_FRAMES / FPS * SAMPLE_RATE)  # 36,267
 TOP_DB = 80.0  # power_to_db floors everything this far below the reference
+AMIN = 1e-10  # power_to_db's floor for the power before the log
 SILENCE_PEAK = 1e-4  # -80 dBFS: a peak below this is treated as "no signal"
 
 
@@ -79,6 +82,8 @@ def read_audio_file(path) -> tuple[np.ndarray, int]:
 
 def resample(audio, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited polyphase resampling (scipy.signal.resample_poly) of mono float audio to `target_sr`."""
+    from scipy.signal import resample_poly  # 80 MB: imported only when some audio is not at 16 kHz already
+
     if not isinstance(orig_sr, (int, np.integer)) or orig_sr <= 0:
         raise ValueError(f"orig_sr must be a positive integer (Hz), got {orig_sr!r}")
     audio = np.asarray(audio)
@@ -92,6 +97,40 @@ def resample(audio, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     return resample_poly(audio.astype(np.float64), target_sr // g, orig_sr // g).astype(np.float32)
 
 
+@functools.cache
+def hann_window() -> np.ndarray:
+    """The periodic Hann window (float64) of scipy.signal.get_window("hann", N_FFT), as librosa's STFT uses it."""
+    window = 0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, N_FFT + 1)[:-1])
+    window.flags.writeable = False  # shared by every call
+    return window
+
+
+@functools.cache
+def mel_basis() -> np.ndarray:
+    """librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128) as (128, 513) float32, built once per process: Slaney's
+    mel scale (200/3 Hz per mel up to 1 kHz, logarithmic above), triangles scaled to equal area."""
+    hz_per_mel, log_start, log_step = 200.0 / 3, 1000.0 / (200.0 / 3), np.log(6.4) / 27.0
+    mels = np.linspace(0.0, log_start + np.log(SAMPLE_RATE / 2 / 1000.0) / log_step, N_MELS + 2)
+    edges = hz_per_mel * mels
+    log_part = mels >= log_start
+    edges[log_part] = 1000.0 * np.exp(log_step * (mels[log_part] - log_start))
+    ramps = np.subtract.outer(edges, np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE))
+    widths = np.diff(edges)[:, None]
+    weights = np.maximum(0, np.minimum(-ramps[:-2] / widths[:-1], ramps[2:] / widths[1:])).astype(np.float32)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # in float64, stored as float32, as librosa does
+    weights.flags.writeable = False  # shared by every call
+    return weights
+
+
+def mel_power(audio: np.ndarray) -> np.ndarray:
+    """(128, 1 + len // 512) float32 mel power of float32 audio: centred frames (zero padding of N_FFT // 2 each
+    side), Hann-windowed float64 FFT rounded to complex64, |.|^2 in float32, mel filters; librosa's arithmetic."""
+    padded = np.pad(audio, N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
+    spectrum = np.fft.rfft(frames * hann_window(), axis=-1).astype(np.complex64)
+    return mel_basis() @ (np.abs(spectrum) ** 2).T
+
+
 def log_mel(audio, ref: float | None = None) -> np.ndarray:
     """16 kHz mono float audio -> (128, n_cols) float32 log-mel power in dB, n_cols = 1 + len(audio) // 512.
 
@@ -100,9 +139,10 @@ def log_mel(audio, ref: float | None = None) -> np.ndarray:
     official training data stored them so; the model never saw finer steps.
     """
     audio = validate_audio(audio, SAMPLE_RATE, allow_silence=ref is not None)
-    power = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
-                                           power=2.0, n_mels=N_MELS)
-    db = librosa.power_to_db(power, ref=np.max if ref is None else ref, top_db=TOP_DB)
+    power = mel_power(audio)
+    db = 10.0 * np.log10(np.maximum(AMIN, power))  # librosa.power_to_db(power, ref, top_db=TOP_DB)
+    db -= 10.0 * np.log10(np.maximum(AMIN, power.max() if ref is None else abs(ref)))
+    db = np.maximum(db, db.max() - TOP_DB)
     return db.astype(np.float16).astype(np.float32)
 
 

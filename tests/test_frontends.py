@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import librosa
 import numpy as np
 import pytest
 
@@ -24,17 +23,6 @@ def tone(seconds, freq=220.0, sr=A.SAMPLE_RATE, amplitude=0.5):
 def test_window_constants_match_the_spec():
     assert A.WINDOW_SAMPLES == 36267 and A.SPEC_COLS == 70
     assert round((34 / 15 * 16000 - 1024) / 512 + 1) == A.SPEC_COLS
-
-
-def test_log_mel_is_librosa_power_to_db_ref_max():
-    rng = np.random.default_rng(0)
-    audio = (0.1 * rng.standard_normal(A.WINDOW_SAMPLES)).astype(np.float32)
-    spec = A.log_mel(audio)
-    assert spec.shape == (128, 71) and spec.dtype == np.float32  # centred frames: 1 + 36267 // 512
-    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=1024, hop_length=512,
-                                                                   power=2.0, n_mels=128), ref=np.max)
-    np.testing.assert_allclose(spec, reference, atol=0.05)  # float16 storage step at -80 dB is 0.03
-    assert spec.max() == 0.0 and spec.min() >= -80.0
 
 
 def test_window_spectrogram_reads_the_windows_own_time_span():
