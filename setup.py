@@ -51,7 +51,7 @@ setup(
         "microphone": ["sounddevice>=0.4"],
         "video": ["imageio-ffmpeg>=0.4"],
         "physics": ["mujoco>=3.3"],
-        "test": ["pytest>=7.0"],
+        "test": ["pytest>=7.0", "hypothesis>=6.0"],
     },
     zip_safe=False,
     entry_points={

@@ -62,7 +62,10 @@ def message_class(type_name: str) -> type:
 
 
 def check_format(sample_rate: int, channels: int) -> None:
-    """Raise AudioMessageError when the rate or channel count is absurd."""
+    """Raise AudioMessageError when the rate or channel count is not an integer or is absurd."""
+    for name, value in (("sample rate", sample_rate), ("channel count", channels)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise AudioMessageError(f"{name} must be an integer, got {type(value).__name__} {str(value)[:20]}")
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise AudioMessageError(f"sample rate {sample_rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
     if not 1 <= channels <= MAX_CHANNELS:
@@ -99,39 +102,40 @@ def _mgonzs13_samples(audio_data, sample_format: int | None) -> np.ndarray:
 def to_chunk(msg, sample_rate: int, channels: int) -> AudioChunk:
     """Any supported audio message -> mono float32 chunk. `sample_rate`/`channels` apply unless the message says.
 
-    Raises AudioMessageError (naming the problem) for empty, odd-length, non-finite or out-of-range audio.
+    Raises AudioMessageError (naming the problem) for anything else: other objects, empty, odd-length, non-finite or
+    out-of-range audio, rates or channel counts that are not sane integers.
     """
-    if hasattr(msg, "header"):  # the stamped audio_common types; the node times audio by its arrival instead
-        msg = msg.audio
-    if hasattr(msg, "audio_data") and hasattr(msg, "info"):  # mgonzs13 Audio: the format travels with the data
+    kind = type(msg).__name__  # the message types are told apart by name: duck typing would take a numpy array
+    if kind in ("AudioDataStamped", "AudioStamped"):  # the node times audio by its arrival, not by the header
+        msg, kind = msg.audio, type(msg.audio).__name__
+    if kind == "Audio" and hasattr(msg, "info"):  # mgonzs13 Audio: the format travels with the data
         info = msg.info
         sample_rate, channels = int(info.rate) or sample_rate, int(info.channels) or channels
         check_format(sample_rate, channels)
         interleaved = _mgonzs13_samples(msg.audio_data, int(info.format))
-    elif hasattr(msg, "float32_data"):  # mgonzs13 AudioData without info
+    elif kind == "AudioData" and hasattr(msg, "float32_data"):  # mgonzs13 AudioData without info
         check_format(sample_rate, channels)
         interleaved = _mgonzs13_samples(msg, None)
-    elif hasattr(msg, "layout"):  # std_msgs MultiArrays; rclpy hands their data over as array.array
+    elif kind in ("Int16MultiArray", "Float32MultiArray", "UInt8MultiArray"):  # rclpy: data is an array.array
         check_format(sample_rate, channels)
-        kind = type(msg).__name__
         if kind == "UInt8MultiArray":
             interleaved = _s16le_bytes_to_float(msg.data)
         elif kind == "Int16MultiArray":
             interleaved = np.asarray(msg.data, dtype=np.int16).astype(np.float32) / INT16_SCALE
         else:
             interleaved = np.asarray(msg.data, dtype=np.float32)
-    elif hasattr(msg, "data"):  # ros-drivers AudioData: S16LE bytes
+    elif kind == "AudioData" and hasattr(msg, "data"):  # ros-drivers AudioData: S16LE bytes
         check_format(sample_rate, channels)
         interleaved = _s16le_bytes_to_float(msg.data)
     else:
-        raise AudioMessageError(f"{type(msg).__name__} is not an audio message this package understands")
+        raise AudioMessageError(f"{kind} is not an audio message this package understands")
     if interleaved.size == 0:
         raise AudioMessageError("empty audio message")
     if not np.isfinite(interleaved).all():
         raise AudioMessageError(f"audio contains {int((~np.isfinite(interleaved)).sum())} NaN/Inf samples")
     if np.abs(interleaved).max() > 1.0 + 1e-3:
         raise AudioMessageError(f"float audio must lie in [-1, 1], peak is {float(np.abs(interleaved).max()):.3g}")
-    return AudioChunk(_to_mono(interleaved, channels), sample_rate)
+    return AudioChunk(_to_mono(interleaved, int(channels)), int(sample_rate))
 
 
 def from_samples(samples: np.ndarray, type_name: str, sample_rate: int, stamp=None):

@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 
 CLOCKS = ("stream", "ros")
+# Bounds on one message, checked before anything is parsed, so that a hostile or broken publisher costs at most a few
+# milliseconds per message and a bounded amount of memory (the engine keeps the words until they are spoken).
 MAX_WORDS = 10_000  # more than an hour of speech in one message is a bug upstream, not a transcript
+MAX_TRANSCRIPT_CHARS = 1_000_000  # 10,000 timed words take ~500 kB of JSON; parsing 1 MB takes ~10 ms
+MAX_WORD_CHARS = 100  # longer is not a spoken word (and the vocabulary lookup would never match it)
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxlong = _repr.maxother = 40
+_repr.maxlevel = 2
 
 
 class TranscriptError(ValueError):
@@ -33,51 +41,84 @@ class Transcript:
 
 
 def parse_transcript(text: str) -> Transcript:
-    """Parse a transcript message's text (plain or JSON, see the module docstring)."""
+    """Parse a transcript message's text (plain or JSON, see the module docstring). Anything unusable, however
+    hostile (deep nesting, 5,000-digit numbers, megabytes of words), raises TranscriptError with a one-line reason."""
+    if not isinstance(text, str):
+        raise TranscriptError(f"a transcript is text, got {type(text).__name__}")
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        raise TranscriptError(f"transcript has {len(text):,} characters, more than the {MAX_TRANSCRIPT_CHARS:,} "
+                              "accepted in one message")
     stripped = text.strip()
     if not stripped:
         raise TranscriptError("empty transcript")
     if stripped.startswith("{"):
         return _parse_json(stripped)
     tokens = stripped.split()
-    if len(tokens) > MAX_WORDS:
-        raise TranscriptError(f"transcript has {len(tokens)} words, more than the {MAX_WORDS} accepted at once")
+    _check_count(len(tokens))
+    for i, token in enumerate(tokens):
+        _check_word(token, i)
     return Transcript(tuple((token, 0.0, 0.0) for token in tokens), "untimed")
 
 
+def _check_count(n_words: int) -> None:
+    if n_words > MAX_WORDS:
+        raise TranscriptError(f"transcript has {n_words} words, more than the {MAX_WORDS} accepted at once")
+
+
+def _check_word(word: str, i: int) -> None:
+    if len(word) > MAX_WORD_CHARS:
+        raise TranscriptError(f"word #{i} has {len(word)} characters, more than the {MAX_WORD_CHARS} of a word")
+
+
+def _short(value) -> str:
+    """A value quoted in an error message: one short line, whatever the message held."""
+    text = _repr.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _number(value, what: str) -> float:
+    # Integers arrive as floats (parse_int=float below): a 400-digit integer is inf here, not an OverflowError.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TranscriptError(f"{what} must be a finite number, got {value!r}")
+        raise TranscriptError(f"{what} must be a finite number, got {_short(value)}")
     return float(value)
 
 
 def _parse_json(text: str) -> Transcript:
     try:
-        data = json.loads(text)
+        # Every number parsed as a float: huge integers become inf (refused by _number) instead of Python ints that
+        # overflow float() or exceed the interpreter's 4,300-digit limit for int parsing.
+        data = json.loads(text, parse_int=float)
     except json.JSONDecodeError as error:
         raise TranscriptError(f"transcript JSON is malformed: {error}") from None
+    except RecursionError:
+        raise TranscriptError("transcript JSON is nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("words"), list):
         raise TranscriptError('transcript JSON must be an object with a "words" list')
     clock = data.get("clock", "stream")
-    if clock not in CLOCKS:
-        raise TranscriptError(f'transcript "clock" must be one of {CLOCKS}, got {clock!r}')
+    if not isinstance(clock, str) or clock not in CLOCKS:
+        raise TranscriptError(f'transcript "clock" must be one of {CLOCKS}, got {_short(clock)}')
     origin = _number(data.get("origin", 0.0), '"origin"')
     if not data["words"]:
         raise TranscriptError('transcript JSON has an empty "words" list')
-    if len(data["words"]) > MAX_WORDS:
-        raise TranscriptError(f"transcript has {len(data['words'])} words, more than the {MAX_WORDS} accepted")
+    _check_count(len(data["words"]))
     words = []
     for i, entry in enumerate(data["words"]):
         if not isinstance(entry, dict):
-            raise TranscriptError(f"word #{i} must be an object with word/start/end, got {entry!r}")
+            raise TranscriptError(f"word #{i} must be an object with word/start/end, got {_short(entry)}")
         word = entry.get("word")
         if not isinstance(word, str) or not word.strip():
-            raise TranscriptError(f'word #{i} has no text in "word": {entry!r}')
+            raise TranscriptError(f'word #{i} has no text in "word": {_short(entry)}')
+        word = word.strip()
+        _check_word(word, i)
         start = _number(entry.get("start"), f'"start" of word #{i} ({word!r})')
         end = _number(entry.get("end"), f'"end" of word #{i} ({word!r})')
         if end < start:
             raise TranscriptError(f"word #{i} ({word!r}) ends ({end}) before it starts ({start})")
-        words.append((word.strip(), origin + start, origin + end))
+        start, end = origin + start, origin + end
+        if not math.isfinite(end) or not math.isfinite(start):
+            raise TranscriptError(f'word #{i} ({word!r}): "origin" + its times is not a finite number ({origin} + '
+                                  f"[{start - origin}, {end - origin}])")
+        words.append((word, start, end))
     words.sort(key=lambda w: w[1])
     return Transcript(tuple(words), clock)
 
