@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from ha2g_model.checkpoint import load_checkpoint
+from ha2g_model.checkpoint import checkpoint_graphs, load_checkpoint
 from training.train import TrainConfig, train
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -35,6 +35,7 @@ def test_smoke_training_reduces_the_loss_and_resumes(smoke_data, tmp_path):
     assert not rows[0]["gan"] and rows[-1]["gan"] and "train_gan_d" in rows[-1]  # GAN after the warm-up only
     model, vocab, meta = load_checkpoint(tmp_path / "run" / "best")
     assert meta["epoch"] == result["best_epoch"] and len(vocab) == model.config.n_words
+    assert set(checkpoint_graphs(tmp_path / "run" / "best")) == {"encode", "decode"}  # the best weights' own graphs
     # resume: one more epoch continues the same run from last.pt
     more = TrainConfig.from_yaml("training/configs/smoke.yaml", [f"data={smoke_data}", f"out={tmp_path / 'run'}",
                                                                   f"epochs={cfg.epochs + 1}"])

@@ -17,7 +17,8 @@ N processes reproduce one process with accumulate x N, and `--resume` continues 
 Mixed precision on CUDA (`amp`): bf16 where the GPU has it, else fp16 with loss scaling.
 
 Outputs: TensorBoard logs in `<out>/tb` (when tensorboard is installed), `<out>/log.jsonl`, the best checkpoint by
-validation FGD in `<out>/best`, periodic ones in `<out>/epoch_XXXX`, the resume point `<out>/last.pt`. Checkpoints
+validation FGD in `<out>/best` (with its ONNX graphs, exported when the run ends, so that a robot runs it torch-free
+without exporting at start-up), periodic ones in `<out>/epoch_XXXX`, the resume point `<out>/last.pt`. Checkpoints
 are ha2g_model.checkpoint directories (safetensors + JSON); `last.pt` holds only tensors and numbers and is read with
 torch.load(weights_only=True).
 """
@@ -45,6 +46,7 @@ from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
 from ha2g_model.losses import LossWeights, discriminator_loss, generator_objective, huber
 from ha2g_model.model import HA2G
+from ha2g_model.onnx_export import export_checkpoint_graphs
 from ha2g_model.text import load_word_vectors
 from training.data import WindowBatches, WindowDataset
 from training.metrics import frechet_distance
@@ -411,6 +413,8 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         log.close()
         if writer is not None:
             writer.close()
+        if (out / "best").is_dir():  # once per run, not per save: the best may change many times
+            export_checkpoint_graphs(out / "best")
     return {**state, **last_val}
 
 
