@@ -28,13 +28,14 @@ setup(
     # is for the torch backend, training and ha2g-export-onnx; it has no upper bound on purpose: scripts/setup.sh
     # installs a pinned CPU build first, and on a robot (Jetson, desktop GPU) the user's own torch build must be kept.
     # ROS 2 itself is never a pip dependency: it comes from the system (apt) or from requirements-ros.txt.
+    # Nor is librosa (numba, llvmlite, scikit-learn: 220 MB installed, 135 MB of memory): the runtime computes the same
+    # log-mel with numpy; training measures onsets and loudness with it, and the tests hold that log-mel to librosa's.
     install_requires=[
         "numpy>=1.23",
         "scipy>=1.10",
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "safetensors>=0.4",
-        "librosa>=0.10",
         "soundfile>=0.12",
         "onnxruntime>=1.17",
         "pin>=2.7",
@@ -46,12 +47,13 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.1", "onnx>=1.15"],
+        "train": ["torch>=2.1", "onnx>=1.15", "librosa>=0.10"],
         # TensorRT's Python bindings come with JetPack (or `pip install tensorrt` on a desktop); buffers: cuda-python
         "tensorrt": ["cuda-python>=12"],
         "microphone": ["sounddevice>=0.4"],
         "video": ["imageio-ffmpeg>=0.4"],
         "physics": ["mujoco>=3.3"],
-        "test": ["pytest>=7.0", "hypothesis>=6.0"],
+        "test": ["pytest>=7.0", "hypothesis>=6.0", "librosa>=0.10"],
     },
     zip_safe=False,
     entry_points={
