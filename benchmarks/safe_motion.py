@@ -59,7 +59,8 @@ def stream(retargeter: Retargeter, directions: np.ndarray, rng: np.random.Genera
     names = retargeter.joint_names
     vmax = retargeter.velocity_limits * retargeter.speed_scale
     amax = np.array([retargeter.profile.acceleration_limit_of(n) for n in names])
-    plan = KnotPlan(SafeMotion(MotionLimits(retargeter.lower, retargeter.upper, vmax, amax), 1 / FPS))
+    plan = KnotPlan(SafeMotion(MotionLimits(retargeter.lower, retargeter.upper, vmax, amax), 1 / FPS),
+                    body=retargeter)
     rest = np.asarray(retargeter.rest_pose(), float)
     groups = {g: [names.index(j) for j in joints] for g, joints in retargeter.groups.items()}
     controllers = {g: PlayedMotion([names[i] for i in index], rest[index], T0) for g, index in groups.items()}

@@ -101,7 +101,8 @@ def played(rt: Retargeter, directions: np.ndarray, rng: np.random.Generator,
     messages reaching the controllers 0 to 60 ms after they are sent), as benchmarks/safe_motion.py drives it."""
     names = rt.joint_names
     amax = np.array([rt.profile.acceleration_limit_of(n) for n in names])
-    plan = KnotPlan(SafeMotion(MotionLimits(rt.lower, rt.upper, rt.velocity_limits * rt.speed_scale, amax), 1 / FPS))
+    plan = KnotPlan(SafeMotion(MotionLimits(rt.lower, rt.upper, rt.velocity_limits * rt.speed_scale, amax), 1 / FPS),
+                    body=rt)  # as the gesture node plans
     controller = PlayedMotion(names, rt.rest_pose(), T0)  # one controller for all groups: they get the same points
     targets = Timeline()
     rt.reset()

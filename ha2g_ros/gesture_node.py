@@ -186,7 +186,8 @@ class GestureNode(Node):
         self.rest = np.asarray(r.rest_pose(), float)
         self.groups = {g: [self.joint_names.index(j) for j in joints] for g, joints in r.groups.items()}
         self.amax = np.array([r.profile.acceleration_limit_of(name) for name in self.joint_names])
-        self.plan = KnotPlan(SafeMotion(MotionLimits(self.lower, self.upper, self.vmax, self.amax), FRAME_DT))
+        self.plan = KnotPlan(SafeMotion(MotionLimits(self.lower, self.upper, self.vmax, self.amax), FRAME_DT),
+                             body=r)  # the played motion keeps the self-collision margin too
 
         # --- stream state ---
         self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))

@@ -14,7 +14,8 @@ Per segment and per joint the acceleration is chosen from an interval that keeps
   changes sign, the turning point lies within that braking distance too, so no position limit is crossed between
   knots either.
 Inside that interval the acceleration follows the target (the retargeted frames) by a one-step least-squares
-tracker on position and velocity error, approaching a target that stands still without overshoot.
+tracker on position and velocity error, which closes in on the target no faster than it can brake to meet it (no
+overshoot when the acceleration limit cuts it short).
 
 Every published trajectory ends with its braking tail (velocity 0 at its last point, as the controller requires):
 if no further message comes (a stalled node, a lost robot state) the robot stops smoothly inside its limits.
@@ -112,26 +113,43 @@ class SafeMotion:
         brake = -np.sign(v) * np.minimum(lim.acceleration, np.abs(v) / T)
         return np.minimum(a_low, brake), np.maximum(a_high, brake)
 
-    def step(self, p: np.ndarray, v: np.ndarray, target: np.ndarray, target_velocity: np.ndarray
+    def step(self, p: np.ndarray, v: np.ndarray, target: np.ndarray, target_velocity: np.ndarray, body=None
              ) -> tuple[np.ndarray, np.ndarray]:
-        """The next knot (position, velocity) from knot (p, v), following (target, target_velocity) within limits."""
+        """The next knot (position, velocity) from knot (p, v), following (target, target_velocity) within limits.
+
+        `body` (the Retargeter) keeps the robot's parts apart: `body.keep_margin(prev, q, lo, hi)` moves the next
+        position inside the box [lo, hi] of every position the limits allow (so no limit is given up for it), and
+        when braking from there would stop inside the margin (`body.keeps_margin(q)`), the robot brakes now: its
+        momentum must not carry it into itself.
+        """
         T, amax = self.period, self.limits.acceleration
         # Least squares on the next knot's errors: |p' - target|^2 + w |T (v' - target_velocity)|^2 over a, with
         # p' = p + v T + a T^2 / 2 and v' = v + a T.
         # A target that stands still (rest, a held pose) is tracked deadbeat, so the robot arrives exactly (two
-        # knots once no limit binds), and approached like a limit: no overshoot when the acceleration limit binds.
+        # knots once no limit binds).
         still = target_velocity == 0
         weight = np.where(still, 0.25, VELOCITY_WEIGHT)
         position_gap = target - p - v * T
         velocity_gap = (target_velocity - v) * T
         wanted = (position_gap + 2 * weight * velocity_gap) / (T ** 2 * (0.5 + 2 * weight))
-        ahead = target >= p
-        room = np.where(ahead, target - p - v * T / 2, p - target + v * T / 2)
-        approach = _largest_next_speed(room, amax, T)
-        wanted = np.where(still & ahead, np.minimum(wanted, (approach - v) / T), wanted)
-        wanted = np.where(still & ~ahead, np.maximum(wanted, (-approach - v) / T), wanted)
+        # No overshoot when the acceleration limit binds: relative to the target moving on at its velocity, the
+        # robot closes in only as fast as it can still brake to meet it (the braking invariant, with the target as
+        # the limit), on the side the target is.
+        room = target - p - (v + target_velocity) * T / 2
+        closing = _largest_next_speed(np.abs(room), amax, T)
+        wanted = np.where(room >= 0, np.minimum(wanted, (target_velocity + closing - v) / T),
+                          np.maximum(wanted, (target_velocity - closing - v) / T))
         a_low, a_high = self.acceleration_bounds(p, v)
         a = np.clip(wanted, a_low, a_high)
+        if body is not None:
+            lo, hi = p + v * T + a_low * T ** 2 / 2, p + v * T + a_high * T ** 2 / 2
+            # keep_margin may answer "hold still", which the box may not allow: the nearest allowed is hardest braking
+            kept = np.clip(body.keep_margin(p, p + v * T + a * T ** 2 / 2, lo, hi), lo, hi)
+            a = np.clip(2 * (kept - p - v * T) / T ** 2, a_low, a_high)
+            low_stop, high_stop = self.stopping_positions(p + v * T + a * T ** 2 / 2, v + a * T)
+            stop = np.where(v + a * T > 0, high_stop, low_stop)
+            if not body.keeps_margin(stop) and body.keeps_margin(p):
+                a = -np.sign(v) * np.minimum(amax, np.abs(v) / T)  # braking: always within the limits' interval
         return p + v * T + a * T ** 2 / 2, v + a * T
 
     def braking_tail(self, p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +177,9 @@ class KnotPlan:
     would blur segment durations by 1e-7 s and so the played accelerations by 1e-4 relative.
     """
 
-    def __init__(self, motion: SafeMotion):
+    def __init__(self, motion: SafeMotion, body=None):
         self.motion = motion
+        self.body = body  # keeps the robot's parts apart, see SafeMotion.step
         self._origin_ns = 0
         self.steps: list[int] = []  # grid index of each knot
         self.times: list[float] = []  # ROS s of each knot (for comparisons)
@@ -217,7 +236,8 @@ class KnotPlan:
             target = target_at(t)
             # central difference: the knot that needs the target after `until` is re-planned when it comes
             target_velocity = (target_at(t + T) - target_at(t - T)) / (2 * T)
-            self._append(*self.motion.step(self.positions[-1], self.velocities[-1], target, target_velocity))
+            self._append(*self.motion.step(self.positions[-1], self.velocities[-1], target, target_velocity,
+                                           self.body))
             added += 1
         return added
 

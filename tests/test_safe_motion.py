@@ -3,8 +3,6 @@
 No ROS node here: messages are built and played (trajectory.PlayedMotion, the controller's splines and takeover)
 exactly as the node and a controller would, and sampled at 1 kHz.
 """
-import math
-
 import numpy as np
 import pytest
 

@@ -130,3 +130,38 @@ def test_pairs_the_filter_skips_cannot_come_within_reach(robot, ted_culture_clip
         after = rt.collision.distances(rt._to_model(x))
         skipped = np.setdiff1d(np.arange(len(after)), near)
         assert (after[skipped] >= within).all(), after[skipped].min()
+
+
+@pytest.mark.parametrize("robot", ["pepper", "tiago_dual"])
+def test_the_played_motion_keeps_the_margin(robot):
+    """Arms swung from wide open to crossed over the belly and back, faster than the acceleration limits let the
+    played motion follow: planned as the gesture node plans it (KnotPlan with the retargeter as its body), what
+    the controllers play never goes into the robot's own body (knots keep the margin; between them the parabola
+    may cut a few millimetres of it), and it keeps every joint limit."""
+    from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion
+    from ha2g_ros.trajectory import PlayedMotion, Timeline, build_trajectory, check_played
+
+    rt = Retargeter(load_profile(robot))
+    wide = pose(**arm("left", -UP + LEFT, LEFT + FORWARD), **arm("right", -UP - LEFT, -LEFT + FORWARD))
+    frames = np.concatenate([np.repeat(h[None], 9, axis=0) for h in [wide, CROSSING] * 4])
+    amax = np.array([rt.profile.acceleration_limit_of(n) for n in rt.joint_names])
+    vmax = rt.velocity_limits * rt.speed_scale
+    plan = KnotPlan(SafeMotion(MotionLimits(rt.lower, rt.upper, vmax, amax), 1 / 15), body=rt)
+    t0, delay = 1000.0, 1.2
+    played = PlayedMotion(rt.joint_names, rt.rest_pose(), t0)
+    targets = Timeline()
+    rt.reset()
+    for first in range(0, len(frames), 6):
+        now = t0 + first / 15 + 0.01
+        for k in range(first, min(first + 6, len(frames))):
+            targets.append(t0 + delay + k / 15, rt.solve(frames[k]))
+        if plan.update(now, 1 / 15, targets.at, targets.last()[0], played.state(now)[0], t0 + delay + first / 15):
+            plan.forget_before(now)
+            played.receive(build_trajectory(rt.joint_names, *plan.to_send()), now + 0.03)
+    times = np.arange(t0, t0 + delay + len(frames) / 15 + 2.0, 0.01)
+    p, v, a = played.sample(times)
+    assert check_played(rt.joint_names, times, p, v, a, rt.lower, rt.upper, vmax, amax) == []
+    closest = np.array([min(rt.part_distances(q).values()) for q in p])
+    assert closest.min() > 0.0, f"the played motion went {-1e3 * closest.min():.1f} mm into the body"
+    assert closest.min() > rt.margin - 0.01, f"closest approach {1e3 * closest.min():.1f} mm"
+    assert np.ptp(p[:, 0]) > 0.3, "the arms hardly moved: the test would prove nothing"

@@ -99,8 +99,8 @@ class RobotProfile:
     hands: dict[str, tuple[HandJoint, ...]] = field(default_factory=dict)  # empty: no hands, fingers ignored
     rest: dict[str, float] = field(default_factory=dict)  # missing joints rest at 0 clipped into their limits
     speed_scale: dict[str, float] = field(default_factory=dict)  # per joint; key "default" for the others
-    # rad/s^2 per joint, key "default" for the others. URDFs carry no acceleration limits: each shipped profile
-    # states a conservative value; a profile without one gets DEFAULT_ACCELERATION_LIMIT.
+    # rad/s^2 per joint, key "hands" for the hand joints and "default" for the others. URDFs carry no acceleration
+    # limits: each shipped profile states a conservative value; a profile without one gets DEFAULT_ACCELERATION_LIMIT.
     acceleration_limits: dict[str, float] = field(default_factory=dict)
     solver: SolverConfig = field(default_factory=SolverConfig)
     collision: CollisionConfig | None = None  # None: no self-collision margin (the shipped profiles all have one)
@@ -123,8 +123,9 @@ class RobotProfile:
         return float(self.speed_scale.get(joint, self.speed_scale.get("default", 1.0)))
 
     def acceleration_limit_of(self, joint: str) -> float:
-        return float(self.acceleration_limits.get(joint, self.acceleration_limits.get(
-            "default", DEFAULT_ACCELERATION_LIMIT)))
+        limits = self.acceleration_limits
+        group = "hands" if joint in self.hand_joints and "hands" in limits else "default"
+        return float(limits.get(joint, limits.get(group, DEFAULT_ACCELERATION_LIMIT)))
 
 
 def _take(data: dict, cls, where: str, internal: tuple[str, ...] = (), **converters):
@@ -269,8 +270,9 @@ def _check_consistency(profile: RobotProfile) -> None:
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"{where}: speed_scale of {joint!r} must be in (0, 1], got {scale}")
     for joint, limit in profile.acceleration_limits.items():
-        if joint != "default" and joint not in names:
-            raise ValueError(f"{where}: acceleration_limits names {joint!r}, which is not a commanded joint")
+        if joint not in ("default", "hands") and joint not in names:
+            raise ValueError(f"{where}: acceleration_limits names {joint!r}, which is not a commanded joint (or "
+                             "'default', 'hands')")
         if not (math.isfinite(limit) and limit > 0):
             raise ValueError(f"{where}: acceleration limit of {joint!r} must be a positive, finite number of "
                              f"rad/s^2, got {limit}")

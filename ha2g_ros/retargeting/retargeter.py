@@ -264,21 +264,23 @@ class Retargeter:
         q = self._q_ik + self._rest_blend * (self._rest - self._q_ik)
         lo, hi = np.maximum(self.lower, self._q_out - step), np.minimum(self.upper, self._q_out + step)
         q = np.minimum(np.maximum(q, lo), hi)
-        if self.collision is not None and self._margin > 0:
-            kept = self._keep_margin(q, lo, hi)
-            self.margin_correction = kept - q
-            q = kept
+        kept = self.keep_margin(self._q_out, q, lo, hi)
+        self.margin_correction = kept - q
+        q = kept
         self.velocity = (q - self._q_out) / dt
         self._q_out = q
         return q.copy()
 
-    def _keep_margin(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    def keep_margin(self, prev: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The joint vector in [lo, hi] closest to q whose declared pairs stay `margin` apart (never closer than they
-        are now, if a reset started closer). Minimises |x - q|^2 under d(x) >= margin, with d linearised at the last
-        output for the pairs the step could bring that close; when the answer's true distances miss the margin, the
-        constraints linearised there are added too. Holding still, which always keeps the margin, is the answer if
-        no pass verifies."""
-        prev, columns = self._q_out, self._qi
+        are at `prev`, the pose the step starts from). Minimises |x - q|^2 under d(x) >= margin, with d linearised at
+        `prev` for the pairs the step could bring that close; when the answer's true distances miss the margin, the
+        constraints linearised there are added too. Holding still at `prev`, which always keeps the margin, is the
+        answer if no pass verifies. The solver applies it to every frame; the gesture node's planner to every
+        planned point, inside the box its acceleration limits allow (safe_motion.SafeMotion.step)."""
+        if self.collision is None or self._margin <= 0:
+            return q
+        columns = self._qi
         within = self._margin + _MARGIN_BUFFER
         d, J, pairs = self.collision.linearise(self._to_model(prev), columns, within, step=q - prev)
         if not len(d):
@@ -304,6 +306,13 @@ class Retargeter:
                 return x
             at = x
         return prev
+
+    def keeps_margin(self, q: np.ndarray, floor: float | None = None) -> bool:
+        """Whether the declared pairs are at least `floor` (default: the margin) apart at q."""
+        if self.collision is None or self._margin <= 0:
+            return True
+        floor = self._margin if floor is None else floor
+        return self.collision.closest_distance(self._to_model(q), floor) >= floor - _MARGIN_TOLERANCE
 
     def _human_targets(self, unit: np.ndarray, valid: np.ndarray, bones: BoneMap) -> np.ndarray:
         """(n_terms, 3) the human direction (TED frame) each term should follow; NaN rows where data is missing."""
