@@ -4,6 +4,8 @@
 
 In one run, each case in a fresh worker process (so that peak RSS and imports are its own):
     torch-free   GestureEngine.from_checkpoint(dir, backend="onnxruntime"): the checkpoint's own ONNX graphs, no torch
+    torch-free with librosa's log-mel: the same with the front-end before issue 17 (librosa, which brings numba, and
+                 scipy.signal imported with ha2g_model.audio), to compare the numpy front-end with it in the same run
     torch+cache  the path before shipped graphs: load_checkpoint (torch model kept) + onnxruntime on the ONNX files
                  of the export cache, warm (exported by an earlier run) or cold (exported at start)
 for the shipped checkpoint and a full-size TED Expressive model (random weights: speed and memory do not depend on
@@ -54,18 +56,36 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def worker(mode: str, checkpoint: str, cache: str, speech_s: float) -> dict:
+def librosa_log_mel(audio, ref: float | None = None) -> np.ndarray:
+    """ha2g_model.audio.log_mel as it was before issue 17, with librosa (for the comparison only)."""
+    import librosa
+
+    from ha2g_model.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, TOP_DB, validate_audio
+
+    audio = validate_audio(audio, SAMPLE_RATE, allow_silence=ref is not None)
+    power = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, power=2.0,
+                                           n_mels=N_MELS)
+    db = librosa.power_to_db(power, ref=np.max if ref is None else ref, top_db=TOP_DB)
+    return db.astype(np.float16).astype(np.float32)
+
+
+def worker(mode: str, checkpoint: str, cache: str, speech_s: float, front_end: str) -> dict:
     steps = {}
 
     def step(name):
         steps[name] = {"s": round(time.perf_counter() - T0, 3), "peak_rss_mb": round(rss_mb(), 1)}
 
+    import ha2g_model.engine
     from ha2g_model.engine import GestureEngine
 
-    step("imports")
-    from ha2g_model.audio import log_mel
+    log_mel = ha2g_model.engine.log_mel
+    if front_end == "librosa":
+        import librosa  # noqa: F401  (imported with ha2g_model.audio before issue 17, as was scipy.signal)
+        import scipy.signal  # noqa: F401
 
-    log_mel((0.1 * np.sin(np.arange(36267) / 5)).astype(np.float32))  # librosa's first call compiles with numba
+        log_mel = ha2g_model.engine.log_mel = librosa_log_mel
+    step("imports")
+    log_mel((0.1 * np.sin(np.arange(36267) / 5)).astype(np.float32))  # the first call (librosa's compiles with numba)
     step("log_mel_first_call")
     if mode == "torch-free":
         engine = GestureEngine.from_checkpoint(checkpoint, backend="onnxruntime")
@@ -90,7 +110,8 @@ def worker(mode: str, checkpoint: str, cache: str, speech_s: float) -> dict:
                 first = True
     stream_cpu, stream_wall = cpu_s() - began_cpu, time.perf_counter() - began
     step("streamed")
-    return {"mode": mode, "backend": engine.backend.name, "torch_imported": "torch" in sys.modules,
+    return {"mode": mode, "front_end": front_end, "backend": engine.backend.name,
+            "torch_imported": "torch" in sys.modules, "librosa_imported": "librosa" in sys.modules,
             "torch_model_kept": model is not None, "steps": steps, "window_ms": stats_ms(computes),
             "speech_s": len(speech) / 16000, "stream_wall_s": round(stream_wall, 3),
             "cpu_share_of_one_core": round(stream_cpu / (len(speech) / 16000), 4),
@@ -133,8 +154,8 @@ def full_size_checkpoint(path: Path, n_words: int, shared: bool = True) -> dict:
         "graphs_mb": round(sum(f.stat().st_size for f in graphs.values()) / 2**20, 1)}
 
 
-# What the torch-free robot runtime installs (the log-mel front-end needs librosa, which brings numba/llvmlite).
-RUNTIME_PACKAGES = ["onnxruntime", "numpy", "scipy", "librosa", "soundfile", "pyyaml"]
+# What the torch-free robot runtime installs (since issue 17 the log-mel front-end is numpy: no librosa, no numba).
+RUNTIME_PACKAGES = ["onnxruntime", "numpy", "scipy", "soundfile", "pyyaml"]
 
 
 def runtime_venv(tmp: Path, checkpoint, speech_s: float) -> dict:
@@ -149,9 +170,9 @@ def runtime_venv(tmp: Path, checkpoint, speech_s: float) -> dict:
     site = next((venv / "lib").glob("python*/site-packages"))
     sizes = {p.name: du_mb(p) for p in site.iterdir()}
     largest = dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:8])
-    # the first start after the install compiles bytecode and librosa's numba functions (cached); the second is a
-    # robot's everyday start
-    runs = [run_worker("torch-free", checkpoint, tmp / "cache-venv", speech_s, python=python) for _ in range(2)]
+    # the first start after the install compiles bytecode (cached); the second is a robot's everyday start
+    runs = [run_worker("torch-free", checkpoint, tmp / "cache-venv", speech_s, "numpy", python=python)
+            for _ in range(2)]
     return {"packages": RUNTIME_PACKAGES, "install_s": round(install_s, 1), "venv_mb": du_mb(venv),
             "largest_mb": largest, "first_start": runs[0], "torch_free_run": runs[1]}
 
@@ -185,7 +206,7 @@ def main() -> int:
         elif kind == "prepare":
             result = full_size_checkpoint(Path(rest[0]), int(rest[1]), rest[2] == "True")
         else:
-            result = worker(kind, rest[0], rest[1], float(rest[2]))
+            result = worker(kind, rest[0], rest[1], float(rest[2]), rest[3])
         print(json.dumps(result))
         return 0
 
@@ -201,10 +222,12 @@ def main() -> int:
         models["shipped default"] = {"checkpoint": DEFAULT_CHECKPOINT}
         for name, info in models.items():
             cache = tmp / f"cache-{len(results)}"
-            for mode, cache_dir in (("torch-free", cache), ("torch+cache cold", cache), ("torch+cache warm", cache)):
-                print(f"{name} / {mode} ...", flush=True)
-                result = run_worker(mode.split()[0], info["checkpoint"], cache_dir, args.speech_s)
-                results.append({"model": name, "path": mode, **result})
+            for mode, front_end in (("torch-free", "numpy"), ("torch-free", "librosa"), ("torch+cache cold", "numpy"),
+                                    ("torch+cache warm", "numpy")):
+                path = mode if front_end == "numpy" else f"{mode}, librosa log-mel"
+                print(f"{name} / {path} ...", flush=True)
+                result = run_worker(mode.split()[0], info["checkpoint"], cache, args.speech_s, front_end)
+                results.append({"model": name, "path": path, **result})
         for info in models.values():
             info["checkpoint"] = str(info["checkpoint"])
         venv = None
@@ -218,14 +241,15 @@ def main() -> int:
                 print(f"{name} ...", flush=True)
                 tables.append(run_worker("tables", shared, 30000))
                 models[name] = run_worker("prepare", tmp / f"full30k{shared}", 30000, shared)
-                result = run_worker("torch-free", tmp / f"full30k{shared}", tmp / "cache-30k", min(args.speech_s, 10))
+                result = run_worker("torch-free", tmp / f"full30k{shared}", tmp / "cache-30k", min(args.speech_s, 10),
+                                    "numpy")
                 results.append({"model": name, "path": "torch-free", **result})
 
-    print(f"\n{'model':<58}{'path':<18}{'ready s':>8}{'first s':>8}{'window ms med/p95':>19}{'CPU %':>7}"
+    print(f"\n{'model':<58}{'path':<32}{'ready s':>8}{'first s':>8}{'window ms med/p95':>19}{'CPU %':>7}"
           f"{'peak RSS MB':>12}  torch")
     for r in results:
         w, s = r["window_ms"], r["steps"]
-        print(f"{r['model']:<58}{r['path']:<18}{s['engine_ready']['s']:>8.2f}{s['first_frames']['s']:>8.2f}"
+        print(f"{r['model']:<58}{r['path']:<32}{s['engine_ready']['s']:>8.2f}{s['first_frames']['s']:>8.2f}"
               f"{w['median']:>11.1f}/{w['p95']:<7.1f}{100 * r['cpu_share_of_one_core']:>7.1f}"
               f"{r['peak_rss_mb']:>12.0f}  {'yes' if r['torch_imported'] else 'no'}")
     for t in tables:
