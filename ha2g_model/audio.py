@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 
 from ha2g_model.skeleton import FPS
+from ha2g_model.untrusted import regular_file
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -68,9 +68,7 @@ def read_audio_file(path) -> tuple[np.ndarray, int]:
     """
     import soundfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file {path} does not exist")
+    path = regular_file(path, "audio file")
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 from ha2g_model.config import HA2GConfig
+from ha2g_model.untrusted import read_bounded
 from ha2g_model.text import Vocab
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
 # The ONNX graphs a checkpoint can ship (file <part>.onnx); EXPORT_COMMAND writes them (ha2g_model.onnx_export).
 GRAPHS = ("encode", "decode")
 EXPORT_COMMAND = "ha2g-export-onnx"
+MAX_CONFIG_BYTES = 16_000_000  # config.json holds sizes, meta (speaker names, metrics) and the graph record: ~10 kB
 
 
 class GraphError(ValueError):
@@ -104,13 +106,19 @@ def share_identical_word_tables(state: dict, config: HA2GConfig) -> tuple[dict, 
 
 
 def load_state_checked(model, state: dict, source: str) -> None:
-    """load_state_dict(strict=True) with errors that say which keys are missing/unexpected and which shapes differ."""
+    """load_state_dict(strict=True) with errors that say which keys are missing/unexpected and which shapes or types
+    differ. Floating-point weights of another precision (float16, float64) are converted, with a warning; integer or
+    boolean values where the model has floating point ones (and the reverse) are refused."""
     _check_structure(state, model.config, source)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    common = sorted(set(state) & set(expected))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+              for k in common if state[k].shape != expected[k].shape]
+    types = [f"{k}: file {state[k].dtype} vs model {expected[k].dtype}" for k in common
+             if state[k].dtype != expected[k].dtype and not (state[k].is_floating_point()
+                                                             and expected[k].is_floating_point())]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys (e.g. {missing[:5]})")
@@ -118,6 +126,8 @@ def load_state_checked(model, state: dict, source: str) -> None:
         problems.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:5]})")
+    if types:
+        problems.append(f"{len(types)} tensors of the wrong type (e.g. {types[:3]})")
     # A diverged or damaged file: refused here because ONNX Runtime's GRU turns NaN into finite values, so a
     # NaN weight would otherwise become silent garbage motion instead of a failing window.
     non_finite = [f"{k} ({int((~v.isfinite()).sum())} of {v.numel()})" for k, v in sorted(state.items())
@@ -129,17 +139,27 @@ def load_state_checked(model, state: dict, source: str) -> None:
         c = model.config
         raise ValueError(f"{source} does not fit the model ({c.skeleton}, pose_dim {c.pose_dim}, "
                          f"{c.n_levels} levels): " + "; ".join(problems))
+    converted = sorted({f"{state[k].dtype} -> {expected[k].dtype}" for k in common
+                        if state[k].dtype != expected[k].dtype})
+    if converted:
+        n = sum(state[k].dtype != expected[k].dtype for k in common)
+        log.warning("%s: %d weight tensors converted (%s)", source, n, ", ".join(converted))
+        state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
 
 
 def _read_description(path: Path) -> dict:
     config_file = _require(path, CONFIG)
     try:
-        described = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+        described = json.loads(read_bounded(config_file, "checkpoint description", MAX_CONFIG_BYTES))
+    except RecursionError:
+        raise ValueError(f"{config_file} is nested too deeply to be a checkpoint description") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's 4,300 digits
+        raise ValueError(f"{config_file} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(described, dict) or described.get("format") != FORMAT or "config" not in described:
         raise ValueError(f"{config_file} is not a {FORMAT} config (an official .bin? use load_official_checkpoint)")
+    if not isinstance(described.get("meta", {}), dict):
+        raise ValueError(f"{config_file}: meta must be a JSON object, got {type(described['meta']).__name__}")
     return described
 
 
@@ -147,11 +167,17 @@ def read_checkpoint(path) -> tuple[HA2GConfig, Vocab, dict]:
     """Checkpoint directory -> (HA2GConfig, Vocab, meta) without loading the weights (and without torch)."""
     path = Path(path)
     if not path.is_dir():
+        if path.exists():
+            raise ValueError(f"checkpoint {path} is not a directory (an official .bin file is read by "
+                             "load_official_checkpoint)")
         raise FileNotFoundError(f"checkpoint directory {path} not found")
     described = _read_description(path)
     vocab_file = _require(path, VOCAB)
     _require(path, WEIGHTS)
-    config = HA2GConfig.from_dict(described["config"])
+    try:
+        config = HA2GConfig.from_dict(described["config"])
+    except ValueError as e:
+        raise ValueError(f"{path / CONFIG}: {e}") from None
     vocab = Vocab.load(vocab_file)
     if len(vocab) != config.n_words:
         raise ValueError(f"{vocab_file} has {len(vocab)} words but {path / CONFIG} says n_words={config.n_words}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,42 +58,139 @@ def main(argv=None) -> int:
 
 
 def _generate(args) -> int:
-    from ha2g_model.audio import SAMPLE_RATE, read_audio_file, resample
+    import soundfile
+
     from ha2g_model.engine import GestureEngine
+    from ha2g_model.untrusted import regular_file
+    from ha2g_model.render import MAX_GIF_FRAMES, find_ffmpeg, render_video
     from ha2g_model.words import read_words, words_from_text
 
-    audio, sample_rate = read_audio_file(args.audio)
-    audio = resample(audio.mean(axis=1), sample_rate)
-    duration = len(audio) / SAMPLE_RATE
+    path = regular_file(args.audio, "audio file")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"cannot read audio file {path}: {e} (supported: wav, flac, ogg, mp3 ...)") from None
+    if info.frames <= 0:
+        raise ValueError(f"audio file {path} has no samples")
+    duration = info.frames / info.samplerate
+    n_frames = max(1, round(duration * FPS))
+    video = None if args.video == "none" else args.out / f"gestures.{args.video}"
+    if video is not None and video.suffix == ".mp4" and find_ffmpeg() is None:
+        video = video.with_suffix(".gif")
+        print("no ffmpeg found (pip install imageio-ffmpeg): writing a GIF without sound instead")
+    if video is not None and video.suffix == ".gif" and n_frames > MAX_GIF_FRAMES:
+        raise ValueError(f"a GIF holds every frame in memory, so it is limited to {MAX_GIF_FRAMES / FPS / 60:.0f} "
+                         f"minutes; this audio lasts {duration / 60:.0f}: use --video mp4 (needs ffmpeg: "
+                         "pip install imageio-ffmpeg) or --video none")
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
     backends = args.backend.split(",")
     threads = {"threads": args.threads} if backends != ["tensorrt"] else None  # TensorRT runs on a GPU
     engine = GestureEngine.from_checkpoint(args.checkpoint, backend=backends, device=args.device,
                                            speaker=args.speaker, seed=args.seed, backend_options=threads)
-    directions = engine.generate_utterance(audio, words, fade_to_rest=not args.no_fade, progress=True)
+    directions = _generate_file(engine, path, words, fade_to_rest=not args.no_fade)
     skeleton = engine.skeleton
-    times = np.arange(len(directions)) / FPS
 
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "gestures.npz", directions=directions, times_s=times, fps=FPS, skeleton=skeleton.name)
-    (args.out / "gestures.json").write_text(json.dumps({
+    np.savez(args.out / "gestures.npz", directions=directions, times_s=np.arange(len(directions)) / FPS, fps=FPS,
+             skeleton=skeleton.name)
+    _write_json(args.out / "gestures.json", directions, {
         "skeleton": skeleton.name, "fps": FPS, "n_frames": len(directions),
         "joint_names": list(skeleton.joint_names), "bones": [list(b) for b in skeleton.bones],
         "audio": str(args.audio), "backend": engine.backend.name, "speaker": engine.speaker, "seed": args.seed,
-        "words": [list(w) for w in words or []],
-        "directions": np.round(directions, 5).tolist(),
-    }))
+        "words": [list(w) for w in words or []]})
     print(f"{len(directions)} frames ({duration:.1f} s of speech) -> {args.out / 'gestures.npz'}")
-    if args.video != "none":
-        from ha2g_model.render import find_ffmpeg, render_video
-
-        video = args.out / f"gestures.{args.video}"
-        if args.video == "mp4" and find_ffmpeg() is None:
-            video = video.with_suffix(".gif")
-            print("no ffmpeg found (pip install imageio-ffmpeg): writing a GIF without sound instead")
-        render_video(directions, skeleton, video, audio if video.suffix == ".mp4" else None)
+    if video is not None:
+        render_video(directions, skeleton, video, path if video.suffix == ".mp4" else None)
         print(f"video -> {video}")
     return 0
+
+
+# Long files are generated in segments, so that memory stays flat in the file's length: the whole-utterance mode
+# holds the audio, its spectrogram and every window's features at once (3 h of 44.1 kHz stereo passed 10 GB). Each
+# segment is one utterance of its own (its own loudness reference, its first window seeded with the rest pose); the
+# next one starts OVERLAP_S earlier than this one ends and takes over by a cross-fade in the second half of that
+# overlap, once it has left the rest pose. Files up to SEGMENT_S are one utterance, exactly as before.
+SEGMENT_S = 300
+OVERLAP_S = 8
+RESAMPLE_PAD_S = 0.1  # audio read beyond a segment's ends, so that its resampling sees the neighbours (filter < 2 ms)
+
+
+def _generate_file(engine, path: Path, words, fade_to_rest: bool) -> np.ndarray:
+    """Gesture directions (T, n_bones, 3) for the whole audio file `path`, reading and resampling it segment by
+    segment (see SEGMENT_S)."""
+    import soundfile
+
+    from ha2g_model.audio import SAMPLE_RATE, SILENCE_PEAK, resample
+
+    with soundfile.SoundFile(str(path)) as f:
+        rate, n_in = f.samplerate, f.frames
+        # Segment boundaries fall on samples where the resampler's input and output grids meet (g = gcd of the rates)
+        # and on whole pose frames (every 3200 samples = 3 frames at 16 kHz), so a segment's audio is exactly that
+        # stretch of the resampled file and its frames are whole frames of the file's.
+        g = math.gcd(rate, SAMPLE_RATE)
+        step_in, step_out = rate // g, SAMPLE_RATE // g
+        quantum = math.lcm(step_out, SAMPLE_RATE * 3 // FPS)
+        n_out = -(-n_in * step_out // step_in)  # what resampling the whole file gives
+        length = max(quantum, SEGMENT_S * SAMPLE_RATE // quantum * quantum)
+        overlap = OVERLAP_S * SAMPLE_RATE // quantum * quantum
+        pad_in = -(-round(RESAMPLE_PAD_S * rate) // step_in) * step_in
+        starts = list(range(0, max(n_out - overlap, 1), length - overlap))
+        if len(starts) > 1 and n_out - starts[-1] <= overlap:
+            starts.pop()  # the previous segment already reaches the end
+        n_frames = max(1, round(n_out * FPS / SAMPLE_RATE))
+        out = np.zeros((n_frames, engine.skeleton.n_bones, 3), np.float32)
+        rest = engine.skeleton.rest_directions().astype(np.float32)
+        silent = 0
+        for k, start in enumerate(starts):
+            last = k == len(starts) - 1
+            stop = n_out if last else start + length
+            first_in = start // step_out * step_in
+            read_from = max(first_in - pad_in, 0)
+            f.seek(read_from)
+            stop_in = n_in if last else min(stop // step_out * step_in + pad_in, n_in)
+            audio = resample(f.read(stop_in - read_from, dtype="float32", always_2d=True).mean(axis=1), rate)
+            skip = (first_in - read_from) // step_in * step_out
+            audio = audio[skip:skip + stop - start]
+            if len(starts) > 1:
+                print(f"segment {k + 1}/{len(starts)}: {start / SAMPLE_RATE:.0f}-{stop / SAMPLE_RATE:.0f} s")
+            if len(starts) > 1 and np.abs(audio).max() < SILENCE_PEAK:  # a silent stretch of a long recording
+                frames = np.repeat(rest[None], max(1, round(len(audio) * FPS / SAMPLE_RATE)), axis=0)
+                silent += 1
+            else:
+                segment_words = _segment_words(words, start / SAMPLE_RATE, len(audio) / SAMPLE_RATE)
+                frames = engine.generate_utterance(audio, segment_words, fade_to_rest=fade_to_rest and last,
+                                                   progress=True)
+            first = start * FPS // SAMPLE_RATE
+            frames = frames[:n_frames - first]
+            if k:  # cross-fade from the previous segment over the second half of the overlap
+                n = min(overlap * FPS // SAMPLE_RATE, len(frames))
+                w = np.clip((np.arange(n) + 1 - n / 2) / (n / 2), 0, 1)[:, None, None]
+                blend = (1 - w) * out[first:first + n] + w * frames[:n]
+                norm = np.linalg.norm(blend, axis=-1, keepdims=True)
+                frames[:n] = np.where(norm > 1e-6, blend / np.maximum(norm, 1e-6), frames[:n])
+            out[first:first + len(frames)] = frames
+    if silent == len(starts):
+        raise ValueError(f"audio file {path} is silence only (peak < {SILENCE_PEAK}): nothing to gesture to")
+    return out
+
+
+def _segment_words(words, start_s: float, duration_s: float):
+    """The words heard in [start_s, start_s + duration_s), on the segment's clock."""
+    if words is None:
+        return None
+    return [(w, max(s - start_s, 0.0), min(e - start_s, duration_s)) for w, s, e in words
+            if e > start_s and s < start_s + duration_s]
+
+
+def _write_json(path: Path, directions: np.ndarray, header: dict, rows_per_write: int = 1_000) -> None:
+    """header + "directions": the frames as nested lists (5 decimals), written in blocks: as one Python list, the
+    frames of an hour took gigabytes."""
+    with open(path, "w") as f:
+        f.write(json.dumps(header)[:-1] + ', "directions": [')
+        for i in range(0, len(directions), rows_per_write):
+            rows = np.round(directions[i:i + rows_per_write], 5).tolist()
+            f.write((", " if i else "") + ", ".join(json.dumps(row) for row in rows))
+        f.write("]}")
 
 
 if __name__ == "__main__":

@@ -18,16 +18,17 @@ import math
 import re
 from pathlib import Path
 
+from ha2g_model.untrusted import read_bounded, regular_file, short_repr
+
 Word = tuple[str, float, float]
 
 SILENCE_LABELS = {"", "sil", "sp", "spn", "<eps>", "<sil>", "#"}
+MAX_FILE_BYTES = 64_000_000  # Whisper's JSON of 3 hours of speech is ~5 MB; a word file is read whole
 
 
 def read_words(path: str | Path) -> list[Word]:
     """Read word timings from a .json, .TextGrid or .tsv/.txt/.lab/.csv file (chosen by extension)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"word timing file {path} does not exist")
+    path = regular_file(path, "word timing file")
     suffix = path.suffix.lower()
     if suffix == ".json":
         words = _read_json(path)
@@ -49,15 +50,18 @@ def validate_words(words, source: str = "words") -> list[Word]:
         try:
             word, start, end = entry
             start, end = float(start), float(end)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(f"{source}: entry #{i} has a time beyond any float: {short_repr(entry)}") from None
         except (TypeError, ValueError):
-            raise ValueError(f"{source}: entry #{i} must be (word, start_s, end_s), got {entry!r}") from None
+            raise ValueError(f"{source}: entry #{i} must be (word, start_s, end_s), got {short_repr(entry)}") \
+                from None
         word = str(word).strip()
         if not word:
             raise ValueError(f"{source}: entry #{i} has an empty word")
         if not (math.isfinite(start) and math.isfinite(end)):
-            raise ValueError(f"{source}: entry #{i} ({word!r}) has a non-finite time ({start}, {end})")
+            raise ValueError(f"{source}: entry #{i} ({short_repr(word)}) has a non-finite time ({start}, {end})")
         if end < start:
-            raise ValueError(f"{source}: entry #{i} ({word!r}) ends before it starts ({start} > {end})")
+            raise ValueError(f"{source}: entry #{i} ({short_repr(word)}) ends before it starts ({start} > {end})")
         checked.append((word, start, end))
     return sorted(checked, key=lambda w: w[1])
 
@@ -84,10 +88,14 @@ def words_from_text(text: str, duration_s: float) -> list[Word]:
 
 def _read_json(path: Path) -> list[Word]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        data = json.loads(read_bounded(path, "word timing file", MAX_FILE_BYTES))
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be word timings") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's 4,300 digits
+        raise ValueError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if isinstance(data, dict) and "segments" in data:  # Whisper's word_timestamps output
+        if not (isinstance(data["segments"], list) and all(isinstance(s, dict) for s in data["segments"])):
+            raise ValueError(f"{path}: 'segments' must be a list of objects (Whisper's output)")
         data = [w for segment in data["segments"] for w in segment.get("words", [])]
     elif isinstance(data, dict) and "words" in data:
         data = data["words"]
@@ -98,7 +106,8 @@ def _read_json(path: Path) -> list[Word]:
         if isinstance(item, dict):
             word = item.get("word", item.get("text"))
             if word is None or "start" not in item or "end" not in item:
-                raise ValueError(f"{path}: word #{i} needs 'word' (or 'text'), 'start' and 'end', got {item!r}")
+                raise ValueError(f"{path}: word #{i} needs 'word' (or 'text'), 'start' and 'end', got "
+                                 f"{short_repr(item)}")
             entries.append((word, item["start"], item["end"]))
         else:
             entries.append(item)
@@ -111,7 +120,7 @@ _TEXTGRID_TOKEN = re.compile(r'"(?:[^"]|"")*"|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+
 
 
 def _read_textgrid(path: Path) -> list[Word]:
-    raw = path.read_bytes()
+    raw = read_bounded(path, "word timing file", MAX_FILE_BYTES)
     encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
         text = raw.decode(encoding)
@@ -128,12 +137,17 @@ def _read_textgrid(path: Path) -> list[Word]:
         pos += 1
         if kind == "string":
             if not token.startswith('"'):
-                raise ValueError(f"{path}: malformed TextGrid, expected a string, got {token!r}")
+                raise ValueError(f"{path}: malformed TextGrid, expected a string, got {short_repr(token)}")
             return token[1:-1].replace('""', '"')
         try:
-            return float(token)
+            number = float(token)
         except ValueError:
-            raise ValueError(f"{path}: malformed TextGrid, expected a number, got {token!r}") from None
+            raise ValueError(f"{path}: malformed TextGrid, expected a number, got {short_repr(token)}") from None
+        if kind == "count":  # of tiers or intervals: each takes tokens, so there cannot be more than are left
+            if not (number.is_integer() and 0 <= number <= len(tokens) - pos):
+                raise ValueError(f"{path}: malformed TextGrid, {short_repr(token)} is not a count of what follows")
+            return int(number)
+        return number
 
     if take("string") != "ooTextFile" or take("string") != "TextGrid":
         raise ValueError(f"{path}: not a Praat TextGrid (header must be ooTextFile / TextGrid)")
@@ -141,11 +155,11 @@ def _read_textgrid(path: Path) -> list[Word]:
     if pos < len(tokens) and tokens[pos] in ("<exists>", "<absent>"):
         pos += 1
     tiers = []
-    for _ in range(int(take("number"))):
+    for _ in range(take("count")):
         tier_class, name = take("string"), take("string")
         take("number"), take("number")
         entries = []
-        for _ in range(int(take("number"))):
+        for _ in range(take("count")):
             if tier_class == "IntervalTier":
                 entries.append((take("number"), take("number"), take("string")))
             else:  # TextTier: points (time, mark)
@@ -163,12 +177,16 @@ def _read_textgrid(path: Path) -> list[Word]:
 
 def _read_tsv(path: Path) -> list[Word]:
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = read_bounded(path, "word timing file", MAX_FILE_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = [f.strip() for f in re.split(r"\t|,", line)] if "\t" in line or "," in line else line.split()
         if len(fields) < 3:
-            raise ValueError(f"{path}:{number}: expected 3 columns (word, start, end), got {line!r}")
+            raise ValueError(f"{path}:{number}: expected 3 columns (word, start, end), got {short_repr(line)}")
         if _is_number(fields[0]) and _is_number(fields[1]):  # Audacity: start, end, label
             entries.append((fields[2], fields[0], fields[1], number))
         elif _is_number(fields[1]) and _is_number(fields[2]):
@@ -176,7 +194,7 @@ def _read_tsv(path: Path) -> list[Word]:
         elif not entries:
             continue  # a header line
         else:
-            raise ValueError(f"{path}:{number}: cannot find two times in {line!r}")
+            raise ValueError(f"{path}:{number}: cannot find two times in {short_repr(line)}")
     words = []
     for word, start, end, number in entries:
         words += validate_words([(word, start, end)], f"{path}:{number}")

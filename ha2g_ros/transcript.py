@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import math
-import reprlib
 from dataclasses import dataclass
+
+from ha2g_model.untrusted import short_repr as _short
 
 CLOCKS = ("stream", "ros")
 # Bounds on one message, checked before anything is parsed, so that a hostile or broken publisher costs at most a few
@@ -25,9 +26,6 @@ CLOCKS = ("stream", "ros")
 MAX_WORDS = 10_000  # more than an hour of speech in one message is a bug upstream, not a transcript
 MAX_TRANSCRIPT_CHARS = 1_000_000  # 10,000 timed words take ~500 kB of JSON; parsing 1 MB takes ~10 ms
 MAX_WORD_CHARS = 100  # longer is not a spoken word (and the vocabulary lookup would never match it)
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxlong = _repr.maxother = 40
-_repr.maxlevel = 2
 
 
 class TranscriptError(ValueError):
@@ -68,12 +66,6 @@ def _check_count(n_words: int) -> None:
 def _check_word(word: str, i: int) -> None:
     if len(word) > MAX_WORD_CHARS:
         raise TranscriptError(f"word #{i} has {len(word)} characters, more than the {MAX_WORD_CHARS} of a word")
-
-
-def _short(value) -> str:
-    """A value quoted in an error message: one short line, whatever the message held."""
-    text = _repr.repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _number(value, what: str) -> float:

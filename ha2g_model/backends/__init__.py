@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +64,8 @@ def create_backend(name_or_list: str | list[str] | tuple[str, ...], model_or_che
     that know them (e.g. `cuda_graph=True` for torch, `cache_dir=` for onnxruntime/tensorrt). Raises `BackendError`
     listing every failure when none loads.
     """
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (N = GPU index), got {device!r}")
     names = _expand(name_or_list, device)
     source = ModelSource.of(model_or_checkpoint)
     unknown = sorted(set(options) - {o for n in names for o in OPTIONS[n]})

@@ -16,6 +16,7 @@ import pinocchio as pin
 import yaml
 
 from ha2g_model.skeleton import FINGER_NAMES
+from ha2g_model.untrusted import read_bounded, short_repr
 from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, joint_id
 
 SIDES = ("left", "right")
@@ -24,6 +25,10 @@ FINGERS = FINGER_NAMES  # a hand joint follows one of these fingers (TED Express
 # rad/s^2: reaches a typical arm joint's scaled speed limit (3-4 rad/s) in about half a second.
 DEFAULT_ACCELERATION_LIMIT = 6.0
 CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FINGERS for k in (1, 2))
+# A URDF velocity limit above this (rad/s, or m/s for a prismatic joint) is a placeholder, not a motor: 1e30 would
+# switch velocity limiting off. The fastest commanded joint of the shipped robots: 37 rad/s (G1's fingers).
+MAX_JOINT_VELOCITY = 100.0
+MAX_PROFILE_BYTES = 1_000_000  # the shipped profiles are ~5 kB
 
 
 @dataclass(frozen=True)
@@ -145,15 +150,21 @@ def _take(data: dict, cls, where: str, internal: tuple[str, ...] = (), **convert
 
 def _number(value, where: str, kind=float):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: expected a number, got {value!r}")
+        raise ValueError(f"{where}: expected a number, got {short_repr(value)}")
     return kind(value)
 
 
 def _axis(value, where: str) -> tuple[float, float, float]:
     axis = np.asarray(value, dtype=float)
     if axis.shape != (3,) or not np.isfinite(axis).all() or np.linalg.norm(axis) < 1e-6:
-        raise ValueError(f"{where}: an axis must be 3 finite numbers, not all zero; got {value!r}")
+        raise ValueError(f"{where}: an axis must be 3 finite numbers, not all zero; got {short_repr(value)}")
     return tuple(float(v) for v in axis / np.linalg.norm(axis))
+
+
+def _names(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"{where}: expected a list of joint names (strings), got {short_repr(value)}")
+    return tuple(value)
 
 
 def _arm(data, where: str) -> ArmProfile:
@@ -163,14 +174,14 @@ def _arm(data, where: str) -> ArmProfile:
         axes = _take(value, HandAxes, f"{where}.hand")
         forward = None if axes.forward is None else _axis(axes.forward, f"{where}.hand.forward")
         return HandAxes(axes.frame, _axis(axes.thumb_side, f"{where}.hand.thumb_side"), forward)
-    return _take(data, ArmProfile, where, joints=tuple, hand=hand)
+    return _take(data, ArmProfile, where, joints=lambda v: _names(v, f"{where}.joints"), hand=hand)
 
 
 def _hand_joint(data, where: str) -> HandJoint:
     joint = _take(data, HandJoint, where, open=lambda v: _number(v, f"{where}.open"),
                   closed=lambda v: _number(v, f"{where}.closed"))
     if joint.source not in CURL_SOURCES:
-        raise ValueError(f"{where}: source {joint.source!r} is not one of {list(CURL_SOURCES)}")
+        raise ValueError(f"{where}: source {short_repr(joint.source)} is not one of {list(CURL_SOURCES)}")
     return joint
 
 
@@ -185,10 +196,11 @@ def _collision(data, where: str) -> CollisionConfig | None:
         if isinstance(value, str):
             return value
         if not isinstance(value, dict) or set(value) != {"link", "from", "to", "radius"}:
-            raise ValueError(f"{at}: a part item is a link name or a capsule {{link, from, to, radius}}, got {value!r}")
+            raise ValueError(f"{at}: a part item is a link name or a capsule {{link, from, to, radius}}, got "
+                             f"{short_repr(value)}")
         ends = [np.asarray(value[k], dtype=float) for k in ("from", "to")]
         if any(e.shape != (3,) or not np.isfinite(e).all() for e in ends):
-            raise ValueError(f"{at}: capsule from/to must be 3 finite numbers each, got {value!r}")
+            raise ValueError(f"{at}: capsule from/to must be 3 finite numbers each, got {short_repr(value)}")
         radius = _number(value["radius"], f"{at}.radius")
         if not radius > 0:
             raise ValueError(f"{at}.radius must be > 0, got {radius}")
@@ -202,7 +214,8 @@ def _collision(data, where: str) -> CollisionConfig | None:
     pairs = []
     for k, pair in enumerate(data.get("pairs") or []):
         if not (isinstance(pair, list) and len(pair) == 2 and all(p in parts for p in pair) and pair[0] != pair[1]):
-            raise ValueError(f"{where}.pairs[{k}]: expected two different parts among {sorted(parts)}, got {pair!r}")
+            raise ValueError(f"{where}.pairs[{k}]: expected two different parts among {sorted(parts)}, got "
+                             f"{short_repr(pair)}")
         pairs.append((str(pair[0]), str(pair[1])))
     if not pairs:
         raise ValueError(f"{where}: `pairs` must name at least one pair of parts")
@@ -236,7 +249,7 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> RobotProfile:
 
     profile = _take(data, RobotProfile, source, internal=("origin",),
                     arms=lambda v: sided(v, _arm, "arms"),
-                    groups=lambda v: {str(k): tuple(j) for k, j in (v or {}).items()},
+                    groups=lambda v: {str(k): _names(j, f"{source}: groups.{k}") for k, j in (v or {}).items()},
                     hands=hands,
                     rest=numbers("rest"),
                     speed_scale=numbers("speed_scale"),
@@ -253,6 +266,15 @@ def _check_consistency(profile: RobotProfile) -> None:
     where = profile.origin
     if not profile.arms:
         raise ValueError(f"{where}: a profile needs at least one arm")
+    named = [("name", profile.name), ("urdf", profile.urdf), ("torso", profile.torso)]
+    for side, arm in profile.arms.items():
+        named += [(f"arms.{side}.{role}", getattr(arm, role)) for role in ("shoulder", "elbow", "wrist")]
+        named += [(f"arms.{side}.hand.frame", arm.hand.frame)] if arm.hand is not None else []
+    named += [(f"hands.{side}[{i}].joint", h.joint) for side, joints in profile.hands.items()
+              for i, h in enumerate(joints)]
+    not_names = [f"{key} ({short_repr(value)})" for key, value in named if not (isinstance(value, str) and value)]
+    if not_names:
+        raise ValueError(f"{where}: these must be names (non-empty strings): {', '.join(not_names[:5])}")
     names = profile.joint_names
     duplicates = sorted({j for j in names if names.count(j) > 1})
     if duplicates:
@@ -339,8 +361,9 @@ def validate_against_model(profile: RobotProfile, model: pin.Model) -> None:
         lo, hi, v = model.lowerPositionLimit[idx_q], model.upperPositionLimit[idx_q], model.velocityLimit[idx_v]
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             problems.append(f"joint {name!r} has no finite position limits in the URDF ([{lo}, {hi}])")
-        if not (np.isfinite(v) and v > 0):
-            problems.append(f"joint {name!r} has no positive finite velocity limit in the URDF ({v})")
+        if not 0 < v <= MAX_JOINT_VELOCITY:
+            problems.append(f"joint {name!r} has no physical velocity limit in the URDF ({v:.3g}; the profile needs "
+                            f"one in (0, {MAX_JOINT_VELOCITY:g}] rad/s or m/s)")
         if name in profile.rest and not lo <= profile.rest[name] <= hi:
             problems.append(f"rest value {profile.rest[name]} of joint {name!r} is outside its limits [{lo}, {hi}]")
     for side, joints in profile.hands.items():
@@ -380,11 +403,25 @@ def load_profile(name_or_path: str | Path) -> RobotProfile:
         if not path.is_file():
             raise ValueError(f"unknown robot profile {str(name_or_path)!r}; shipped: {shipped_profiles()} "
                              "(or give the path to a .yaml file)")
-    if not path.is_file():
-        raise ValueError(f"robot profile file {str(path)!r} does not exist")
-    with path.open() as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise ValueError(f"robot profile {str(path)!r} is not valid YAML: {error}") from None
+    try:
+        data = yaml.load(read_bounded(path, "robot profile", MAX_PROFILE_BYTES), Loader=_ProfileLoader)
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+    except yaml.YAMLError as error:  # one line: the problem and where, not PyYAML's multi-line excerpt
+        mark = getattr(error, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"robot profile {str(path)!r} is not valid YAML{at}: {problem[:200]}") from None
     return profile_from_dict(data, source=str(path))
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """yaml.safe_load without aliases (*name). Profiles need none, and a 2 KB "billion laughs" of nested aliases
+    expands to gigabytes when walked: it took 46 s and 4.5 GB before the profile checks refused it."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor[:40]} found: a robot profile "
+                                              "writes its values out (aliases are refused)", event.start_mark)
+        return super().compose_node(parent, index)
