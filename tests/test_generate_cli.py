@@ -91,6 +91,84 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, speech_file, capsys):
     assert "no HA2G checkpoint" in capsys.readouterr().err
 
 
+def test_a_gif_longer_than_its_limit_is_refused_before_generating(tmp_path, checkpoint, speech_file, capsys,
+                                                                  monkeypatch):
+    from ha2g_model import render
+
+    monkeypatch.setattr(render, "MAX_GIF_FRAMES", 30)  # the 4 s file has 60 frames
+    assert main([str(speech_file), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--video", "gif"]) == 2
+    assert "a GIF holds every frame in memory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def long_speech(ted_culture_clips):
+    """~50 s of real speech (the clips one after another), 16 kHz mono float32."""
+    audio = np.concatenate([clip["audio"].astype(np.float32) / 32768 for clip in ted_culture_clips])
+    return audio[:16000 * 50]
+
+
+def test_long_files_are_generated_in_overlapping_segments(tmp_path, checkpoint, long_speech, monkeypatch):
+    """With 20 s segments (5 minutes in use), 50 s of 44.1 kHz stereo: the first segment's frames are exactly the
+    whole-utterance frames of its audio (read and resampled in blocks, nothing shifted), the segments join into
+    round(50 * 15) unit-length frames, and a silent stretch of a long file is the rest pose, not an error."""
+    from ha2g_model import generate_cli
+    from ha2g_model.audio import resample
+    from ha2g_model.engine import GestureEngine
+
+    monkeypatch.setattr(generate_cli, "SEGMENT_S", 20)
+    audio = long_speech.copy()
+    audio[16000 * 21:16000 * 31] = 0.0  # the second segment (12-32 s) ends in silence, the third (24-44 s) too
+    audio[16000 * 24:16000 * 44] = 0.0
+    stereo = resample(audio, 16000, 44100)
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.stack((stereo, 0.5 * stereo), axis=1), 44100, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--checkpoint", str(checkpoint), "--backend", "torch",
+                 "--video", "none", "--no-fade"]) == 0
+    with np.load(out / "gestures.npz") as result:
+        directions = result["directions"]
+    assert directions.shape == (750, 42, 3)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=-1), 1.0, atol=1e-5)
+    engine = GestureEngine.from_checkpoint(checkpoint, backend="torch")
+    mono = resample(0.75 * stereo, 44100)
+    first = engine.generate_utterance(mono[:16000 * 20], fade_to_rest=False)
+    np.testing.assert_allclose(directions[:240], first[:240], atol=1e-4)  # before the cross-fade (16-20 s)
+    rest = engine.skeleton.rest_directions()
+    np.testing.assert_allclose(directions[32 * 15:36 * 15], np.broadcast_to(rest, (60, 42, 3)), atol=1e-5)
+    assert not np.allclose(directions[45 * 15:], rest, atol=1e-3)  # the speech after the silence moves again
+
+
+@pytest.mark.slow
+def test_an_hour_of_audio_takes_no_more_memory_than_ten_minutes(tmp_path):
+    """ha2g-generate (shipped checkpoint, no video) in a fresh process: peak RSS for 60 minutes of audio within
+    100 MB of that for 10 minutes (the whole-file path grew by gigabytes per hour)."""
+    import os
+    import subprocess
+    import sys
+
+    peaks = {}
+    for minutes in (10, 60):
+        path = tmp_path / f"{minutes}.wav"
+        with soundfile.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
+            t = np.arange(16000 * 60) / 16000  # a minute of a modulated tone, repeated
+            minute = (0.3 * np.sin(2 * np.pi * 180 * t * (1 + 0.2 * np.sin(2 * np.pi * 0.5 * t)))
+                      * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+            for _ in range(minutes):
+                f.write(minute)
+        log = tmp_path / f"{minutes}.log"
+        with open(log, "w") as output:
+            process = subprocess.Popen([sys.executable, "-m", "ha2g_model.generate_cli", str(path), "--out",
+                                        str(tmp_path / f"out{minutes}"), "--video", "none"],
+                                       stdout=output, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child alone
+        assert status == 0, log.read_text()[-2000:]
+        peaks[minutes] = usage.ru_maxrss / 1024  # MB
+    # what remains is the output itself: 27 MB of frames per hour
+    assert peaks[60] - peaks[10] < 100, peaks
+
+
 # --- word timing files -----------------------------------------------------------------------------------------------
 
 TEXTGRID_LONG = '''File type = "ooTextFile"
