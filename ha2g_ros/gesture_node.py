@@ -201,6 +201,7 @@ class GestureNode(Node):
         self.targets = Timeline()  # the gesture frames the plan follows
         self._replan_from = math.inf  # earliest target time changed since the plan was last extended
         self._joint_index = {name: i for i, name in enumerate(self.joint_names)}
+        self._state_layouts: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.measured = np.full(len(self.joint_names), np.nan)  # latest plausible joint_states
         self.measured_at = np.full(len(self.joint_names), -math.inf)  # ROS time of each joint's reading
         self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque(maxlen=120)  # (play s, directions)
@@ -253,18 +254,30 @@ class GestureNode(Node):
     def on_transcript(self, msg: String) -> None:
         self.pending_text.append((msg.data, self.now_s()))
 
+    def _state_layout(self, names) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in the message, our joint indices) of the commanded joints a JointState names; cached, since a
+        robot sends the same names at 50-1000 Hz."""
+        key = tuple(names)
+        layout = self._state_layouts.get(key)
+        if layout is None:
+            pairs = [(k, self._joint_index[n]) for k, n in enumerate(key) if n in self._joint_index]
+            layout = (np.array([k for k, _ in pairs], dtype=np.intp), np.array([i for _, i in pairs], dtype=np.intp))
+            if len(self._state_layouts) > 16:  # names that keep changing: do not grow without bound
+                self._state_layouts.clear()
+            self._state_layouts[key] = layout
+        return layout
+
     def on_joint_states(self, msg: JointState) -> None:
         now, tolerance = self.now_s(), self.get_parameter("joint_state_tolerance").value
-        implausible = []
-        for name, value in zip(msg.name, msg.position):
-            i = self._joint_index.get(name)
-            if i is None:
-                continue
-            if math.isfinite(value) and self.lower[i] - tolerance <= value <= self.upper[i] + tolerance:
-                self.measured[i], self.measured_at[i] = value, now
-            else:  # the joint is unseen from now on: an older reading says nothing about where it is
-                self.measured[i], self.measured_at[i] = math.nan, -math.inf
-                implausible.append(f"{name}={value!r}")
+        where, ours = self._state_layout(msg.name)
+        where, ours = where[where < len(msg.position)], ours[where < len(msg.position)]
+        values = np.asarray(msg.position, dtype=np.float64)[where]
+        plausible = (np.isfinite(values) & (values >= self.lower[ours] - tolerance)
+                     & (values <= self.upper[ours] + tolerance))
+        self.measured[ours[plausible]], self.measured_at[ours[plausible]] = values[plausible], now
+        # an implausible joint is unseen from now on: an older reading says nothing about where it is
+        self.measured[ours[~plausible]], self.measured_at[ours[~plausible]] = math.nan, -math.inf
+        implausible = [f"{self.joint_names[i]}={v!r}" for i, v in zip(ours[~plausible], values[~plausible].tolist())]
         if implausible:
             self.stats["bad_joint_states"] += 1
             self.get_logger().error(
@@ -486,16 +499,22 @@ class GestureNode(Node):
         self.stats["trajectories"] += 1
 
     def _publish_preview(self) -> None:
+        """The previews cost a tenth of the node's time: built only for someone listening."""
+        wants_state, wants_markers = (p.get_subscription_count() > 0 for p in (self.preview_pub, self.marker_pub))
+        if not (wants_state or wants_markers):
+            return
         now = self.now_s()
         q = self.targets.at(now)
         if q is None:
             return
-        state = JointState(name=self.joint_names, position=[float(x) for x in q])
-        state.header.stamp = self.get_clock().now().to_msg()
-        self.preview_pub.publish(state)
+        stamp = self.get_clock().now().to_msg()
+        if wants_state:
+            state = JointState(name=self.joint_names, position=q.tolist())
+            state.header.stamp = stamp
+            self.preview_pub.publish(state)
         due = next((dirs for t, dirs in reversed(self.skeleton_frames) if t <= now), None)
-        if due is not None:
-            self.marker_pub.publish(self._skeleton_markers(due, state.header.stamp))
+        if wants_markers and due is not None:
+            self.marker_pub.publish(self._skeleton_markers(due, stamp))
 
     def _skeleton_markers(self, directions: np.ndarray, stamp) -> MarkerArray:
         skeleton = self.engine.skeleton
@@ -510,6 +529,8 @@ class GestureNode(Node):
         return MarkerArray(markers=[lines])
 
     def _report_timing(self) -> None:
+        if self.timing_pub.get_subscription_count() == 0 and time.monotonic() - self._last_report <= 10.0:
+            return
         compute, latency = np.array(self.compute_s) * 1e3, np.array(self.latency_s or [math.nan]) * 1e3
         report = {"compute_ms_mean": float(compute.mean()), "compute_ms_p95": float(np.percentile(compute, 95)),
                   "latency_ms_mean": float(latency.mean()), "latency_ms_p95": float(np.percentile(latency, 95)),

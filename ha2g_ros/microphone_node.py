@@ -32,7 +32,7 @@ def _int_range(low: int, high: int) -> list[IntegerRange]:
 
 def load_audio_file(path: str, sample_rate: int, channels: int) -> np.ndarray:
     """A sound file as float32 (n, channels) at `sample_rate`: resampled and mixed/duplicated to fit the link."""
-    from ha2g_model.audio import read_audio_file  # librosa comes with it: only for the file source
+    from ha2g_model.audio import read_audio_file  # soundfile: only the file source needs it
 
     try:
         audio, rate = read_audio_file(path)

@@ -6,6 +6,7 @@ joint_trajectory_controller; an empty list means the message is acceptable.
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 
 import numpy as np
@@ -45,11 +46,10 @@ def build_trajectory(joint_names, times_ns, positions: np.ndarray, qd: np.ndarra
     msg = JointTrajectory()
     msg.header.stamp = Time(**_sec_nanosec(times_ns[0]))
     msg.joint_names = list(joint_names)
-    for t_ns, q, v in zip(times_ns, positions, qd):
-        point = JointTrajectoryPoint()
-        point.positions = [float(x) for x in q]
-        point.velocities = [float(x) for x in v]
-        point.time_from_start = Duration(**_sec_nanosec(t_ns - times_ns[0]))
+    # array('d') fields skip the per-element type checks of the message setters (a tenth of a message's cost)
+    for t_ns, q, v in zip(times_ns, np.asarray(positions, np.float64), np.asarray(qd, np.float64)):
+        point = JointTrajectoryPoint(positions=array("d", q.tobytes()), velocities=array("d", v.tobytes()),
+                                     time_from_start=Duration(**_sec_nanosec(t_ns - times_ns[0])))
         msg.points.append(point)
     return msg
 
