@@ -8,8 +8,8 @@ refusal costs.
    peak RSS of the process (wait4) and of its whole process tree (sampled every 50 ms from /proc: the video adds an
    ffmpeg encoder), wall time. Without video for every length; with MP4 video for `--video-min` lengths only
    (rendering runs at ~75 frames/s here, an hour of video would take 12 minutes: a few minutes show whether frames
-   pile up). `--before DIR` runs the shortest case without video and the longest with video also with the code in DIR (e.g.
-   `git archive` of an older commit).
+   pile up). `--before DIR` runs the shortest case without video and the longest with video also with the code in
+   DIR (e.g. `git archive` of an older commit).
 2. Transcript messages: the time of parse_transcript on 1M words (plain text and JSON: refused by size before
    parsing), on the largest accepted message (10,000 timed words), and on hostile ones (deep nesting, 5,000 digits).
 3. Hostile files, each in a fresh process: peak RSS and time until the refusal of a 2 MB zip bomb official .bin that
@@ -67,12 +67,12 @@ def high_water_mb(pid: int) -> float:
     return 0.0  # exited: its memory is gone
 
 
-def measure(command: list[str], env: dict | None = None, log: Path | None = None) -> dict:
+def measure(command: list[str], env: dict | None = None, log: Path | None = None, cwd: Path | None = None) -> dict:
     """Run `command`: its own peak RSS and the peak of its process tree (sampled every 20 ms), wall time, exit
     status."""
     began = time.perf_counter()
     with open(log or os.devnull, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         own = tree = 0.0
         while process.poll() is None:
             try:
@@ -111,9 +111,10 @@ def generate_cases(work: Path, lengths: list[float], video_lengths: list[float],
                 runs += [("mp4", before)] * (minutes == max(video_lengths, default=None))
             for video, source in runs:
                 env = dict(os.environ, PYTHONPATH=str(source or REPO))
-                out = work / "out"
+                out = work / "out"  # `python -m` imports from its working directory first: run in the source tree
                 result = measure([sys.executable, "-m", "ha2g_model.generate_cli", str(audio), "--out", str(out),
-                                  "--video", video, "--backend", "onnxruntime"], env, work / "generate.log")
+                                  "--video", video, "--backend", "onnxruntime"], env, work / "generate.log",
+                                 source or REPO)
                 case = {"audio": f"{rate} Hz, {channels} ch", "minutes": minutes, "video": video,
                         "code": "before" if source else "now", **result}
                 if result["exit_status"]:
