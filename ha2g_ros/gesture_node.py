@@ -64,8 +64,9 @@ PARAMS = (
           "onnxruntime, then torch; CUDA: tensorrt, torch, onnxruntime).",
           choices=("torch", "onnxruntime", "tensorrt", "auto")),
     Param("device", "cpu", "Torch device of the engine (cpu, cuda, cuda:1, ...)."),
-    Param("threads", 1, "CPU threads of the torch/onnxruntime backend; 0 = the backend's default (all cores). One "
-          "window is small: more threads mostly contend with the executor and other processes.", (0, 256)),
+    Param("threads", 1, "CPU threads of the torch/onnxruntime backend; 0 = the runtime's own default (ONNX Runtime: "
+          "one per core; torch: as the process set it). One window is small: more threads mostly contend with the "
+          "executor and other processes (up to 30x slower per window on a shared 2-core CPU).", (0, 256)),
     Param("hop_frames", 6, "Frames (15 fps) produced per inference step; also the trajectory publish period.",
           (1, 30)),
     Param("lookahead_frames", 4, "Future audio frames the model sees before it commits a frame (adds latency).",
@@ -163,7 +164,7 @@ class GestureNode(Node):
         from ha2g_model.engine import GestureEngine
         from ha2g_ros.retargeting import Retargeter, load_profile
 
-        threads = {"threads": get("threads")} if get("threads") and get("backend") != "tensorrt" else {}
+        threads = {"threads": get("threads")} if get("backend") != "tensorrt" else {}
         self.engine = GestureEngine.from_checkpoint(
             get("checkpoint") or None, backend=get("backend"), hop_frames=get("hop_frames"),
             lookahead_frames=get("lookahead_frames"), speaker=get("speaker"),
