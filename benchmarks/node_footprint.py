@@ -96,7 +96,9 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     for node in (robot, listener):
         executor.add_node(node)
     started = time.monotonic()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # cwd: `python -m` puts the working directory first on sys.path, so the checkout must be it
+    child = subprocess.Popen(command, env=env, cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
     microphone = None
     try:
         microphone = MicrophoneNode(context=context, parameter_overrides=[
