@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from ha2g_model.config import HA2GConfig
-from ha2g_model.untrusted import read_bounded
+from ha2g_model.untrusted import read_json_bounded
 from ha2g_model.text import Vocab
 
 log = logging.getLogger(__name__)
@@ -150,12 +150,7 @@ def load_state_checked(model, state: dict, source: str) -> None:
 
 def _read_description(path: Path) -> dict:
     config_file = _require(path, CONFIG)
-    try:
-        described = json.loads(read_bounded(config_file, "checkpoint description", MAX_CONFIG_BYTES))
-    except RecursionError:
-        raise ValueError(f"{config_file} is nested too deeply to be a checkpoint description") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's 4,300 digits
-        raise ValueError(f"{config_file} is not valid JSON: {str(e)[:200]}") from None
+    described = read_json_bounded(config_file, "checkpoint description", MAX_CONFIG_BYTES)
     if not isinstance(described, dict) or described.get("format") != FORMAT or "config" not in described:
         raise ValueError(f"{config_file} is not a {FORMAT} config (an official .bin? use load_official_checkpoint)")
     if not isinstance(described.get("meta", {}), dict):

@@ -43,6 +43,19 @@ _repr.maxstring = _repr.maxlong = _repr.maxother = 40
 _repr.maxlevel = 2
 
 
+def read_json_bounded(path, what: str, max_bytes: int):
+    """A JSON file of at most `max_bytes`, parsed; ValueError naming the file for anything that is not plain JSON
+    (too deep, not UTF-8, integers beyond Python's 4,300 digits)."""
+    import json
+
+    try:
+        return json.loads(read_bounded(path, what, max_bytes))
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a {what}") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise ValueError(f"{path}: not valid JSON for a {what} ({str(e)[:200]})") from None
+
+
 def short_repr(value, limit: int = 80) -> str:
     """repr(value) cut to at most `limit` characters, without building the whole repr first."""
     text = _repr.repr(value)

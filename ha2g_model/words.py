@@ -13,12 +13,11 @@ Accepted layouts:
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
-from ha2g_model.untrusted import read_bounded, regular_file, short_repr
+from ha2g_model.untrusted import read_bounded, read_json_bounded, regular_file, short_repr
 
 Word = tuple[str, float, float]
 
@@ -87,12 +86,7 @@ def words_from_text(text: str, duration_s: float) -> list[Word]:
 
 
 def _read_json(path: Path) -> list[Word]:
-    try:
-        data = json.loads(read_bounded(path, "word timing file", MAX_FILE_BYTES))
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply to be word timings") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's 4,300 digits
-        raise ValueError(f"{path}: not valid JSON ({str(e)[:200]})") from None
+    data = read_json_bounded(path, "word timing file", MAX_FILE_BYTES)
     if isinstance(data, dict) and "segments" in data:  # Whisper's word_timestamps output
         if not (isinstance(data["segments"], list) and all(isinstance(s, dict) for s in data["segments"])):
             raise ValueError(f"{path}: 'segments' must be a list of objects (Whisper's output)")

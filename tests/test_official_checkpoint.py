@@ -107,10 +107,10 @@ def parse_keys(path):
     for line in path.read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
-        name, shape, _dtype = line.split()
+        name, shape, dtype = line.split()
         dict_name, key = name.split(".", 1)
         dims = () if shape == "()" else tuple(int(d) for d in shape.split("x"))
-        layout.setdefault(dict_name, {})[key] = torch.zeros(dims)
+        layout.setdefault(dict_name, {})[key] = torch.zeros(dims, dtype=getattr(torch, dtype))
     return layout
 
 
