@@ -42,6 +42,11 @@ FRAME_DT = 1.0 / FPS
 MIN_LEAD_S = FRAME_DT
 MAX_PENDING_S = 10.0  # a transcript waits this long for audio that places its words in time
 TIMING_WINDOW = 200  # hops in the rolling timing statistics
+# Audio that runs this far ahead of the ROS clock comes faster than its declared rate (a stereo source on a mono
+# link, two publishers, 48 kHz declared as 16 kHz): its gestures would be scheduled ever further into the future.
+AHEAD_LIMIT_S = 0.5
+CLOCK_JUMP_BACK_S = 0.5  # the ROS clock going back more than this (a restarted simulation, a /clock reset)
+CHUNK_S = 0.1  # the usual audio message: 100 ms
 AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 ms chunks)
 
 
@@ -121,6 +126,12 @@ def check_param(p: Param, value) -> str | None:
     return None
 
 
+def worst_case_latency_s(hop_frames: int, lookahead_frames: int) -> float:
+    """Seconds from a sound's arrival to the earliest time its gesture frame can be sent, before compute: the
+    frames of a hop wait for the hop and the lookahead, the audio comes in chunks, points need a frame of lead."""
+    return (hop_frames + lookahead_frames) * FRAME_DT + CHUNK_S + MIN_LEAD_S
+
+
 class StreamClock:
     """Maps the audio stream's clock (s since its first sample) to ROS time (s).
 
@@ -142,6 +153,11 @@ class StreamClock:
         best = min(d for _, d in self._recent)
         self.offset = best if self.offset is None else max(self.offset, best)
 
+    def ahead_s(self, stream_end_s: float, arrival_s: float) -> float:
+        """How far the stream runs ahead of the ROS clock since the anchor: grows when audio comes faster than
+        real time (transport delay only ever makes it negative)."""
+        return 0.0 if self.offset is None else self.offset - (arrival_s - stream_end_s)
+
     def to_ros(self, stream_s: float) -> float:
         return self.offset + stream_s
 
@@ -156,9 +172,15 @@ class GestureNode(Node):
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
         problems = [m for p in PARAMS if (m := check_param(p, self.get_parameter(p.name).value))]
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+        latency = worst_case_latency_s(get("hop_frames"), get("lookahead_frames"))
+        if get("playback_delay_s") < latency:
+            problems.append(f"playback_delay_s {get('playback_delay_s')} s is shorter than the pipeline's worst-case "
+                            f"latency {latency:.2f} s (hop_frames {get('hop_frames')} + lookahead_frames "
+                            f"{get('lookahead_frames')} at 15 fps, a {CHUNK_S:g} s audio chunk and one frame of "
+                            f"lead): every gesture frame would come too late; raise it or lower hop/lookahead")
         if problems:
             raise ValueError("invalid parameters: " + "; ".join(problems))
-        get = lambda name: self.get_parameter(name).value  # noqa: E731
 
         # --- the engine and the robot (heavy: loaded once, before any subscription exists) ---
         from ha2g_model.engine import GestureEngine
@@ -210,9 +232,10 @@ class GestureNode(Node):
         self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.stats = {"ticks": 0, "audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
                       "frames": 0, "late_frames": 0, "trajectories": 0, "dropped_audio_s": 0.0,
-                      "bad_joint_states": 0, "unseen_robot_ticks": 0}
+                      "bad_joint_states": 0, "unseen_robot_ticks": 0, "clock_jumps": 0, "audio_ahead_resets": 0}
         self._last_report = time.monotonic()
         self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
+        self._last_tick_s: float | None = None
 
         # --- interfaces ---
         # Audio is a stream: sensor-data QoS (best effort, volatile: a lost chunk beats a delayed one), but a deeper
@@ -288,6 +311,10 @@ class GestureNode(Node):
 
     def on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
+            if param.name == "use_sim_time" and self.has_parameter("use_sim_time") and \
+                    param.value != self.get_parameter("use_sim_time").value:
+                return SetParametersResult(successful=False, reason="use_sim_time can only be set at start-up: "
+                                           "switching clocks mid-stream would freeze the node mid-gesture")
             spec = self._params.get(param.name)
             if spec is None:
                 continue
@@ -320,6 +347,16 @@ class GestureNode(Node):
         now = self.now_s()
         self.stats["ticks"] += 1
         self._started_s = now if self._started_s is None else self._started_s
+        if self._last_tick_s is not None and now < self._last_tick_s - CLOCK_JUMP_BACK_S:
+            self.stats["clock_jumps"] += 1
+            self.get_logger().warning(f"the ROS clock jumped back by {self._last_tick_s - now:.1f} s: restarting the "
+                                      "stream and planning afresh from the robot's measured pose",
+                                      throttle_duration_sec=5.0)
+            self._restart_stream()
+            self.targets, self.plan = Timeline(), KnotPlan(self.plan.motion, self.plan.body)
+            self.pending_audio.clear()
+            self.last_audio_s, self.weight = None, 0.0
+        self._last_tick_s = now
         try:
             self._ingest_audio()
             self._ingest_words()
@@ -345,14 +382,20 @@ class GestureNode(Node):
         chunks, self.pending_audio = self.pending_audio, []
         # Audio that waited longer than the playback delay can no longer be gestured on time: when compute falls
         # behind real time, drop the oldest and stay with the speech instead of lagging further behind it.
+        delay = self.get_parameter("playback_delay_s").value
         total = sum(len(c.samples) / c.sample_rate for c, _ in chunks)
-        while chunks and total > self.get_parameter("playback_delay_s").value:
+        while chunks and total > delay:
             dropped = len(chunks[0][0].samples) / chunks[0][0].sample_rate
             total -= dropped
             self.stats["dropped_audio_s"] += dropped
             chunks.pop(0)
-            self.get_logger().warning("inference is slower than real time: dropping audio to keep up (try a "
-                                      "larger hop_frames or a faster backend)", throttle_duration_sec=5.0)
+            if dropped > delay:
+                self.get_logger().warning(f"dropped an audio message of {dropped:.2f} s: longer than playback_delay_s "
+                                          f"({delay} s), it cannot be gestured on time; send chunks of about "
+                                          f"{CHUNK_S:g} s", throttle_duration_sec=5.0)
+            else:
+                self.get_logger().warning("inference is slower than real time: dropping audio to keep up (try a "
+                                          "larger hop_frames or a faster backend)", throttle_duration_sec=5.0)
         for chunk, arrival in chunks:
             samples = self.resampler(chunk.samples, chunk.sample_rate)
             if not len(samples):
@@ -365,6 +408,16 @@ class GestureNode(Node):
             self.vad.update(samples)
             self.engine.push_audio(samples)
             stream_end = self.engine.stream_time_s
+            ahead = self.clock_map.ahead_s(stream_end, arrival)
+            if ahead > AHEAD_LIMIT_S:
+                # Re-anchor on this chunk: its frames play on time again (later targets are replaced, which the
+                # plan absorbs like any change), instead of ever further in the future.
+                self.stats["audio_ahead_resets"] += 1
+                self.get_logger().warning(
+                    f"audio arrives faster than real time ({ahead:.1f} s ahead of the clock; a stereo source on a "
+                    f"mono link, two publishers on audio, or a wrong sample_rate/channels?): re-anchoring its clock",
+                    throttle_duration_sec=5.0)
+                self.clock_map = StreamClock()
             self.clock_map.observe(stream_end, arrival)
             self.chunk_arrivals.append((stream_end, arrival))
             self.last_audio_s = arrival
@@ -377,7 +430,7 @@ class GestureNode(Node):
                 transcript = parse_transcript(text)
             except TranscriptError as error:
                 self.stats["bad_transcripts"] += 1
-                self.get_logger().warning(f"ignored a transcript: {error}")
+                self.get_logger().warning(f"ignored a transcript: {error}", throttle_duration_sec=5.0)
                 continue
             if self.clock_map.offset is None:  # its times cannot be placed before audio flows: retry next hop
                 if self.now_s() - arrival < MAX_PENDING_S:

@@ -324,3 +324,46 @@ def test_every_transition_is_played_within_limits(rclpy_context, checkpoint, spe
         index = [h.index[j] for j in h.groups[group]]
         first_new = h.received[group][n_before[group]]
         np.testing.assert_allclose(first_new.points[0].positions, moved[index], atol=1e-9)
+
+
+def test_audio_faster_than_real_time_and_clock_jumps_do_not_push_gestures_away(rclpy_context, checkpoint, speech):
+    """Audio arriving at twice its declared rate (stereo published on a mono link) would have the schedule drift a
+    second further into the future every second; the node notices, says so and re-anchors. A /clock jump back of
+    900 s would delay every gesture by 15 minutes; the node restarts the stream and plans from the robot's pose.
+    use_sim_time cannot be switched while running."""
+    audio = speech[0]
+    stereo_as_mono = np.repeat(audio[: 8 * RATE], 2)  # 2 samples per 1/16000 s, declared as 16 kHz mono
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        h.spin(0.1)
+        leads = []
+        for start in range(0, len(stereo_as_mono), 2 * CHUNK):  # 100 ms of sound per 100 ms: 200 ms declared
+            h.audio_pub.publish(from_samples(stereo_as_mono[start:start + 2 * CHUNK], h.audio_type, RATE))
+            h.spin(CHUNK / RATE)
+            if h.gesture.plan.times:
+                leads.append(h.gesture.plan.times[-1] - h.now())
+        fast = dict(h.gesture.stats)
+        h.spin(2.0)
+        pose = h.played_state()
+        h.t -= 900.0  # the simulation restarts its clock (and its controllers, holding the pose they had)
+        h.set_pose(pose)
+        h.play(audio[8 * RATE: 11 * RATE])
+        after_jump = [h.gesture.plan.times[-1] - h.now()] if h.gesture.plan.times else []
+        jumped = dict(h.gesture.stats)
+        refused = h.gesture.set_parameters([Parameter("use_sim_time", value=False)])[0]
+    finally:
+        h.close()
+    assert fast["audio_ahead_resets"] >= 1
+    assert max(leads) < HOP_PARAMS["playback_delay_s"] + 1.0, f"the schedule drifted {max(leads):.1f} s ahead"
+    assert jumped["clock_jumps"] == 1
+    assert after_jump and 0 < after_jump[0] < HOP_PARAMS["playback_delay_s"] + 1.0
+    assert jumped["frames"] > fast["frames"]
+    assert not refused.successful and "start-up" in refused.reason
+
+
+def test_a_playback_delay_shorter_than_the_pipeline_is_refused(rclpy_context, checkpoint):
+    from ha2g_ros.gesture_node import GestureNode
+
+    with pytest.raises(ValueError, match="shorter than the pipeline's worst-case latency"):
+        GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
+                                                                Parameter("playback_delay_s", value=0.2)])

@@ -166,3 +166,16 @@ def test_profile_acceleration_limits_are_validated(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match=r"speed_scale of 'default' must be in \(0, 1\]"):
         load_profile(path)
+
+
+def test_solver_iterations_that_would_hang_the_node_are_refused(tmp_path):
+    import yaml
+
+    from ha2g_ros.retargeting.profile import _profile_dir, load_profile
+
+    data = yaml.safe_load((_profile_dir() / "pepper.yaml").read_text())
+    data["solver"] = {"iterations": 10**9}
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match=r"1 <= iterations <= 50"):
+        load_profile(path)

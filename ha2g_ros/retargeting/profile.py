@@ -29,6 +29,9 @@ CURL_SOURCES = ("closure",) + FINGERS + tuple(f"{finger}.{k}" for finger in FING
 # switch velocity limiting off. The fastest commanded joint of the shipped robots: 37 rad/s (G1's fingers).
 MAX_JOINT_VELOCITY = 100.0
 MAX_PROFILE_BYTES = 1_000_000  # the shipped profiles are ~5 kB
+# Each IK iteration costs ~0.3 ms per frame and the solver is warm-started (2 is the default): 1e9 would hang the
+# node on the first speech.
+MAX_SOLVER_ITERATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,10 @@ def _check_consistency(profile: RobotProfile) -> None:
         raise ValueError(f"{where}: solver.curl_range_deg must be [open_deg, closed_deg], got {s.curl_range_deg}")
     lo, hi = s.curl_range_deg
     if not (s.damping > 0 and s.posture_weight >= 0 and s.hand_weight >= 0 and s.hand_smoothing_s >= 0
-            and s.iterations >= 1 and 0 <= lo < hi):
+            and 1 <= s.iterations <= MAX_SOLVER_ITERATIONS and 0 <= lo < hi):
         raise ValueError(f"{where}: solver needs damping > 0, posture_weight >= 0, hand_weight >= 0, "
-                         f"hand_smoothing_s >= 0, iterations >= 1 and 0 <= curl_range_deg[0] < curl_range_deg[1]; "
-                         f"got {s}")
+                         f"hand_smoothing_s >= 0, 1 <= iterations <= {MAX_SOLVER_ITERATIONS} and "
+                         f"0 <= curl_range_deg[0] < curl_range_deg[1]; got {s}")
 
 
 def validate_amplitude(value: float) -> float:
