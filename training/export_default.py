@@ -105,6 +105,11 @@ below; `config.json` has the exact sizes), {size:.1f} MB of weights (`model.safe
 and its inference graphs `encode.onnx` + `decode.onnx` ({graphs:.1f} MB, written by `ha2g-export-onnx`, recorded with
 the SHA-256 of the weights in `config.json`): onnxruntime runs them without torch.
 
+## Licence of the weights
+The code of this package is Apache-2.0 (`LICENSE`). These weights are not: they were trained on TED-Culture clips,
+TED material licensed for non-commercial research only, so the weights carry the same restriction. Use them for
+non-commercial research; for anything else train your own checkpoint on data you may use (docs/training.md).
+
 ## What it was trained on (honestly)
 * **Real data: 7 training clips (about 60 s) of the TED-Culture material** in `../shared/data/ted_culture`
   (12 clips of non-English TED talks with 3D poses estimated from video; non-commercial research use only; none of
