@@ -1,0 +1,138 @@
+"""Soak: the gesture node streaming looped real speech for a long time, every message checked, memory watched.
+
+    python benchmarks/soak.py --minutes 60
+
+The gesture node runs in its own process as in benchmarks/node_footprint.py (shipped params, Pepper, the shipped
+checkpoint); this process plays the speech in real time, looped (the microphone node's file source), plays every
+trajectory on a simulated robot (which publishes joint_states) and checks every message as joint_trajectory_controller
+would (trajectory.validate_trajectory against the URDF limits) and what the controllers played, sampled at 100 Hz,
+against position, scaled velocity and acceleration limits. Every minute: the node's RSS and CPU share. Reported:
+RSS growth (MB per minute, least squares after the first 2 minutes), late frames, invalid messages and played-limit
+problems (both must be 0). Results: benchmarks/results/soak.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from node_footprint import REPO, cpu_seconds, speech_file  # benchmarks/ is on the path of a script run from it
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
+    args = parser.parse_args()
+    from ha2g_ros.demo import loopback_environment
+
+    loopback_environment()
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ha2g_ros.microphone_node import MicrophoneNode
+    from ha2g_ros.retargeting import Retargeter, load_profile
+    from ha2g_ros.simulated_robot import SimulatedRobot
+    from ha2g_ros.trajectory import check_played, validate_trajectory
+
+    rt = Retargeter(load_profile("pepper"))
+    names = list(rt.joint_names)
+    vmax = rt.velocity_limits * rt.speed_scale
+    amax = np.array([rt.profile.acceleration_limit_of(n) for n in names])
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    robot = SimulatedRobot(rt.groups, dict(zip(names, rt.rest_pose())), context=context)
+    checker = rclpy.create_node("soak_checker", context=context)
+    counts = {"messages": 0, "invalid": 0, "played_problems": 0}
+    problems: list[str] = []
+    timing: list[dict] = []
+
+    def check(group):
+        index = [names.index(j) for j in rt.groups[group]]
+
+        def on_trajectory(msg):
+            counts["messages"] += 1
+            found = validate_trajectory(msg, rt.groups[group], rt.lower[index], rt.upper[index],
+                                        rt.velocity_limits[index])
+            counts["invalid"] += bool(found)
+            problems.extend(found[:3])
+        return on_trajectory
+
+    for group in rt.groups:
+        checker.create_subscription(JointTrajectory, f"{group}/joint_trajectory", check(group), 50)
+    checker.create_subscription(String, "gesture_timing", lambda m: timing.append(json.loads(m.data)), 50)
+    executor = SingleThreadedExecutor(context=context)
+    for node in (robot, checker):
+        executor.add_node(node)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = speech_file(Path(tmp), 120.0)
+        child = subprocess.Popen([sys.executable, "-m", "ha2g_ros.gesture_node", "--ros-args", "--params-file",
+                                  str(REPO / "config" / "gestures.yaml")], cwd=REPO, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        microphone = MicrophoneNode(context=context, parameter_overrides=[
+            Parameter("source", value="file"), Parameter("file", value=str(wav)), Parameter("loop", value=True)])
+        executor.add_node(microphone)
+        samples, began = [], time.monotonic()
+        checked_until = robot.now_s()
+        try:
+            last_cpu, last_wall = cpu_seconds(child.pid), time.monotonic()
+            while time.monotonic() - began < args.minutes * 60:
+                executor.spin_once(timeout_sec=0.01)
+                if time.monotonic() - last_wall >= 60:
+                    now = robot.now_s()
+                    times = np.arange(checked_until, now - 2.0, 0.01)  # what has been played by now
+                    for group, index in ((g, [names.index(j) for j in js]) for g, js in rt.groups.items()):
+                        p, v, a = robot.played(group, times)
+                        found = check_played(rt.groups[group], times, p, v, a, rt.lower[index], rt.upper[index],
+                                             vmax[index], amax[index])
+                        counts["played_problems"] += len(found)
+                        problems.extend(found[:3])
+                    checked_until = times[-1] if len(times) else checked_until
+                    cpu, wall = cpu_seconds(child.pid), time.monotonic()
+                    samples.append({"minute": round((wall - began) / 60, 2), "rss_mb": round(rss_mb(child.pid), 1),
+                                    "cpu_share": round((cpu - last_cpu) / (wall - last_wall), 4)})
+                    last_cpu, last_wall = cpu, wall
+                    print(json.dumps({**samples[-1], **counts,
+                                      "late_frames": timing[-1].get("late_frames") if timing else None}), flush=True)
+        finally:
+            child.send_signal(2)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            executor.shutdown()
+            for node in (microphone, robot, checker):
+                node.destroy_node()
+            context.try_shutdown()
+    steady = [s for s in samples if s["minute"] > 2]
+    slope = (float(np.polyfit([s["minute"] for s in steady], [s["rss_mb"] for s in steady], 1)[0])
+             if len(steady) >= 2 else None)
+    report = timing[-1] if timing else {}
+    result = {"minutes": args.minutes, "rss_growth_mb_per_min": slope, **counts, "problems": problems[:20],
+              "late_frames": report.get("late_frames"), "frames": report.get("frames"), "samples": samples,
+              "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
+                          "load_average_1min": round(os.getloadavg()[0], 2)}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
