@@ -54,11 +54,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of /proc/PID/status in MB: VmHWM (peak resident) or VmRSS (resident now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def stop(child: subprocess.Popen, executor, nodes, context) -> None:
+    """SIGINT to the node's process (its clean shutdown; killed after 20 s), then this process's ROS side."""
+    child.send_signal(2)
+    try:
+        child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+    executor.shutdown()
+    for node in nodes:
+        if node is not None:
+            node.destroy_node()
+    context.try_shutdown()
 
 
 def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, domain: int,
@@ -115,7 +130,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
         while time.monotonic() - wall0 < seconds:
             executor.spin_once(timeout_sec=0.01)
         share = (cpu_seconds(child.pid) - cpu0) / (time.monotonic() - wall0)
-        rss = peak_rss_mb(child.pid)
+        rss = memory_mb(child.pid)
         report = timing[-1] if timing else {}
         return {"checkout": str(checkout), "start_to_first_trajectory_s": round(start_s, 2),
                 "cpu_share_of_one_core": round(share, 4), "peak_rss_mb": round(rss, 1),
@@ -123,16 +138,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                 "compute_ms_mean": report.get("compute_ms_mean"), "late_frames": report.get("late_frames"),
                 "frames": report.get("frames")}
     finally:
-        child.send_signal(2)  # SIGINT: the node's clean shutdown
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        executor.shutdown()
-        for node in (microphone, robot, listener):
-            if node is not None:
-                node.destroy_node()
-        context.try_shutdown()
+        stop(child, executor, (microphone, robot, listener), context)
 
 
 def main() -> None:

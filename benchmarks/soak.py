@@ -23,14 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from node_footprint import REPO, cpu_seconds, speech_file  # benchmarks/ is on the path of a script run from it
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from node_footprint import REPO, cpu_seconds, memory_mb, speech_file, stop  # benchmarks/ is on the path of a script run from it
 
 
 def main() -> None:
@@ -106,21 +99,13 @@ def main() -> None:
                         problems.extend(found[:3])
                     checked_until = times[-1] if len(times) else checked_until
                     cpu, wall = cpu_seconds(child.pid), time.monotonic()
-                    samples.append({"minute": round((wall - began) / 60, 2), "rss_mb": round(rss_mb(child.pid), 1),
+                    samples.append({"minute": round((wall - began) / 60, 2), "rss_mb": round(memory_mb(child.pid, "VmRSS"), 1),
                                     "cpu_share": round((cpu - last_cpu) / (wall - last_wall), 4)})
                     last_cpu, last_wall = cpu, wall
                     print(json.dumps({**samples[-1], **counts,
                                       "late_frames": timing[-1].get("late_frames") if timing else None}), flush=True)
         finally:
-            child.send_signal(2)
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-            executor.shutdown()
-            for node in (microphone, robot, checker):
-                node.destroy_node()
-            context.try_shutdown()
+            stop(child, executor, (microphone, robot, checker), context)
     steady = [s for s in samples if s["minute"] > 2]
     slope = (float(np.polyfit([s["minute"] for s in steady], [s["rss_mb"] for s in steady], 1)[0])
              if len(steady) >= 2 else None)
