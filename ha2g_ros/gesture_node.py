@@ -234,7 +234,6 @@ class GestureNode(Node):
                       "frames": 0, "late_frames": 0, "trajectories": 0, "dropped_audio_s": 0.0,
                       "bad_joint_states": 0, "unseen_robot_ticks": 0, "clock_jumps": 0, "audio_ahead_resets": 0}
         self._last_report = time.monotonic()
-        self._started_s: float | None = None  # first hop's time (not construction's: sim time may not run yet)
         self._last_tick_s: float | None = None
 
         # --- interfaces ---
@@ -346,7 +345,6 @@ class GestureNode(Node):
     def _run_pipeline(self) -> None:
         now = self.now_s()
         self.stats["ticks"] += 1
-        self._started_s = now if self._started_s is None else self._started_s
         if self._last_tick_s is not None and now < self._last_tick_s - CLOCK_JUMP_BACK_S:
             self.stats["clock_jumps"] += 1
             self.get_logger().warning(f"the ROS clock jumped back by {self._last_tick_s - now:.1f} s: restarting the "
