@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # training/ (the real clips' readers) is not an installed package
 
 from ha2g_model.skeleton import FPS  # noqa: E402
-from ha2g_ros.gesture_node import MIN_LEAD_S  # noqa: E402
+from ha2g_ros.gesture_node import COMMIT_LEAD_S  # noqa: E402
 from ha2g_ros.retargeting import Retargeter, load_profile, shipped_profiles  # noqa: E402
 from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion  # noqa: E402
 from ha2g_ros.trajectory import PlayedMotion, Timeline, build_trajectory, check_played  # noqa: E402
@@ -77,18 +77,18 @@ def stream(retargeter: Retargeter, directions: np.ndarray, rng: np.random.Genera
         for g, index in groups.items():
             measured[index] = controllers[g].state(now)[0]
         began = time.process_time()
-        added = plan.update(now, MIN_LEAD_S, targets.at, targets.last()[0], measured, T0 + DELAY + first / FPS)
+        added = plan.update(now, COMMIT_LEAD_S, targets.at, targets.last()[0], measured, T0 + DELAY + first / FPS)
         if added:
             plan.forget_before(now)
             times_ns, positions, velocities = plan.to_send()
         plan_s.append((time.process_time() - began) / HOP)
         if added:
-            arrival = now + rng.uniform(0.0, 0.06)
+            arrival = now + rng.uniform(0.0, COMMIT_LEAD_S)  # any delivery within the lead
             for g, index in groups.items():
                 controllers[g].receive(build_trajectory([names[i] for i in index], times_ns, positions[:, index],
                                                         velocities[:, index]), arrival)
     times = np.arange(T0, T0 + DELAY + len(directions) / FPS + 2.0, 1e-3)
-    result = {"samples": len(times), "position": 0, "speed": 0, "acceleration": 0, "problems": []}
+    result = {"samples": len(times), "position": 0, "speed": 0, "acceleration": 0, "jumps": 0, "problems": []}
     frame_times = T0 + DELAY + np.arange(len(directions)) / FPS
     wanted = np.stack([targets.at(t) for t in frame_times])
     at_limit, lag = 0, []
@@ -98,7 +98,9 @@ def stream(retargeter: Retargeter, directions: np.ndarray, rng: np.random.Genera
                                 retargeter.upper[index], vmax[index], amax[index])
         for kind in ("position", "speed", "acceleration"):
             result[kind] += sum(f": {kind}" in text for text in problems)
-        result["problems"] += problems
+        jumps = controllers[g].takeover_problems(times[0], times[-1])
+        result["jumps"] += len(jumps)
+        result["problems"] += problems + jumps
         at_limit += int((np.abs(a) >= amax[index] * (1 - 1e-6)).sum())
         lag.append(np.abs(controllers[g].sample(frame_times)[0] - wanted[:, index]))
     result["at_acceleration_limit"] = at_limit / (len(times) * len(names))
@@ -124,7 +126,7 @@ def main() -> None:
                "generated": [(name, engine.generate_utterance(audio)) for name, _, audio in
                              tqdm(clips, desc="generating (shipped model)")]}
     seconds = sum(len(d) for _, d, _ in clips) / FPS
-    report = {"config": {"hop_frames": HOP, "playback_delay_s": DELAY, "commit_lead_s": MIN_LEAD_S,
+    report = {"config": {"hop_frames": HOP, "playback_delay_s": DELAY, "commit_lead_s": COMMIT_LEAD_S,
                          "transport_delay_s": [0.0, 0.06], "amplitude": args.amplitude, "sample_rate_hz": 1000,
                          "clips": [name for name, _, _ in clips], "seconds_of_motion_per_source": round(seconds, 1)},
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
@@ -143,6 +145,7 @@ def main() -> None:
                 "position_violations": sum(r["position"] for r in runs),
                 "velocity_violations": sum(r["speed"] for r in runs),
                 "acceleration_violations": sum(r["acceleration"] for r in runs),
+                "takeover_jumps": sum(r["jumps"] for r in runs),
                 "problems": [p for r in runs for p in r["problems"]][:10],
                 "share_at_acceleration_limit": round(float(np.mean([r["at_acceleration_limit"] for r in runs])), 4),
                 "tracking_error_deg": {"mean": round(float(tracking.mean()), 2),

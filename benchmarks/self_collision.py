@@ -43,7 +43,7 @@ from ha2g_ros.retargeting.physics import PhysicsRobot  # noqa: E402
 from ha2g_ros.retargeting.visualize import save_frames_png  # noqa: E402
 from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion  # noqa: E402
 from ha2g_ros.trajectory import PlayedMotion, Timeline, build_trajectory  # noqa: E402
-from safe_motion import DELAY, HOP, MIN_LEAD_S, T0  # noqa: E402  (the node's defaults, as that benchmark plays them)
+from safe_motion import COMMIT_LEAD_S, DELAY, HOP, T0  # noqa: E402  (the node's defaults, as that benchmark plays them)
 from training.recordings import map_positions, read_bvh, to_ted_frame  # noqa: E402
 
 # BEAT (v1 skeleton) joint -> TED Expressive joint.
@@ -110,11 +110,12 @@ def played(rt: Retargeter, directions: np.ndarray, rng: np.random.Generator,
         now = T0 + first / FPS + 0.01
         for k in range(first, min(first + HOP, len(directions))):
             targets.append(T0 + DELAY + k / FPS, rt.solve(directions[k], dt=1 / FPS))
-        if plan.update(now, MIN_LEAD_S, targets.at, targets.last()[0], controller.state(now)[0],
+        if plan.update(now, COMMIT_LEAD_S, targets.at, targets.last()[0], controller.state(now)[0],
                        T0 + DELAY + first / FPS):
             plan.forget_before(now)
             times_ns, positions, velocities = plan.to_send()
-            controller.receive(build_trajectory(names, times_ns, positions, velocities), now + rng.uniform(0.0, 0.06))
+            arrival = now + rng.uniform(0.0, COMMIT_LEAD_S)  # any delivery within the lead
+            controller.receive(build_trajectory(names, times_ns, positions, velocities), arrival)
     times = np.arange(-DELAY, len(directions) / FPS + 1.0, 1 / rate)  # from rest, before the plan starts
     positions, velocities, _ = controller.sample(T0 + DELAY + times)
     return times, positions, velocities

@@ -251,7 +251,8 @@ def merged_motion(recording: Recording, retargeter, rate_hz: float = 15.0) -> tu
 
 def check_recording(recording: Recording, retargeter, motion: tuple[np.ndarray, np.ndarray]) -> dict:
     """Every message as a controller would check it, against the URDF limits; then what the controllers played,
-    sampled at 1 kHz over `motion`'s span, against position, scaled velocity and acceleration limits."""
+    sampled at 1 kHz over `motion`'s span, against position, scaled velocity and acceleration limits, and any jump
+    where a message took over."""
     from ha2g_ros.trajectory import check_played, validate_trajectory
 
     names = list(retargeter.joint_names)
@@ -274,8 +275,9 @@ def check_recording(recording: Recording, retargeter, motion: tuple[np.ndarray, 
                             "rejected": bad}
         if len(span) and group in recording.controllers:
             p, v, a = recording.controllers[group].sample(span)
-            motion_problems += [f"{group}: {m}" for m in check_played(joints, span, p, v, a, *limits[:2], vmax[idx],
-                                                                      amax[idx])]
+            found = (check_played(joints, span, p, v, a, *limits[:2], vmax[idx], amax[idx])
+                     + recording.controllers[group].takeover_problems(span[0], span[-1]))
+            motion_problems += [f"{group}: {m}" for m in found]
             peak_speed[idx] = np.abs(v).max(axis=0)
             peak_acceleration[idx] = np.abs(a).max(axis=0)
     times, q = motion

@@ -38,8 +38,11 @@ from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
 
 FRAME_DT = 1.0 / FPS
-# Points closer than this to "now" are not sent: the controller needs time to reach the first point it receives.
-MIN_LEAD_S = FRAME_DT
+# The published motion is never changed closer than this to "now": a message must reach the controller before the
+# points it changes start to play, or the controller jumps from the old curve to the new one. Transport and a
+# controller's update loop take milliseconds; this leaves room for a busy executor on either side. Frames play
+# playback_delay_s after their audio, so re-planning closer than this would buy nothing visible.
+COMMIT_LEAD_S = 0.2
 MAX_PENDING_S = 10.0  # a transcript waits this long for audio that places its words in time
 TIMING_WINDOW = 200  # hops in the rolling timing statistics
 # Audio that runs this far ahead of the ROS clock comes faster than its declared rate (a stereo source on a mono
@@ -83,6 +86,10 @@ PARAMS = (
     Param("channels", 1, "Interleaved channels of `audio` when the message does not carry it.", (1, MAX_CHANNELS)),
     Param("playback_delay_s", 1.2, "Seconds from a sound's arrival to the robot playing its gesture frame; "
           "must exceed hop + lookahead + compute, or frames arrive late and are skipped.", (0.1, 5.0)),
+    Param("commit_lead_s", COMMIT_LEAD_S, "Seconds ahead of now from which the node may still change the motion it "
+          "has sent. Each trajectory message must reach the controller within this time: one that arrives later, "
+          "after the points it re-plans have started to play, makes the controller jump between curves.",
+          (FRAME_DT, 1.0)),
     Param("speaker", 0, "Gesture style: speaker id of the checkpoint.", (0, 100_000), live=True),
     Param("amplitude", 1.0, "Gesture size: 1 imitates, <1 calms, >1 exaggerates.", (0.0, 1.5), live=True),
     Param("rest_blend", 0.0, "0 follows the human, 1 holds the rest pose.", (0.0, 1.0), live=True),
@@ -126,10 +133,11 @@ def check_param(p: Param, value) -> str | None:
     return None
 
 
-def worst_case_latency_s(hop_frames: int, lookahead_frames: int) -> float:
-    """Seconds from a sound's arrival to the earliest time its gesture frame can be sent, before compute: the
-    frames of a hop wait for the hop and the lookahead, the audio comes in chunks, points need a frame of lead."""
-    return (hop_frames + lookahead_frames) * FRAME_DT + CHUNK_S + MIN_LEAD_S
+def worst_case_latency_s(hop_frames: int, lookahead_frames: int, commit_lead_s: float) -> float:
+    """Seconds from a sound's arrival to the earliest play time its gesture frame can have, before compute: the
+    frames of a hop wait for the hop and the lookahead, the audio comes in chunks, a frame must lie beyond the commit
+    lead."""
+    return (hop_frames + lookahead_frames) * FRAME_DT + CHUNK_S + commit_lead_s
 
 
 class StreamClock:
@@ -173,12 +181,12 @@ class GestureNode(Node):
             self.declare_parameter(p.name, p.default, _descriptor(p))
         problems = [m for p in PARAMS if (m := check_param(p, self.get_parameter(p.name).value))]
         get = lambda name: self.get_parameter(name).value  # noqa: E731
-        latency = worst_case_latency_s(get("hop_frames"), get("lookahead_frames"))
+        latency = worst_case_latency_s(get("hop_frames"), get("lookahead_frames"), get("commit_lead_s"))
         if get("playback_delay_s") < latency:
             problems.append(f"playback_delay_s {get('playback_delay_s')} s is shorter than the pipeline's worst-case "
                             f"latency {latency:.2f} s (hop_frames {get('hop_frames')} + lookahead_frames "
-                            f"{get('lookahead_frames')} at 15 fps, a {CHUNK_S:g} s audio chunk and one frame of "
-                            f"lead): every gesture frame would come too late; raise it or lower hop/lookahead")
+                            f"{get('lookahead_frames')} at 15 fps, a {CHUNK_S:g} s audio chunk and commit_lead_s "
+                            f"{get('commit_lead_s')}): every gesture frame would come too late; raise it or lower hop/lookahead")
         if problems:
             raise ValueError("invalid parameters: " + "; ".join(problems))
 
@@ -211,6 +219,7 @@ class GestureNode(Node):
         self.amax = np.array([r.profile.acceleration_limit_of(name) for name in self.joint_names])
         self.plan = KnotPlan(SafeMotion(MotionLimits(self.lower, self.upper, self.vmax, self.amax), FRAME_DT),
                              body=r)  # the played motion keeps the self-collision margin too
+        self.commit_lead = get("commit_lead_s")
 
         # --- stream state ---
         self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))
@@ -453,7 +462,7 @@ class GestureNode(Node):
         delay = self.get_parameter("playback_delay_s").value
         for t, dirs in zip(times, directions):
             play = self.clock_map.to_ros(float(t)) + delay
-            if play <= now + MIN_LEAD_S:
+            if play <= now + self.commit_lead:
                 self.stats["late_frames"] += 1  # computed too late to be played: skip, never rush the robot
                 continue
             self.targets.truncate_from(play)  # a real frame replaces frames faded in without audio
@@ -497,7 +506,7 @@ class GestureNode(Node):
         """No audio (source stopped) or no model (inference failed): move toward rest on the node's own clock."""
         horizon = now + self.get_parameter("playback_delay_s").value
         last = self.targets.last()
-        t = max(last[0] if last else now, now + MIN_LEAD_S)
+        t = max(last[0] if last else now, now + self.commit_lead)
         if last is not None and self.weight == 0.0 and np.array_equal(last[1], self.rest):
             return  # resting already: the plan settles on the last target
         while t + FRAME_DT <= horizon:
@@ -522,23 +531,24 @@ class GestureNode(Node):
         robot gets no new knots: the braking tail already sent stops it within its limits."""
         self.targets.forget_before(now - FRAME_DT, keep=2)
         last = self.targets.last()
-        if last is None or last[0] <= now + MIN_LEAD_S:
-            self.plan.commit_braking(now + MIN_LEAD_S)
+        if last is None or last[0] <= now + self.commit_lead:
+            self.plan.commit_braking(now + self.commit_lead)
             return False
         if not self._sees_robot(now):
-            self.plan.commit_braking(now + MIN_LEAD_S)
+            self.plan.commit_braking(now + self.commit_lead)
             self.stats["unseen_robot_ticks"] += 1
             timeout = self.get_parameter("joint_states_timeout_s").value
             stale = [n for n, t in zip(self.joint_names, self.measured_at) if not now - t <= timeout]
             self.get_logger().error(f"not commanding the robot: no recent plausible joint_states for "
                                     f"{', '.join(stale)}", throttle_duration_sec=5.0)
             return False
-        if self.plan.at_rest_before(now + MIN_LEAD_S):
-            _, ahead = self.targets.after(now + MIN_LEAD_S)
+        if self.plan.at_rest_before(now + self.commit_lead):
+            _, ahead = self.targets.after(now + self.commit_lead)
             if np.abs(ahead - self.measured).max() < 1e-9:
                 return False  # standing where the targets are: the controller holds its last point
         changed_from, self._replan_from = self._replan_from, math.inf
-        return self.plan.update(now, MIN_LEAD_S, self.targets.at, last[0], self.measured.copy(), changed_from) > 0
+        return self.plan.update(now, self.commit_lead, self.targets.at, last[0], self.measured.copy(),
+                                changed_from) > 0
 
     # --- publishing ---
     def _publish_trajectories(self, now: float) -> None:

@@ -247,19 +247,27 @@ class KnotPlan:
         `target_at(t)`; returns the number of knots added (publish when > 0).
 
         Knots whose segment may already be playing when a message sent now arrives (`lead` s ahead) are never
-        changed; a plan that ran out continues from its braking tail (what the controller played); a plan at rest
-        restarts from `measured`, the robot's fresh pose. Later knots are re-planned from `changed_from` on: the
+        changed; a plan that ran out continues from its braking tail (what the controller played); a plan whose robot
+        already holds its last pose restarts from `measured`, the robot's fresh pose. Later knots are re-planned from `changed_from` on: the
         earliest target that changed or was added since the last update.
         """
         commit = now + lead
         self.commit_braking(commit)
         if targets_end <= commit:
             return 0
-        if self.at_rest_before(commit):
+        if self.at_rest_before(now):
             self.anchor(commit, measured)
         else:
+            self._hold_until(commit)
             self._replan_from(commit, changed_from)
         return self.extend(target_at, targets_end)
+
+    def _hold_until(self, t: float) -> None:
+        """A braking tail that stops between now and the commit time: its last pose, held still (as the controller
+        does after a message's last point), becomes knots up to `t`. The robot is not at rest yet, so `measured`
+        is no place to restart from, and only knots after `t` may change."""
+        while self.velocities and not self.velocities[-1].any() and self.times[-1] < t:
+            self._append(self.positions[-1], self.velocities[-1])
 
     def forget_before(self, t: float) -> None:
         """Drop knots before `t`, keeping the one that starts the segment playing at `t`."""

@@ -82,6 +82,9 @@ class PlayedMotion:
         self._origin_ns = round(start_s * 1e9)
         self._start = np.asarray(positions, dtype=np.float64)
         self._messages: list[tuple[float, np.ndarray, np.ndarray, np.ndarray | None, tuple]] = []
+        self._arrivals = np.zeros(0)  # relative arrival times of _messages, for searching
+        # (arrival ROS s, position jump, velocity jump) where a message took over from a different curve
+        self._jumps: list[tuple[float, np.ndarray, np.ndarray]] = []
 
     def receive(self, msg: JointTrajectory, arrival_s: float) -> None:
         """Take over with `msg` at `arrival_s` (ROS s); messages must come in order of arrival."""
@@ -94,43 +97,76 @@ class PlayedMotion:
         vel = np.array([p.velocities for p in msg.points], dtype=np.float64)[:, order] if has_velocities else None
         entry = self.state(arrival_s)  # the state the controller is in when the message takes over
         self._messages.append((self._relative(arrival_s), times, positions, vel, entry))
+        self._arrivals = np.append(self._arrivals, self._relative(arrival_s))
+        # A message that arrives after its first point is due plays its own curve from arrival on: where that
+        # differs from the curve being played (it changed points already playing), the command jumps.
+        taken = self.state(arrival_s)
+        jump_p, jump_v = taken[0] - entry[0], taken[1] - entry[1]
+        if np.abs(jump_p).max(initial=0) > 0 or np.abs(jump_v).max(initial=0) > 0:
+            self._jumps.append((arrival_s, jump_p, jump_v))
+
+    def takeover_problems(self, start_s: float, end_s: float) -> list[str]:
+        """Jumps of the commanded position or velocity where a message took over between `start_s` and `end_s`:
+        an instant of unbounded velocity or acceleration, invisible to samples of the curves on either side."""
+        problems = []
+        for arrival, jump_p, jump_v in self._jumps:
+            if not start_s <= arrival <= end_s:
+                continue
+            for what, jump in (("position", jump_p), ("velocity", jump_v)):
+                for j in np.flatnonzero(np.abs(jump) > TOLERANCE):
+                    problems.append(f"Joint {self.joint_names[j]}: {what} jumps by {jump[j]:.6f} where a message "
+                                    f"takes over at t={arrival:.4f} s (it changed points already playing)")
+        return problems
 
     def _relative(self, t: float) -> float:
         return t - self._origin_ns * 1e-9
 
     def state(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity and acceleration (each (J,)) commanded at ROS time `t`."""
-        t = self._relative(t)
-        active = next((m for m in reversed(self._messages) if m[0] <= t), None)
-        zeros = np.zeros(len(self.joint_names))
-        if active is None:
-            return self._start, zeros, zeros
-        arrival, times, positions, vel, (p_entry, v_entry, _) = active
-        if t >= times[-1]:
-            return positions[-1], zeros, zeros
-        if t < times[0]:
-            start, p0, v0 = arrival, p_entry, v_entry
-            end, p1, v1 = times[0], positions[0], vel[0] if vel is not None else None
-        else:
-            i = int(np.searchsorted(times, t, side="right")) - 1
-            start, p0, v0 = times[i], positions[i], vel[i] if vel is not None else None
-            end, p1, v1 = times[i + 1], positions[i + 1], vel[i + 1] if vel is not None else None
-        h = end - start
-        if v0 is None or v1 is None:  # positions only: linear interpolation
-            return p0 + (t - start) / h * (p1 - p0), (p1 - p0) / h, zeros
-        s = (t - start) / h
-        position = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * h * v0 + (-2 * s**3 + 3 * s**2) * p1
-                    + (s**3 - s**2) * h * v1)
-        velocity = ((6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * h * v0 + (6 * s - 6 * s**2) * p1
-                    + (3 * s**2 - 2 * s) * h * v1) / h
-        acceleration = ((12 * s - 6) * p0 + (6 * s - 4) * h * v0 + (6 - 12 * s) * p1 + (6 * s - 2) * h * v1) / h**2
-        return position, velocity, acceleration
+        p, v, a = self.sample(np.array([t], dtype=np.float64))
+        return p[0], v[0], a[0]
 
     def sample(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions, velocities and accelerations (each (n, J)) at `times` (ROS s)."""
-        states = [self.state(float(t)) for t in times]
-        n = len(states)
-        return tuple(np.array([s[k] for s in states]).reshape(n, -1) for k in range(3))
+        """Positions, velocities and accelerations (each (n, J)) at `times` (ROS s), computed message by message
+        (vectorized: an hour of messages sampled at 1 kHz stays cheap)."""
+        t = self._relative(np.asarray(times, dtype=np.float64).reshape(-1))
+        shape = (len(t), len(self.joint_names))
+        position, velocity, acceleration = np.empty(shape), np.zeros(shape), np.zeros(shape)
+        active = np.searchsorted(self._arrivals, t, side="right") - 1  # the message that took over last before t
+        position[active < 0] = self._start
+        for m in np.unique(active[active >= 0]):
+            at = np.flatnonzero(active == m)
+            self._play_message(self._messages[m], t[at], at, position, velocity, acceleration)
+        return position, velocity, acceleration
+
+    @staticmethod
+    def _play_message(message, t, at, position, velocity, acceleration) -> None:
+        """Fill rows `at` of the outputs with what `message` plays at relative times `t`."""
+        arrival, times, positions, vel, (p_entry, v_entry, _) = message
+        holding = t >= times[-1]
+        position[at[holding]] = positions[-1]  # after the last point: hold it, still
+        t, at = t[~holding], at[~holding]
+        # Segment starts and ends: the entry segment (arrival state -> first point) is index -1.
+        i = np.searchsorted(times, t, side="right") - 1
+        entering = i < 0
+        start = np.where(entering, arrival, times[np.maximum(i, 0)])[:, None]
+        end = times[i + 1][:, None]
+        p0 = np.where(entering[:, None], p_entry, positions[np.maximum(i, 0)])
+        p1 = positions[i + 1]
+        h = end - start
+        if vel is None:  # positions only: linear interpolation
+            position[at] = p0 + (t[:, None] - start) / h * (p1 - p0)
+            velocity[at] = (p1 - p0) / h
+            return
+        v0 = np.where(entering[:, None], v_entry, vel[np.maximum(i, 0)])
+        v1 = vel[i + 1]
+        s = (t[:, None] - start) / h
+        position[at] = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * h * v0
+                        + (-2 * s**3 + 3 * s**2) * p1 + (s**3 - s**2) * h * v1)
+        velocity[at] = ((6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * h * v0 + (6 * s - 6 * s**2) * p1
+                        + (3 * s**2 - 2 * s) * h * v1) / h
+        acceleration[at] = ((12 * s - 6) * p0 + (6 * s - 4) * h * v0 + (6 - 12 * s) * p1
+                            + (6 * s - 2) * h * v1) / h**2
 
 
 def check_played(names, times, positions, velocities_, accelerations, lower, upper, velocity_limits,

@@ -20,7 +20,8 @@ NAMES = ["a", "b", "c"]
 def played_problems(played: PlayedMotion, start: float, end: float) -> list[str]:
     times = np.arange(start, end, 1e-3)
     p, v, a = played.sample(times)
-    return check_played(NAMES, times, p, v, a, LIMITS.lower, LIMITS.upper, LIMITS.velocity, LIMITS.acceleration)
+    return (check_played(NAMES, times, p, v, a, LIMITS.lower, LIMITS.upper, LIMITS.velocity, LIMITS.acceleration)
+            + played.takeover_problems(start, end))
 
 
 DELAY = 0.6  # s from a frame's computation to its play time, as the node's playback delay
@@ -77,6 +78,20 @@ def test_wild_targets_are_played_within_every_limit():
     assert np.ptp(positions, axis=0).min() > 0.5, "the joints hardly moved: the test would prove nothing"
 
 
+def test_the_guarantee_holds_for_messages_delivered_within_the_commit_lead():
+    """A message may reach the controller up to the commit lead after it was sent (a busy executor on either side):
+    what is played stays within every limit. Later than that, the controller jumps from the old curve to the new one
+    where the message re-planned points that were already playing: the lead is what the guarantee rests on."""
+    lead, start = 0.2, np.array([0.0, 0.0, 0.5])
+    targets = np.random.default_rng(3).uniform(-3, 3, size=(300, 3))
+    in_time, end = stream(targets.copy(), start, lead=lead, delays=(0.0, 0.19, 0.1, 0.199),
+                          rewrite=np.random.default_rng(4))
+    assert played_problems(in_time, T0, end) == []
+    too_late, end = stream(targets.copy(), start, lead=lead, delays=(0.0, 0.35, 0.1, 0.35),
+                           rewrite=np.random.default_rng(4))
+    assert any("jumps by" in p for p in played_problems(too_late, T0, end))
+
+
 def test_a_smooth_gesture_is_followed_closely():
     t = np.arange(200) * T
     targets = np.stack([0.5 * np.sin(2 * np.pi * 0.5 * t), 0.8 + 0.6 * np.sin(2 * np.pi * 0.7 * t),
@@ -108,6 +123,24 @@ def test_a_stalled_planner_leaves_the_robot_braking_inside_its_limits():
     plan.extend(lambda t: np.array([-1.0, -0.5, 0.0]), resume + 2.0)
     played.receive(build_trajectory(NAMES, *plan.to_send()), resume - 0.01)
     assert played_problems(played, T0, resume + 4.0) == []
+
+
+def test_targets_that_come_while_a_braking_tail_ends_continue_its_curve():
+    """The plan ran out and the robot brakes; new targets come when the tail stops between now and the commit time.
+    The robot is still moving at that moment, so its measured pose is no place to restart from: the new plan holds
+    the tail's last pose through the commit time and goes on from there, without a jump or an acceleration spike."""
+    lead, start = 0.2, np.array([-0.9, -0.4, 0.1])
+    plan, played = KnotPlan(SafeMotion(LIMITS, T)), PlayedMotion(NAMES, start, start_s=T0)
+    plan.anchor(T0, start)
+    plan.extend(lambda t: np.array([0.9, 1.9, 0.9]), T0 + 0.5)  # full speed toward the far corner, then stop
+    played.receive(build_trajectory(NAMES, *plan.to_send()), T0 - 0.01)
+    tail_end = plan.to_send()[0][-1] * 1e-9
+    now = tail_end - lead / 2
+    assert np.abs(played.state(now)[1]).max() > 0.5, "the robot should still be braking"
+    plan.update(now, lead, lambda t: start, now + 2.0, played.state(now - 0.05)[0], changed_from=now)
+    plan.forget_before(now)
+    played.receive(build_trajectory(NAMES, *plan.to_send()), now + 0.03)
+    assert played_problems(played, T0, now + 4.0) == []
 
 
 def test_a_start_beyond_a_limit_returns_inside_without_going_further_out():

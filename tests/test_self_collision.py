@@ -161,6 +161,7 @@ def test_the_played_motion_keeps_the_margin(robot):
     times = np.arange(t0, t0 + delay + len(frames) / 15 + 2.0, 0.01)
     p, v, a = played.sample(times)
     assert check_played(rt.joint_names, times, p, v, a, rt.lower, rt.upper, vmax, amax) == []
+    assert played.takeover_problems(times[0], times[-1]) == []
     closest = np.array([min(rt.part_distances(q).values()) for q in p])
     assert closest.min() > 0.0, f"the played motion went {-1e3 * closest.min():.1f} mm into the body"
     assert closest.min() > rt.margin - 0.01, f"closest approach {1e3 * closest.min():.1f} mm"
