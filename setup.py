@@ -1,9 +1,24 @@
 """ha2g_ros: ament_python package (colcon build) that also installs with plain `pip install -e .`."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "ha2g_ros"
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements"
+
+
+def requirements(name: str) -> list[str]:
+    """The requirement lines of requirements/<name>, following its `-r` includes."""
+    found = []
+    for line in (REQUIREMENTS / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found += requirements(line[3:].strip())
+        elif line:
+            found.append(line)
+    return found
+
 
 setup(
     name=PACKAGE,
@@ -15,7 +30,9 @@ setup(
     package_data={
         # the official statistics and the shipped default checkpoint are data the package reads at run time
         "ha2g_model": ["data/*.json", "checkpoints/default/*"],
-        "ha2g_ros": ["data/*"],
+        # Pepper's and NAO's URDFs (Apache-2.0, from qibullet; see urdf/README.md): the default robot's profile
+        # reads python://ha2g_ros/urdf/pepper.urdf, so a colcon or pip install needs nothing more
+        "ha2g_ros": ["data/*", "urdf/*"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -24,36 +41,17 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
     ],
-    # The robot runtime needs no torch: onnxruntime runs the ONNX graphs a checkpoint ships. torch (the `torch` extra)
-    # is for the torch backend, training and ha2g-export-onnx; it has no upper bound on purpose: scripts/setup.sh
-    # installs a pinned CPU build first, and on a robot (Jetson, desktop GPU) the user's own torch build must be kept.
-    # ROS 2 itself is never a pip dependency: it comes from the system (apt) or from requirements-ros.txt.
-    # Nor is librosa (numba, llvmlite, scikit-learn: 220 MB installed, 135 MB of memory): the runtime computes the same
-    # log-mel with numpy; training measures onsets and loudness with it, and the tests hold that log-mel to librosa's.
-    install_requires=[
-        "numpy>=1.23",
-        "scipy>=1.10",
-        "pyyaml>=6.0",
-        "tqdm>=4.60",
-        "safetensors>=0.4",
-        "soundfile>=0.12",
-        "onnxruntime>=1.17",
-        "pin>=2.7",
-        "daqp>=0.11",
-        "coal>=3.0",
-        "matplotlib>=3.7",
-        "imageio>=2.30",
-        "pillow>=9.0",
-    ],
+    # Dependencies live in requirements/ (one file per purpose) and are read from there, so pip, setup.sh and the
+    # docs install the same lists. The robot runtime needs no torch: onnxruntime runs the ONNX graphs a checkpoint
+    # ships. ROS 2 itself is never a pip dependency: it comes from the system (apt) or from requirements-ros.txt.
+    install_requires=requirements("runtime.txt") + requirements("pinocchio.txt"),
     extras_require={
-        "torch": ["torch>=2.1", "onnx>=1.15"],
-        "train": ["torch>=2.1", "onnx>=1.15", "librosa>=0.10"],
+        "torch": requirements("torch.txt"),
+        "train": requirements("training.txt"),
+        "demo": requirements("demo.txt"),
+        "test": requirements("test.txt"),
         # TensorRT's Python bindings come with JetPack (or `pip install tensorrt` on a desktop); buffers: cuda-python
         "tensorrt": ["cuda-python>=12"],
-        "microphone": ["sounddevice>=0.4"],
-        "video": ["imageio-ffmpeg>=0.4"],
-        "physics": ["mujoco>=3.3"],
-        "test": ["pytest>=7.0", "hypothesis>=6.0", "librosa>=0.10"],
     },
     zip_safe=False,
     entry_points={

@@ -2,7 +2,7 @@
 # One command on a fresh Debian/Ubuntu machine with Python 3.10+:
 #   creates .venv, installs everything the package needs, then runs the main job (the gesture demo on the shipped
 #   checkpoint, the default robot and the bundled speech sample). `--no-run` stops after the setup.
-# Idempotent: a second run only re-installs when requirements*.txt, setup.py or package.xml changed.
+# Idempotent: a second run only re-installs when requirements*, setup.py, package.xml or the ROS 2 found changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,35 +28,70 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# 2. The virtual environment.
+# 2. The virtual environment. With an apt-installed, sourced ROS 2 (rclpy imports from the system Python) the venv
+#    sees the system's site-packages, so that ROS 2, its pinocchio and a JetPack torch are used, never copied.
 python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { log "Python 3.10+ is required (found $("$python" --version))"; exit 1; }
-[ -x .venv/bin/python ] || { log "creating .venv"; "$python" -m venv .venv; }
+apt_ros=""
+if [ -n "${ROS_DISTRO:-}" ] && "$python" -c 'import rclpy' 2>/dev/null; then apt_ros=$ROS_DISTRO; fi
+if [ ! -x .venv/bin/python ]; then
+  if [ -n "$apt_ros" ]; then
+    log "creating .venv on top of ROS 2 $apt_ros (--system-site-packages)"
+    "$python" -m venv --system-site-packages .venv
+  else
+    log "creating .venv"
+    "$python" -m venv .venv
+  fi
+elif [ -n "$apt_ros" ] && ! grep -q "include-system-site-packages = true" .venv/pyvenv.cfg; then
+  log "WARNING: ROS 2 $apt_ros is sourced but .venv cannot see the system's packages: remove .venv and run again"
+fi
 venv_python=.venv/bin/python
+# Humble's Python extensions are built against numpy 1: every install there is constrained to numpy<2
+constraints=()
+[ "$apt_ros" = humble ] && constraints=(-c requirements/humble-constraints.txt)
 pip() { "$venv_python" -m pip "$@"; }
+pip_install() { pip install -q "${constraints[@]}" "$@"; }
 
 stamp=.venv/.ha2g-setup-stamp
-want=$(cat requirements.txt requirements-ros.txt setup.py package.xml | sha256sum | cut -d' ' -f1)
+want=$( (cat requirements.txt requirements/*.txt requirements-ros.txt setup.py package.xml; echo "ros=$apt_ros") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  # 3. torch first and pinned: an open range would pull a multi-GB CUDA build where a CPU build is wanted.
-  if ! "$venv_python" -c 'import torch' 2>/dev/null; then
-    log "installing torch 2.13.0"
-    pip install -q "torch==2.13.0"
+  # 3. torch first and pinned, the CPU build from PyTorch's own index (PyPI's x86_64 wheel is the multi-GB CUDA
+  #    build). A torch that already imports (JetPack on a Jetson, a CUDA build) is kept, never replaced.
+  if "$venv_python" -c 'import torch' 2>/dev/null; then
+    log "keeping the installed torch $("$venv_python" -c 'import torch; print(torch.__version__)')"
+  else
+    cpu_index=https://download.pytorch.org/whl/cpu
+    # the +cpu local version outranks PyPI's 2.13.0, so the extra index wins where it is reachable
+    if "$venv_python" -c "import urllib.request as u; u.urlopen('$cpu_index/torch/', timeout=10)" 2>/dev/null; then
+      log "installing torch 2.13.0 (CPU build, $cpu_index)"
+      pip_install --extra-index-url "$cpu_index" "torch==2.13.0"
+    else
+      log "installing torch 2.13.0 from the configured package index ($cpu_index is unreachable)"
+      pip_install "torch==2.13.0"
+    fi
+    "$venv_python" -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' ||
+      log "WARNING: this torch is a CUDA build (several GB); the CPU build is at $cpu_index"
   fi
   # 4. ROS 2: the system's when it imports (apt-installed and sourced), otherwise the wheels from the package registry.
   if "$venv_python" -c 'import rclpy' 2>/dev/null; then
     log "using the ROS 2 found on this system"
   else
     log "installing the ROS 2 Python wheels (rclpy + messages)"
-    pip install -q -r requirements-ros.txt
+    pip_install -r requirements-ros.txt
   fi
-  # 5. Everything else, then the package itself (editable, so the checkout is what runs).
+  # 5. Every purpose's requirements (runtime, demo, training, tests), then the package itself (editable, so the
+  #    checkout is what runs; --no-deps: everything it needs is in place and pip must not add a second pinocchio).
   log "installing Python requirements"
-  pip install -q -r requirements.txt
-  # Pepper's and NAO's URDFs ship inside qibullet; its simulator dependency (pybullet, a long native build) is not
-  # needed for them, and requirements.txt cannot say --no-deps.
-  pip install -q --no-deps "qibullet==1.4.6"
-  pip install -q --no-build-isolation -e . 2>&1 | grep -v -i "editable\|!!\|\*\*\*\|name as your package\|^ *$\|with strategy" || true
+  requirement_files=(runtime torch demo training test)
+  if [ -n "$apt_ros" ] && "$python" -c 'import pinocchio, coal' 2>/dev/null; then
+    log "using ROS 2 $apt_ros's pinocchio and coal (not PyPI's pin: two copies would shadow each other)"
+  else
+    requirement_files+=(pinocchio)
+  fi
+  requirement_args=()
+  for name in "${requirement_files[@]}"; do requirement_args+=(-r "requirements/$name.txt"); done
+  pip_install "${requirement_args[@]}"
+  pip_install --no-build-isolation --no-deps -e . 2>&1 | grep -v -i "editable\|!!\|\*\*\*\|name as your package\|^ *$\|with strategy" || true
   echo "$want" > "$stamp"
   log "setup complete"
 else
