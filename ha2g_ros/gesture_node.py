@@ -1,6 +1,7 @@
 """The gesture node: speech audio (+ transcript) in, limit-safe joint trajectories for the robot's controllers out.
 
-Callbacks only buffer; a 15 Hz timer runs the pipeline (docs/ros.md has the picture and the latency model):
+Callbacks only buffer (joint_states are not even a callback: the tick takes them, see PolledCallbackGroup); a 15 Hz
+timer runs the pipeline (docs/ros.md has the picture and the latency model):
   audio chunks -> 16 kHz -> voice activity + engine.push_audio;  transcript -> timed words -> engine.push_words
   engine.pull_frames (a window per hop_frames of new audio) -> retargeter.solve -> fade with voice activity
   -> targets (frames on the ROS clock) -> safe motion plan (safe_motion.py: knots whose played spline keeps
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -51,6 +53,26 @@ AHEAD_LIMIT_S = 0.5
 CLOCK_JUMP_BACK_S = 0.5  # the ROS clock going back more than this (a restarted simulation, a /clock reset)
 CHUNK_S = 0.1  # the usual audio message: 100 ms
 AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 ms chunks)
+# joint_states messages held between two ticks: a ros2_control robot publishes at its controller rate (100-1000 Hz),
+# often from several publishers (arms, hands); 1/15 s of all of them must fit, or a slow publisher's joints go unseen.
+JOINT_STATES_QUEUE = 100
+
+
+class PolledCallbackGroup(CallbackGroup):
+    """Entities the executor never waits on or runs: the node takes their messages itself, when it needs them.
+
+    joint_states come at the robot's rate (50-1000 Hz), but the plan reads them once per tick: waking the executor
+    for each message cost more than the rest of the node (a 50 Hz publisher alone took 4 % of a core here).
+    """
+
+    def can_execute(self, entity) -> bool:
+        return False
+
+    def beginning_execution(self, entity) -> bool:
+        return False
+
+    def ending_execution(self, entity) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -253,7 +275,11 @@ class GestureNode(Node):
         self.create_subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos)
         # Transcripts and commands are few and must not be lost: reliable.
         self.create_subscription(String, "transcript", self.on_transcript, 10)
-        self.create_subscription(JointState, "joint_states", self.on_joint_states, qos_profile_sensor_data)
+        # Robot state: sensor-data QoS (best effort: only the newest reading matters), taken each tick.
+        state_qos = QoSProfile(depth=JOINT_STATES_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
+                               durability=DurabilityPolicy.VOLATILE)
+        self.joint_states_sub = self.create_subscription(JointState, "joint_states", self.on_joint_states, state_qos,
+                                                         callback_group=PolledCallbackGroup())
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.trajectory_pubs = {g: self.create_publisher(JointTrajectory, f"{g}/joint_trajectory", reliable)
                                 for g in self.groups}
@@ -348,8 +374,20 @@ class GestureNode(Node):
 
     # --- the pipeline, every tick ---
     def on_tick(self) -> None:
+        self._take_joint_states()
         self._run_pipeline()
         self._publish_preview()
+
+    def _take_joint_states(self) -> None:
+        """Every joint_states message that came since the last tick, oldest first (as rclpy's executor takes
+        them), through on_joint_states."""
+        sub = self.joint_states_sub
+        with sub.handle:
+            for _ in range(JOINT_STATES_QUEUE):  # at most what the queue holds: never chase a flood forever
+                taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    return
+                self.on_joint_states(taken[0])
 
     def _run_pipeline(self) -> None:
         now = self.now_s()

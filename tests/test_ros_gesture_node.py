@@ -286,6 +286,33 @@ def test_robot_state_is_trusted_only_when_fresh_finite_and_plausible(rclpy_conte
     assert vanished > started
 
 
+def test_joint_states_from_several_fast_publishers_keep_the_robot_seen(rclpy_context, checkpoint, speech):
+    """A ros2_control robot publishes joint_states at its controller rate, often from several publishers (arms at
+    hundreds of Hz, hands slower). The node reads them once per tick: every message since the last tick counts, so a
+    hand reading followed by a burst of 40 arm readings (800 Hz) still leaves every joint seen."""
+    from sensor_msgs.msg import JointState
+
+    audio = speech[0]
+    h = Harness(rclpy_context, checkpoint)
+    hands = [name for group, joints in h.groups.items() if "hand" in group for name in joints]
+    arms = [name for name in h.index if name not in hands]
+    assert hands and arms
+    try:
+        h.state_override = False  # the readings come from the loop below
+        for start in range(0, 4 * RATE, CHUNK):
+            h.audio_pub.publish(from_samples(audio[start:start + CHUNK], h.audio_type, RATE))
+            for _ in range(2):  # two ticks of the harness clock per 100 ms chunk
+                q = h.played_state()
+                h.state_pub.publish(JointState(name=hands, position=[float(q[h.index[n]]) for n in hands]))
+                for _ in range(40):
+                    h.state_pub.publish(JointState(name=arms, position=[float(q[h.index[n]]) for n in arms]))
+                h.tick(CHUNK / RATE / 2)
+    finally:
+        h.close()
+    assert h.gesture.stats["unseen_robot_ticks"] == 0
+    assert all(h.received[g] for g in h.groups), {g: len(m) for g, m in h.received.items()}
+
+
 def test_every_transition_is_played_within_limits(rclpy_context, checkpoint, speech):
     """Exaggerated gestures, live rest_blend/amplitude/enabled changes, a stalled node (the clock jumps 1.5 s
     between two ticks) and a robot moved by someone else while resting: the played spline keeps position,
