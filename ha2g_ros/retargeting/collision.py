@@ -136,13 +136,9 @@ class SelfCollision:
         """The furthest any shape point can be from a joint that moves it (metres): the size of the moving body."""
         return float(self._levers.max())
 
-    def _update(self, q_model: np.ndarray, jacobians: bool = False) -> None:
+    def _update(self, q_model: np.ndarray) -> None:
         """Forward kinematics, then every shape's placement (rotation, translation) and bounding-sphere centre."""
-        if jacobians:
-            pin.computeJointJacobians(self.model, self.data, q_model)  # also runs forward kinematics
-            pin.updateFramePlacements(self.model, self.data)
-        else:
-            pin.framesForwardKinematics(self.model, self.data, q_model)
+        pin.framesForwardKinematics(self.model, self.data, q_model)
         self._q = np.array(q_model, dtype=np.float64)
         frames = [self.data.oMf[f] for f in self._frames]
         rotation = np.array([m.rotation for m in frames])[self._slot]
@@ -215,7 +211,7 @@ class SelfCollision:
         d(q + dq) = d + J dq to first order. The pairs left out are certainly further than `within` at q_model +
         step: each shape's points move at most levers @ |step| (see _lever_bounds).
         """
-        self._update(q_model, jacobians=True)
+        self._update(q_model)
         reach = 0.0
         if step is not None:
             dq = np.zeros(self.model.nv)
@@ -225,6 +221,8 @@ class SelfCollision:
         found = self._closest(within + np.broadcast_to(reach, (len(self.pairs),)))
         if not found:
             return np.zeros(0), np.zeros((0, len(columns))), np.zeros(0, dtype=np.int64)
+        # Jacobians only now: most steps keep every pair far apart, and they cost more than the culling
+        pin.computeJointJacobians(self.model, self.data, q_model)
         pairs = np.array([f[0] for f in found], dtype=np.int64)
         d = np.array([f[1] for f in found])
         normal = np.array([f[4] for f in found])
