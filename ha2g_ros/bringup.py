@@ -40,26 +40,56 @@ def configuration_errors(*node_errors) -> tuple:
 
 def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) -> None:
     """The `ros2 run` entry point of one node: spin it until Ctrl-C or shutdown, then clean up in order.
+
+    A configuration error at start-up ends the process with exit code 1 and one FATAL line on the node's own logger
+    (console, the ROS log file, and /rosout while the half-built node exists), so `ros2 launch` records why. Repeated
+    SIGINTs (a terminal's process-group one plus the one launch forwards) stop it once, cleanly, with exit code 0.
     `node_errors` come from the node's own module: under `python -m` that module is __main__, so they can only be
     named by the caller."""
     default_environment()
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    _interrupt_once()  # before rclpy.init: rclpy's own SIGINT handler (it wakes the executor) chains to this one
     rclpy.init(args=args)
-    node = None
+    # Named before its constructor runs, so a constructor that fails still has the node's logger to report through.
+    node = node_class.__new__(node_class)
+    constructed = False
     try:
-        node = node_class()
+        node.__init__()
+        constructed = True
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except configuration_errors(*node_errors) as error:
-        print(f"{executable}: {error}", file=sys.stderr)
+        _logger_of(node, executable).fatal(str(error))
         raise SystemExit(1) from None
     finally:
-        if node is not None:
+        if constructed:
             node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()  # also destroys a half-built node: the context tracks every node it created
+
+
+def _interrupt_once() -> None:
+    """The first SIGINT raises KeyboardInterrupt; later ones are ignored, so they cannot break into the clean-up
+    with a second traceback (launch forwards SIGINT to a node that the terminal's Ctrl-C already reached)."""
+    import signal
+
+    def on_sigint(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def _logger_of(node, executable: str):
+    """The node's own logger (its namespaced name), or the executable's where rclpy's Node never came to exist."""
+    import rclpy.logging
+
+    try:
+        return node.get_logger()
+    except AttributeError:
+        return rclpy.logging.get_logger(executable)
 
 
 def params_file() -> Path:

@@ -71,6 +71,8 @@ def find_input_device(device: str):
 class MicrophoneNode(Node):
     def __init__(self, **kwargs):
         super().__init__("microphone_node", **kwargs)
+        # First: the context destroys its nodes at shutdown, a node whose constructor failed below included.
+        self.stream = None
         declare = self.declare_parameter
         declare("source", "device", ParameterDescriptor(description="device (sound card) or file", read_only=True))
         declare("device", "", ParameterDescriptor(
@@ -100,7 +102,6 @@ class MicrophoneNode(Node):
         # Audio is a stream: best effort like any sensor, matching the gesture node's subscription.
         self.audio_pub = self.create_publisher(message_class(self.audio_type), "audio", qos_profile_sensor_data)
         self.finished = False  # the file source played its file to the end
-        self.stream = None
         if get("source") == "file":
             if not get("file"):
                 raise MicrophoneError("source: file needs the `file` parameter (a WAV/FLAC path)")

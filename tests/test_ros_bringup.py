@@ -172,17 +172,18 @@ def test_bringup_command_runs_the_pipeline(rclpy_context, checkpoint, speech, tm
 
 
 @pytest.mark.parametrize("command, message", [
-    (["ha2g_ros.gesture_node", "--ros-args", "-p", "robot:=no_such_robot"], "gesture_node: unknown robot profile"),
-    (["ha2g_ros.gesture_node", "--ros-args", "-p", "hop_frames:=500"], "gesture_node: Invalid parameter value"),
+    (["ha2g_ros.gesture_node", "--ros-args", "-p", "robot:=no_such_robot"], "[gesture_node]: unknown robot profile"),
+    (["ha2g_ros.gesture_node", "--ros-args", "-p", "hop_frames:=500"], "[gesture_node]: Invalid parameter value"),
     (["ha2g_ros.microphone_node", "--ros-args", "-p", "source:=file", "-p", "file:=/no/such.wav"],
-     "microphone_node: audio file /no/such.wav does not exist"),
+     "[microphone_node]: audio file /no/such.wav does not exist"),
 ], ids=["unknown robot", "hop out of range", "missing audio file"])
 def test_node_executables_end_configuration_errors_in_one_line(command, message):
-    """`ros2 run` (here `python -m`, where the node's module is __main__): exit 1, the reason, no traceback."""
+    """`ros2 run` (here `python -m`, where the node's module is __main__): exit 1, the reason as one FATAL line of
+    the node's logger, no traceback."""
     result = subprocess.run([sys.executable, "-m", *command], env=os.environ.copy(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "[FATAL]" in result.stderr and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_launch_file_uses_the_one_params_file():
