@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 PACKAGE = "ha2g_ros"
 SOURCE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "gestures.yaml"
@@ -106,6 +109,18 @@ def params_file() -> Path:
         raise FileNotFoundError(f"config/gestures.yaml not found beside the sources ({SOURCE_CONFIG}) nor in the "
                                 f"installed share/{PACKAGE}; reinstall the package or pass --params-file")
     return installed
+
+
+def params_file_values(path: str | Path, node_fqn: str) -> dict:
+    """The parameters a params file gives the node named `node_fqn` (e.g. /robot1/gesture_node), by rcl's rules:
+    every section whose key matches (`/*` one namespace token, `/**` any number) applies, in the order the keys
+    appear, later ones winning (rclpy's and rclcpp's wildcard matching, ros2/rclpy#987)."""
+    values = {}
+    for key, section in (yaml.safe_load(Path(path).read_text()) or {}).items():
+        pattern = re.escape("/" + key.lstrip("/")).replace(r"/\*\*", r"(/\w+)*").replace(r"/\*", r"(/\w+)")
+        if re.fullmatch(pattern, node_fqn):
+            values.update((section or {}).get("ros__parameters", {}))
+    return values
 
 
 def overrides(args: argparse.Namespace) -> tuple[list, list]:

@@ -34,7 +34,7 @@ def load_yaml():
 
 def test_params_file_matches_the_declared_defaults():
     config = load_yaml()
-    values = {**config["/**"]["ros__parameters"], **config["gesture_node"]["ros__parameters"]}
+    values = {**config["/**"]["ros__parameters"], **config["/**/gesture_node"]["ros__parameters"]}
     declared = {p.name: p.default for p in PARAMS}
     assert set(values) == set(declared), "config/gestures.yaml and gesture_node.PARAMS list different parameters"
     for name, default in declared.items():
@@ -48,8 +48,8 @@ def test_params_from_yaml_reach_both_nodes(tmp_path, checkpoint, speech):  # noq
 
     config = load_yaml()
     config["/**"]["ros__parameters"]["audio_type"] = "std_msgs/msg/Float32MultiArray"
-    config["gesture_node"]["ros__parameters"].update(amplitude=0.7, checkpoint=str(checkpoint), hop_frames=5)
-    config["microphone_node"]["ros__parameters"].update(source="file", file=str(speech[2]), chunk_size=800)
+    config["/**/gesture_node"]["ros__parameters"].update(amplitude=0.7, checkpoint=str(checkpoint), hop_frames=5)
+    config["/**/microphone_node"]["ros__parameters"].update(source="file", file=str(speech[2]), chunk_size=800)
     user_yaml = tmp_path / "my_robot.yaml"
     user_yaml.write_text(yaml.safe_dump(config))
     context = rclpy.context.Context()
