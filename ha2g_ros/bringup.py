@@ -31,6 +31,21 @@ def default_environment() -> None:
     os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 
+# Distros older than Iron have no ROS_AUTOMATIC_DISCOVERY_RANGE: only ROS_LOCALHOST_ONLY keeps their traffic local.
+DISTROS_WITHOUT_DISCOVERY_RANGE = ("foxy", "galactic", "humble")
+
+
+def loopback_discovery() -> None:
+    """ROS 2 discovery on this machine only, on any distro: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, and
+    ROS_LOCALHOST_ONLY=1 where ROS_DISTRO predates the range; newer distros warn about that deprecated variable (and
+    then ignore the range), so it is removed there. Without ROS_DISTRO (the PyPI wheels: Kilted) the range is used."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if os.environ.get("ROS_DISTRO", "").lower() in DISTROS_WITHOUT_DISCOVERY_RANGE:
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    else:
+        os.environ.pop("ROS_LOCALHOST_ONLY", None)
+
+
 def configuration_errors(*node_errors) -> tuple:
     """What nodes raise at start-up when their configuration is wrong (parameter, checkpoint, robot, backend, plus
     `node_errors`, e.g. a missing audio device): reported in one line without a traceback."""

@@ -119,11 +119,10 @@ def synthesize_speech(out_dir: Path, paragraphs=SPEECH) -> tuple[Path, Path]:
 
 def loopback_environment() -> None:
     """The demo talks to nobody else: discovery on this machine only, and a domain of its own unless one is set."""
-    from ha2g_ros.bringup import default_environment
+    from ha2g_ros.bringup import default_environment, loopback_discovery
 
     default_environment()
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the range on newer distros
+    loopback_discovery()
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
 

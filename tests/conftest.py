@@ -1,7 +1,7 @@
 """Test-wide setup: ROS 2 traffic stays on loopback, shared data is located, slow tests are marked.
 
-ROS 2 reads ROS_AUTOMATIC_DISCOVERY_RANGE and ROS_DOMAIN_ID when a context is initialised, so they are set here, at
-import time, before any test creates a node; child processes started by tests inherit them.
+ROS 2 reads the discovery range (ROS_LOCALHOST_ONLY on Humble) and ROS_DOMAIN_ID when a context is initialised, so
+they are set here, at import time, before any test creates a node; child processes started by tests inherit them.
 """
 import atexit
 import json
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # discovery never leaves this machine
-os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the range on newer distros
+from ha2g_ros.bringup import loopback_discovery
+
+loopback_discovery()  # discovery never leaves this machine (on Humble too)
 # A domain of our own per test session, so parallel runs (and other ROS users here) never see each other.
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("HA2G_TEST_ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 # The ROS 2 wheels find their resources through the ament index of the environment they are installed in.

@@ -315,3 +315,16 @@ def test_preview_launch_describes_robot_state_publisher_and_rviz(ros2_tooling, l
     nao_params.write_text(yaml.safe_dump(config))
     assert "HipYawPitch" in preview.robot_description("", str(nao_params), "/robot1/gesture_node")
     assert "HipYawPitch" not in preview.robot_description("", str(user_params), "/robot1/gesture_node")  # Pepper
+
+
+@pytest.mark.parametrize("distro, localhost_only", [("humble", "1"), ("jazzy", None), ("kilted", None), ("", None)])
+def test_loopback_discovery_on_every_distro(distro, localhost_only, monkeypatch):
+    """Humble has no ROS_AUTOMATIC_DISCOVERY_RANGE (only ROS_LOCALHOST_ONLY keeps it local); newer distros warn about
+    ROS_LOCALHOST_ONLY and then ignore the range."""
+    from ha2g_ros.bringup import loopback_discovery
+
+    monkeypatch.setenv("ROS_DISTRO", distro)
+    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "0")
+    loopback_discovery()
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert os.environ.get("ROS_LOCALHOST_ONLY") == localhost_only
