@@ -10,6 +10,8 @@ timer runs the pipeline (docs/ros.md has the picture and the latency model):
      now to the plan's braking tail; every tick: the target due now as JointState (preview) and the human skeleton
      as MarkerArray.
 The robot is only commanded while it is seen: fresh, finite, plausible joint_states for every commanded joint.
+A managed (lifecycle) node: configure loads, activate gestures, deactivate fades to rest (docs/ros.md, Lifecycle);
+/diagnostics says once a second how it goes.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import CallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -56,6 +59,13 @@ AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 m
 # joint_states messages held between two ticks: a ros2_control robot publishes at its controller rate (100-1000 Hz),
 # often from several publishers (arms, hands); 1/15 s of all of them must fit, or a slow publisher's joints go unseen.
 JOINT_STATES_QUEUE = 100
+DIAGNOSTICS_PERIOD_S = 1.0
+# Counters whose growth since the last report makes /diagnostics say WARN, and what they count
+DIAGNOSED = {"late_frames": "late frames (computed after their play time, skipped)",
+             "dropped_audio_s": "s of audio dropped (compute behind real time)",
+             "bad_audio": "malformed audio messages", "bad_transcripts": "malformed transcripts",
+             "bad_joint_states": "implausible joint_states", "unseen_robot_ticks": "ticks without joint_states (no commands)",
+             "clock_jumps": "ROS clock jumps back", "audio_ahead_resets": "audio faster than real time resets"}
 
 
 class PolledCallbackGroup(CallbackGroup):
@@ -87,8 +97,13 @@ class Param:
 
 # Declared once here; config/gestures.yaml holds the same values for users to copy (a test keeps them equal).
 PARAMS = (
+    Param("autostart", True, "Configure and activate at start-up; false leaves the node unconfigured for a "
+          "lifecycle manager (ros2 lifecycle set, nav2_lifecycle_manager, launch events)."),
     Param("robot", "pepper", "Robot profile: a name in config/robots/ or a path to a profile YAML."),
-    Param("robot_description", "", "URDF XML of the robot; empty = the URDF the profile names."),
+    Param("robot_description", "", "URDF XML of the robot; empty = the one latched on the robot_description "
+          "topic (robot_state_publisher's), or else the URDF the profile names."),
+    Param("robot_description_wait_s", 1.0, "Seconds configure waits for a URDF on the robot_description topic "
+          "when the parameter robot_description is empty; 0 = use the profile's URDF at once.", (0.0, 30.0)),
     Param("checkpoint", "", "HA2G checkpoint directory; empty = the shipped default checkpoint."),
     Param("backend", "auto", "Inference backend of the gesture engine; auto = the fastest that loads (CPU: "
           "onnxruntime, then torch; CUDA: tensorrt, torch, onnxruntime).",
@@ -195,12 +210,87 @@ class StreamClock:
         return ros_s - self.offset
 
 
-class GestureNode(Node):
+class GestureNode(LifecycleNode):
+    """Speech in, trajectories out, as a managed (lifecycle) node. configure: load the model and the robot, warm the
+    model up, open the topics; activate: gesture with the speech; deactivate: fade the robot to its rest pose and
+    hold it there (audio is ignored); cleanup: release everything. With `autostart` (the default) the constructor
+    goes to active itself, as `ros2 run` and ha2g-bringup expect, and raises what made configure fail."""
+
     def __init__(self, **kwargs):
         super().__init__("gesture_node", **kwargs)
         self._params = {p.name: p for p in PARAMS}
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
+        self.configured = self.active = False
+        self._interfaces: list[tuple] = []  # (destroy method, entity) of what configure opened
+        self._configure_error: Exception | None = None
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        if self.get_parameter("autostart").value:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise self._configure_error
+            self.trigger_activate()
+
+    # --- lifecycle ---
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as error:  # noqa: BLE001 - whatever failed, the node stays unconfigured and says why
+            self._release()
+            self._configure_error = error
+            if not self.get_parameter("autostart").value:  # with autostart the constructor raises it instead
+                self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = True
+        self.get_logger().info("active: gesturing with the speech on audio")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Fade to rest from the commit lead on (the motion already sent up to it plays as sent), then hold."""
+        self.active = False
+        now = self.now_s()
+        self.pending_audio.clear()
+        self.pending_text.clear()
+        self._restart_stream()
+        self.last_audio_s = None
+        self.targets.truncate_from(now + self.commit_lead)
+        self._replan_from = min(self._replan_from, now + self.commit_lead)
+        self.get_logger().info("inactive: fading to the rest pose and holding it")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for destroy, entity in reversed(self._interfaces):
+            destroy(entity)
+        self._interfaces.clear()
+        self.engine = self.retargeter = self.plan = None  # the model's memory goes with them
+        self.configured = self.active = False
+
+    def _keep(self, destroy, entity):
+        self._interfaces.append((destroy, entity))
+        return entity
+
+    def _latched_robot_description(self, wait_s: float) -> str | None:
+        """The URDF robot_state_publisher latches on robot_description (transient local), if one comes in time."""
+        if wait_s <= 0:
+            return None
+        from rclpy.wait_for_message import wait_for_message
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        received, msg = wait_for_message(String, self, "robot_description", qos_profile=latched, time_to_wait=wait_s)
+        return msg.data if received and msg.data else None
+
+    def _configure(self) -> None:
         problems = [m for p in PARAMS if (m := check_param(p, self.get_parameter(p.name).value))]
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         latency = worst_case_latency_s(get("hop_frames"), get("lookahead_frames"), get("commit_lead_s"))
@@ -229,7 +319,10 @@ class GestureNode(Node):
         except (ValueError, BackendError) as error:
             raise ValueError(f"the checkpoint fails on silence, a broken or diverged model? ({error})") from None
         self.engine.reset()
-        self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=get("robot_description") or None)
+        urdf = get("robot_description") or self._latched_robot_description(get("robot_description_wait_s"))
+        self.urdf_source = ("the robot_description parameter" if get("robot_description") else
+                            "the robot_description topic" if urdf else "the profile")
+        self.retargeter = Retargeter(load_profile(get("robot")), urdf_xml=urdf)
         self.retargeter.amplitude, self.retargeter.rest_blend = get("amplitude"), get("rest_blend")
         r = self.retargeter
         self.joint_names = list(r.joint_names)
@@ -272,35 +365,43 @@ class GestureNode(Node):
         # queue than its 5, so a tick busy with a slow window does not drop the 100 ms chunks that arrive meanwhile.
         audio_qos = QoSProfile(depth=AUDIO_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
                                durability=DurabilityPolicy.VOLATILE)
-        self.create_subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos)
+        subscription = lambda *args, **kw: self._keep(self.destroy_subscription,  # noqa: E731
+                                                      self.create_subscription(*args, **kw))
+        publisher = lambda *args: self._keep(self.destroy_publisher, self.create_publisher(*args))  # noqa: E731
+        subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos)
         # Transcripts and commands are few and must not be lost: reliable.
-        self.create_subscription(String, "transcript", self.on_transcript, 10)
+        subscription(String, "transcript", self.on_transcript, 10)
         # Robot state: sensor-data QoS (best effort: only the newest reading matters), taken each tick.
         state_qos = QoSProfile(depth=JOINT_STATES_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
                                durability=DurabilityPolicy.VOLATILE)
-        self.joint_states_sub = self.create_subscription(JointState, "joint_states", self.on_joint_states, state_qos,
-                                                         callback_group=PolledCallbackGroup())
+        self.joint_states_sub = subscription(JointState, "joint_states", self.on_joint_states, state_qos,
+                                             callback_group=PolledCallbackGroup())
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.trajectory_pubs = {g: self.create_publisher(JointTrajectory, f"{g}/joint_trajectory", reliable)
-                                for g in self.groups}
-        self.preview_pub = self.create_publisher(JointState, "gesture_joint_states", reliable)
-        self.marker_pub = self.create_publisher(MarkerArray, "gesture_skeleton", reliable)
-        self.timing_pub = self.create_publisher(String, "gesture_timing", reliable)
-        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.trajectory_pubs = {g: publisher(JointTrajectory, f"{g}/joint_trajectory", reliable) for g in self.groups}
+        self.preview_pub = publisher(JointState, "gesture_joint_states", reliable)
+        self.marker_pub = publisher(MarkerArray, "gesture_skeleton", reliable)
+        self.timing_pub = publisher(String, "gesture_timing", reliable)
+        # Standard diagnostics (rqt_robot_monitor, the diagnostic aggregator): the absolute topic, as every node's.
+        self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnosed_at, self._diagnosed_stats = -math.inf, dict(self.stats)
         # One tick per frame: the engine runs a window only once hop_frames of new audio are in, but polling at
         # the frame rate hands its frames on without waiting up to a further hop for a slower timer.
-        self.create_timer(FRAME_DT, self.on_tick)
+        self._keep(self.destroy_timer, self.create_timer(FRAME_DT, self.on_tick))
+        self.configured = True
         self.get_logger().info(
             f"robot {get('robot')!r}: groups {', '.join(f'{g} ({len(j)} joints)' for g, j in self.groups.items())}; "
             f"audio {get('audio_type')} at {get('sample_rate')} Hz x{get('channels')}; hop {get('hop_frames')}, "
             f"lookahead {get('lookahead_frames')} frames, playback delay {get('playback_delay_s')} s; "
-            f"backend {self.engine.backend.name} ({self.engine.backend.device}, {self.engine.backend.precision})")
+            f"backend {self.engine.backend.name} ({self.engine.backend.device}, {self.engine.backend.precision}); "
+            f"URDF from {self.urdf_source}")
 
     # --- callbacks: validate and buffer, nothing heavy ---
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_audio(self, msg) -> None:
+        if not self.active:
+            return  # inactive: resting, whatever is said
         try:
             chunk = to_chunk(msg, self.get_parameter("sample_rate").value, self.get_parameter("channels").value)
         except AudioMessageError as error:
@@ -310,7 +411,8 @@ class GestureNode(Node):
         self.pending_audio.append((chunk, self.now_s()))
 
     def on_transcript(self, msg: String) -> None:
-        self.pending_text.append((msg.data, self.now_s()))
+        if self.active:
+            self.pending_text.append((msg.data, self.now_s()))
 
     def _state_layout(self, names) -> tuple[np.ndarray, np.ndarray]:
         """(positions in the message, our joint indices) of the commanded joints a JointState names; cached, since a
@@ -355,11 +457,13 @@ class GestureNode(Node):
             problem = check_param(spec, param.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
+            if not self.configured:
+                continue  # read when configure runs
             n_speakers = self.engine.model_config.n_speakers
             if param.name == "speaker" and param.value >= n_speakers:
                 return SetParametersResult(successful=False, reason=f"speaker must be in [0, {n_speakers}) for this "
                                                                     f"checkpoint, got {param.value}")
-        for param in params:  # all valid: apply
+        for param in params if self.configured else ():  # all valid: apply
             if param.name == "speaker":
                 self.engine.set_speaker(param.value)
             elif param.name == "amplitude":
@@ -377,6 +481,7 @@ class GestureNode(Node):
         self._take_joint_states()
         self._run_pipeline()
         self._publish_preview()
+        self._publish_diagnostics()
 
     def _take_joint_states(self) -> None:
         """Every joint_states message that came since the last tick, oldest first (as rclpy's executor takes
@@ -569,9 +674,15 @@ class GestureNode(Node):
         robot gets no new knots: the braking tail already sent stops it within its limits."""
         self.targets.forget_before(now - FRAME_DT, keep=2)
         last = self.targets.last()
-        if last is None or last[0] <= now + self.commit_lead:
-            self.plan.commit_braking(now + self.commit_lead)
-            return False
+        end = last[0] if last is not None else -math.inf
+        if end <= now + self.commit_lead:
+            if last is None or self.plan.holds_still():
+                self.plan.commit_braking(now + self.commit_lead)
+                return False
+            # The targets ended before the plan caught up with them (a fade to rest is quicker than the acceleration
+            # limits allow): go on toward the last one, held, until the plan stands still there. Two periods: the
+            # plan's last knot may lie up to one period beyond the commit time, and one more knot must follow it.
+            end = now + self.commit_lead + 2 * FRAME_DT
         if not self._sees_robot(now):
             self.plan.commit_braking(now + self.commit_lead)
             self.stats["unseen_robot_ticks"] += 1
@@ -582,10 +693,10 @@ class GestureNode(Node):
             return False
         if self.plan.at_rest_before(now + self.commit_lead):
             _, ahead = self.targets.after(now + self.commit_lead)
-            if np.abs(ahead - self.measured).max() < 1e-9:
+            if np.abs((ahead if len(ahead) else last[1]) - self.measured).max() < 1e-9:
                 return False  # standing where the targets are: the controller holds its last point
         changed_from, self._replan_from = self._replan_from, math.inf
-        return self.plan.update(now, self.commit_lead, self.targets.at, last[0], self.measured.copy(),
+        return self.plan.update(now, self.commit_lead, self.targets.at, end, self.measured.copy(),
                                 changed_from) > 0
 
     # --- publishing ---
@@ -643,6 +754,36 @@ class GestureNode(Node):
                 f"hop compute {report['compute_ms_mean']:.1f} ms (p95 {report['compute_ms_p95']:.1f}), audio -> "
                 f"trajectory latency {report['latency_ms_mean']:.0f} ms (p95 {report['latency_ms_p95']:.0f}), "
                 f"{self.stats['late_frames']} late frames, {self.stats['bad_audio']} bad audio messages")
+
+    def _publish_diagnostics(self) -> None:
+        """Once a second (ROS time) on /diagnostics: WARN for anything that went wrong since the last report (late frames,
+        dropped or malformed input, an unseen robot, clock trouble), ERROR for inference failures, else OK."""
+        now = self.now_s()
+        if 0 <= now - self._diagnosed_at < DIAGNOSTICS_PERIOD_S:  # (a clock that jumped back reports at once)
+            return
+        since = {k: v - self._diagnosed_stats.get(k, 0) for k, v in self.stats.items()}
+        self._diagnosed_at, self._diagnosed_stats = now, dict(self.stats)
+        problems = [f"{since[k]:g} {what}" for k, what in DIAGNOSED.items() if since[k] > 0]
+        if since["inference_errors"]:
+            level = DiagnosticStatus.ERROR
+            problems.insert(0, f"{since['inference_errors']} inference failures (fading to rest)")
+        else:
+            level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        state = "gesturing" if self.weight > 0 else "listening" if self.active else "inactive: resting"
+        compute, latency = np.array(self.compute_s or [math.nan]) * 1e3, np.array(self.latency_s or [math.nan]) * 1e3
+        values = {"state": state, "speaking": self.vad.speaking, "gesture_weight": round(self.weight, 3),
+                  "robot_seen": self._sees_robot(now),
+                  "compute_ms_mean": round(float(compute.mean()), 2), "compute_ms_p95": round(
+                      float(np.percentile(compute, 95)), 2), "latency_ms_mean": round(float(latency.mean()), 1),
+                  "latency_ms_p95": round(float(np.percentile(latency, 95)), 1), **self.stats}
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_fully_qualified_name()}: gestures",
+            message="; ".join(problems) + " in the last second" if problems else state,
+            hardware_id=self.get_parameter("robot").value,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
 
 
 def main(args=None):

@@ -16,6 +16,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 # Relative slack for limit checks: published values are computed in float64 and sent as float64, but time stamps
 # are rounded to nanoseconds, which changes a finite-difference velocity by ~1e-8 relative.
 TOLERANCE = 1e-6
+ENTRY_MIN_S = 1e-6  # see PlayedMotion._play_message
 
 
 def blend(rest: np.ndarray, q: np.ndarray, weight: float) -> np.ndarray:
@@ -88,16 +89,17 @@ class PlayedMotion:
 
     def receive(self, msg: JointTrajectory, arrival_s: float) -> None:
         """Take over with `msg` at `arrival_s` (ROS s); messages must come in order of arrival."""
-        if self._messages and self._relative(arrival_s) < self._messages[-1][0]:
+        arrival = self._relative(arrival_s)
+        if self._messages and arrival < self._messages[-1][0]:
             raise ValueError("messages must be received in order of arrival")
         order = [list(msg.joint_names).index(name) for name in self.joint_names]
-        times = (absolute_times_ns(msg) - self._origin_ns) * 1e-9
+        times = (absolute_times_ns(msg) - self._origin_ns) / 1e9
         positions = np.array([p.positions for p in msg.points], dtype=np.float64)[:, order]
         has_velocities = all(len(p.velocities) for p in msg.points)
         vel = np.array([p.velocities for p in msg.points], dtype=np.float64)[:, order] if has_velocities else None
         entry = self.state(arrival_s)  # the state the controller is in when the message takes over
-        self._messages.append((self._relative(arrival_s), times, positions, vel, entry))
-        self._arrivals = np.append(self._arrivals, self._relative(arrival_s))
+        self._messages.append((arrival, times, positions, vel, entry))
+        self._arrivals = np.append(self._arrivals, arrival)
         # A message that arrives after its first point is due plays its own curve from arrival on: where that
         # differs from the curve being played (it changed points already playing), the command jumps.
         taken = self.state(arrival_s)
@@ -119,7 +121,8 @@ class PlayedMotion:
         return problems
 
     def _relative(self, t: float) -> float:
-        return t - self._origin_ns * 1e-9
+        return t - self._origin_ns / 1e9
+
 
     def state(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity and acceleration (each (J,)) commanded at ROS time `t`."""
@@ -146,8 +149,12 @@ class PlayedMotion:
         holding = t >= times[-1]
         position[at[holding]] = positions[-1]  # after the last point: hold it, still
         t, at = t[~holding], at[~holding]
-        # Segment starts and ends: the entry segment (arrival state -> first point) is index -1.
+        # Segment starts and ends: the entry segment (arrival state -> first point) is index -1. One shorter than a
+        # microsecond is an arrival at the first point's own instant, seen through float seconds (at today's ROS time
+        # they resolve 0.2 us): no controller plays it; its first segment starts there instead.
         i = np.searchsorted(times, t, side="right") - 1
+        if times[0] - arrival < ENTRY_MIN_S:
+            i = np.maximum(i, 0)
         entering = i < 0
         start = np.where(entering, arrival, times[np.maximum(i, 0)])[:, None]
         end = times[i + 1][:, None]

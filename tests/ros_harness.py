@@ -40,8 +40,9 @@ class Harness:
     def __init__(self, context, checkpoint, audio_type=STD_TYPES[0], cli_args=None, **params):
         from ha2g_ros.gesture_node import GestureNode
 
+        # no robot_state_publisher here: the profile's URDF at once
         overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
-                     **HOP_PARAMS, **params}
+                     "robot_description_wait_s": 0.0, **HOP_PARAMS, **params}
         self.gesture = GestureNode(context=context, cli_args=cli_args,
                                    parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         self.robot = rclpy.create_node("robot", context=context)
@@ -104,7 +105,7 @@ class Harness:
 
     def tick(self, dt):
         """Advance simulated time by `dt` and let both nodes handle what became due."""
-        self.t += dt
+        self.t = round(self.t + dt, 9)  # whole nanoseconds, as /clock carries it: the node's now and ours agree
         self.clock_pub.publish(Clock(clock=to_time(self.t)))
         if self.state_override is not False:
             q = self.played_state() if self.state_override is None else self.state_override

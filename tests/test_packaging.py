@@ -38,7 +38,8 @@ RUNTIME_IMPORTS = {
     "daqp": (None, "daqp"),
 }
 ROS_MODULES = {"rclpy", "std_msgs", "sensor_msgs", "trajectory_msgs", "visualization_msgs", "geometry_msgs",
-               "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros"}
+               "builtin_interfaces", "rcl_interfaces", "diagnostic_msgs", "ament_index_python", "launch",
+               "launch_ros"}
 # System libraries behind an import, with no import of their own: sounddevice loads PortAudio
 SYSTEM_KEYS = {"portaudio19-dev"}
 # Only behind a choice (backend:=torch / tensorrt, exporting graphs): these may be imported inside functions only
@@ -91,9 +92,11 @@ def imports_of(path: Path) -> list[tuple[str, bool]]:
 
 
 def launched_packages() -> set[str]:
-    """ROS packages whose executables the launch files start (`Node(package="...")`), other than this one."""
+    """ROS packages whose executables the launch files start (`Node(package="...")`), other than this one. The
+    preview launch is for a desktop (robot_state_publisher and RViz come with ROS 2's desktop install): declaring
+    rviz2 would put Qt and OGRE on every robot."""
     found = set()
-    for path in (ROOT / "launch").glob("*.launch.py"):
+    for path in set((ROOT / "launch").glob("*.launch.py")) - {ROOT / "launch" / "preview.launch.py"}:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 found |= {keyword.value.value for keyword in node.keywords if keyword.arg == "package"

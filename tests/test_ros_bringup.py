@@ -75,7 +75,8 @@ def test_trajectory_topics_follow_remapping(rclpy_context, checkpoint, speech): 
     remap = ["--ros-args", "-r", "left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory"]
     h = Harness(rclpy_context, checkpoint, cli_args=remap)
     try:
-        topics = {name for name, _ in h.gesture.get_publisher_names_and_types_by_node("gesture_node", "/")}
+        # The node's own publishers, not the ROS graph: an earlier test's process may linger there under the same name
+        topics = {publisher.topic_name for publisher in h.gesture.publishers}
         assert "/left_arm_controller/joint_trajectory" in topics and "/left_arm/joint_trajectory" not in topics
         assert "/right_arm/joint_trajectory" in topics
         h.spin(0.1)
