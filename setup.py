@@ -32,7 +32,7 @@ setup(
         "ha2g_model": ["data/*.json", "checkpoints/default/*"],
         # Pepper's and NAO's URDFs (Apache-2.0, from qibullet; see urdf/README.md): the default robot's profile
         # reads python://ha2g_ros/urdf/pepper.urdf, so a colcon or pip install needs nothing more
-        "ha2g_ros": ["data/*", "urdf/*"],
+        "ha2g_ros": ["urdf/*"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

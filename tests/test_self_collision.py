@@ -82,7 +82,7 @@ def test_collision_shapes_naming_links_the_urdf_lacks():
 
 
 def test_links_without_collision_geometry_need_capsules():
-    """Pepper's URDF names meshes that are not on disk (inside qibullet's archive); a G1 link has no <collision>."""
+    """Pepper's URDF names meshes that are not on disk (they ship in a separate archive, not with the URDF); a G1 link has no <collision>."""
     data = profile_dict("pepper")
     data["collision"]["parts"]["torso"] = ["torso"]
     with pytest.raises(RobotLoadError, match="collision geometry"):
