@@ -283,6 +283,35 @@ def to_body_frame(vectors, skeleton: Skeleton):
     return vectors @ _like(rotation.T, vectors)
 
 
+def mirrored_bones(skeleton: Skeleton) -> tuple[int, ...]:
+    """For each bone, the bone that is its left-right mirror image (itself for bones on the midline)."""
+    def other_side(name: str) -> str:
+        for a, b in (("left_", "right_"), ("right_", "left_")):
+            if name.startswith(a):
+                return b + name[len(a):]
+        return name
+    joint = {name: i for i, name in enumerate(skeleton.joint_names)}
+    mirror = [joint[other_side(name)] for name in skeleton.joint_names]
+    return tuple(skeleton.bones.index((mirror[p], mirror[c])) for p, c in skeleton.bones)
+
+
+def lateral_axis(skeleton: Skeleton) -> int:
+    """The data-set axis that points to the person's left or right (x on both skeletons, with opposite signs)."""
+    left_in_data = np.asarray(skeleton.body_from_data, dtype=np.float64)[1]  # the body frame's y row: left
+    return int(np.argmax(np.abs(left_in_data)))
+
+
+def mirror_directions(directions, skeleton: Skeleton):
+    """Unit directions (..., n_bones, 3) -> the person's left-right mirror image: every bone takes the direction of
+    its mirror bone with the lateral coordinate negated (the left wrist goes where the right one was, reflected
+    through the midline). A reflection: bone lengths and every distance between joints are kept, and
+    mirroring twice gives the input back."""
+    _check_bone_shape(directions, skeleton, "directions")
+    flip = np.ones(3, dtype=np.float32)
+    flip[lateral_axis(skeleton)] = -1.0
+    return directions[..., list(mirrored_bones(skeleton)), :] * _like(flip, directions)
+
+
 def resample_frames(frames, src_fps: float, dst_fps: float = FPS):
     """Resample a sequence (T, ...) from `src_fps` to `dst_fps` by linear interpolation in time.
 

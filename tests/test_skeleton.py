@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ha2g_model.skeleton import (TED_EXPRESSIVE, TED_GESTURE, denormalize_directions, directions_to_positions,
-                                 get_skeleton, normalize_directions, positions_to_directions, resample_frames,
-                                 to_body_frame,
-                                 skeleton_for_pose_dim, skeleton_statistics)
+                                 get_skeleton, mirror_directions, mirrored_bones, normalize_directions,
+                                 positions_to_directions, resample_frames, skeleton_for_pose_dim, skeleton_statistics,
+                                 to_body_frame)
 
 
 @pytest.mark.parametrize("skeleton, n_joints, n_bones, level_dims", [
@@ -147,3 +147,49 @@ def test_bad_positions_are_named():
         positions_to_directions(positions[:9], s)
     with pytest.raises(ValueError, match="127"):
         denormalize_directions(np.zeros(127), TED_EXPRESSIVE)
+
+
+def _asymmetric_poses(skeleton, n=6):
+    """Poses unlike their mirror image: the right forearm raised (up is -y in both data frames), random jitter."""
+    rng = np.random.default_rng(3)
+    directions = skeleton.rest_directions()[None] + 0.3 * rng.normal(size=(n, skeleton.n_bones, 3))
+    directions[:, skeleton.bone_index("right_elbow", "right_wrist")] = [0.1, -1.0, 0.0]
+    return (directions / np.linalg.norm(directions, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("skeleton", [TED_GESTURE, TED_EXPRESSIVE])
+def test_mirroring_swaps_left_and_right_across_the_midline(skeleton):
+    poses = _asymmetric_poses(skeleton)
+    mirrored = mirror_directions(poses, skeleton)
+    np.testing.assert_allclose(mirror_directions(mirrored, skeleton), poses, atol=1e-7)  # an involution
+    before, after = directions_to_positions(poses, skeleton), directions_to_positions(mirrored, skeleton)
+    joint = skeleton.joint_names.index
+    # x is the lateral axis of both data frames (the person's left on TED Expressive, right on TED Gesture)
+    for side, other in (("left", "right"), ("right", "left")):
+        for part in ("shoulder", "elbow", "wrist"):
+            expected = before[:, joint(f"{other}_{part}")] * [-1, 1, 1]
+            np.testing.assert_allclose(after[:, joint(f"{side}_{part}")], expected, atol=1e-5)
+    # the raised right forearm is now the left one: the left wrist is above the left elbow
+    assert (after[:, joint("left_wrist"), 1] < after[:, joint("left_elbow"), 1]).all()
+    assert not (before[:, joint("left_wrist"), 1] < before[:, joint("left_elbow"), 1]).all()
+    # a reflection: bone lengths and every distance between two joints are kept (joints renamed left <-> right)
+    parents, children = zip(*skeleton.bones)
+    lengths = np.linalg.norm(after[:, list(children)] - after[:, list(parents)], axis=-1)
+    np.testing.assert_allclose(lengths, np.broadcast_to(skeleton.bone_lengths, lengths.shape), atol=1e-5)
+    swap = [joint(n.replace("left_", "@").replace("right_", "left_").replace("@", "right_"))
+            for n in skeleton.joint_names]
+    distances = lambda p: np.linalg.norm(p[:, :, None] - p[:, None, :], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(distances(after)[:, swap][:, :, swap], distances(before), atol=1e-5)
+
+
+def test_mirrored_bones_pair_the_sides_of_ted_expressive():
+    s = TED_EXPRESSIVE
+    pairs = mirrored_bones(s)
+    assert pairs[s.bone_index("left_elbow", "left_wrist")] == s.bone_index("right_elbow", "right_wrist")
+    assert pairs[s.bone_index("left_wrist", "left_thumb_1")] == s.bone_index("right_wrist", "right_thumb_1")
+    assert pairs[s.bone_index("nose", "left_eye")] == s.bone_index("nose", "right_eye")
+    assert pairs[s.bone_index("spine", "neck")] == s.bone_index("spine", "neck")
+    assert sorted(pairs) == list(range(s.n_bones)) and all(pairs[pairs[b]] == b for b in range(s.n_bones))
+    as_torch = mirror_directions(torch.from_numpy(_asymmetric_poses(s)), s)
+    assert isinstance(as_torch, torch.Tensor)
+    np.testing.assert_allclose(as_torch.numpy(), mirror_directions(_asymmetric_poses(s), s))
