@@ -6,6 +6,18 @@
 
 Numbers and formulas follow the official training loops (train_hierarchy*.py); where those materialise huge
 tensors (the contrastive loss builds an N x N x 32 difference tensor, N = B*34) we compute the same value without.
+
+Partial skeletons: a window may lack bones (a recording without fingers or face), marked by a per-frame, per-bone
+`valid` mask (B, T, n_bones). Its missing bones hold a placeholder, never a measurement, so only what compares
+the output with the target is masked:
+  - the hierarchical Huber loss averages each level over its valid values only (a level with none adds 0);
+  - the discriminator's real windows get the generator's own (detached) prediction in place of their missing bones
+    (`real_for_discriminator`): otherwise it would learn that placeholders, e.g. rigid fingers, look real, and the
+    adversarial term would push the generator towards them. With the same values in both, those bones tell real
+    from generated nothing for that window.
+  - NOT masked: the angle prior (it compares the output with statistics of real poses, not with this window, and is
+    what keeps unsupervised bones anatomically plausible), the diversity, KLD, adversarial and contrastive terms
+    (no target in them).
 """
 from __future__ import annotations
 
@@ -20,19 +32,43 @@ from ha2g_model.skeleton import get_skeleton, skeleton_statistics
 
 
 def level_targets(target, skeleton_name: str) -> list[torch.Tensor]:
-    """Full-skeleton target (B, T, pose_dim) -> one (B, T, d_k) target per hierarchy level."""
+    """Full-skeleton target (B, T, pose_dim) -> one (B, T, d_k) target per hierarchy level (the same for a per-value
+    mask from `channel_mask`)."""
     return [target.index_select(-1, torch.tensor(channels, device=target.device))
             for channels in get_skeleton(skeleton_name).level_channels]
 
 
-def huber(prediction, target, beta: float = 0.1):
-    """Smooth L1 with the official scaling: smooth_l1(x / beta, y / beta) * beta (mean)."""
-    return F.smooth_l1_loss(prediction / beta, target / beta) * beta
+def channel_mask(valid):
+    """Per-bone validity (..., n_bones) bool -> per value (..., 3 * n_bones), the layout of a pose vector."""
+    return valid.repeat_interleave(3, dim=-1)
 
 
-def hierarchical_huber(poses: list, targets: list, beta: float = 0.1):
-    """Sum over levels of the Huber loss between each level's output and its subset of the target."""
-    return sum(huber(p, t, beta) for p, t in zip(poses, targets, strict=True))
+def huber(prediction, target, beta: float = 0.1, mask=None):
+    """Smooth L1 with the official scaling: smooth_l1(x / beta, y / beta) * beta, the mean over the values where
+    `mask` (broadcastable to the prediction, bool) is true, 0 where none is. A masked-out target value, even NaN,
+    changes neither the loss nor any gradient."""
+    if mask is None:
+        return F.smooth_l1_loss(prediction / beta, target / beta) * beta
+    mask = mask.expand_as(prediction)
+    # masked values compare the prediction with itself: 0 loss and 0 gradient, and NaN never enters the graph
+    filled = torch.where(mask, target, prediction.detach())
+    total = F.smooth_l1_loss(prediction / beta, filled / beta, reduction="sum") * beta
+    return total / mask.sum().clamp(min=1)
+
+
+def hierarchical_huber(poses: list, targets: list, beta: float = 0.1, masks: list | None = None):
+    """Sum over levels of the Huber loss between each level's output and its subset of the target; `masks` (one per
+    level, as `level_targets` cuts them from `channel_mask(valid)`) restrict each level to its valid values."""
+    masks = [None] * len(poses) if masks is None else masks
+    return sum(huber(p, t, beta, m) for p, t, m in zip(poses, targets, masks, strict=True))
+
+
+def real_for_discriminator(real, fake, valid=None):
+    """The real windows the discriminator sees: their missing bones (`valid` (B, T, n_bones) false) replaced by the
+    generator's prediction of the same window, so that placeholders never count as real motion."""
+    if valid is None:
+        return real
+    return torch.where(channel_mask(valid), real, fake.detach())
 
 
 def kld(mu, logvar):
@@ -111,14 +147,16 @@ class LossWeights:
 
 
 def generator_objective(model: HA2G, out: HA2GOutput, target, words, speaker, epoch: int,
-                        weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+                        weights: LossWeights, valid=None) -> tuple[torch.Tensor, dict[str, float]]:
     """The generator-side loss of one training step, given `out = model(spec, words, target[:, :4], speaker)`.
 
-    Re-runs the level chain with permuted speakers (same audio blends) for the diversity term, as the official
-    code does. Returns (loss to backpropagate, {term: weighted value} for logging).
+    `valid` (B, T, n_bones) bool marks the bones the data has (None: all); the others are not supervised (see the
+    module docstring). Re-runs the level chain with permuted speakers (same audio blends) for the diversity term,
+    as the official code does. Returns (loss to backpropagate, {term: weighted value} for logging).
     """
     skeleton = model.config.skeleton
-    parts = {"huber": weights.regression * hierarchical_huber(out.poses, level_targets(target, skeleton))}
+    masks = None if valid is None else level_targets(channel_mask(valid), skeleton)
+    parts = {"huber": weights.regression * hierarchical_huber(out.poses, level_targets(target, skeleton), masks=masks)}
     if weights.kld > 0:
         parts["kld"] = weights.kld * kld(out.z_mu[-1], out.z_logvar[-1])
     if weights.diversity > 0:

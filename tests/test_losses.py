@@ -100,3 +100,79 @@ def test_generator_objective_trains_every_part(epoch, adversarial):
     assert model.text_encoder.decoder.weight.grad.abs().sum() > 0  # reached through the contrastive terms
     assert all(level.speaker_mu.weight.grad.abs().sum() > 0 for level in model.generator.levels[-1:])
     assert L.LossWeights.official("ted_gesture").regression == 70.0
+
+
+FINGERS = [b for b in range(42) if b not in get_skeleton("ted_expressive").levels[2]]  # levels 4-6 add the fingers
+
+
+def _without_fingers(batch=3, frames=34):
+    valid = torch.ones(batch, frames, 42, dtype=torch.bool)
+    valid[..., FINGERS] = False
+    return valid
+
+
+def test_masked_huber_counts_only_valid_values():
+    g = torch.Generator().manual_seed(2)
+    target, prediction = torch.randn(3, 34, 126, generator=g), torch.randn(3, 34, 126, generator=g)
+    everything = torch.ones(3, 34, 42, dtype=torch.bool)
+    torch.testing.assert_close(L.huber(prediction, target, mask=L.channel_mask(everything)),
+                               L.huber(prediction, target))  # all valid: the official mean
+    valid = _without_fingers()
+    values = L.channel_mask(valid)
+    garbage = torch.where(values, target, torch.full_like(target, float("nan")))
+    masked = L.huber(prediction, garbage, mask=values)
+    assert torch.isfinite(masked)
+    torch.testing.assert_close(masked, L.huber(prediction[values], target[values]))  # the mean over valid values
+    # a hierarchy level without any valid bone adds nothing: level 1 is the torso and head
+    no_torso = torch.ones(3, 34, 42, dtype=torch.bool)
+    no_torso[..., get_skeleton("ted_expressive").levels[0]] = False
+    poses = L.level_targets(prediction, "ted_expressive")
+    targets = L.level_targets(target, "ted_expressive")
+    masks = L.level_targets(L.channel_mask(no_torso), "ted_expressive")
+    assert not masks[0].any()
+    per_level = [L.huber(p, t, mask=m) for p, t, m in zip(poses, targets, masks)]
+    assert per_level[0] == 0 and all(v > 0 for v in per_level[1:])
+    torch.testing.assert_close(L.hierarchical_huber(poses, targets, masks=masks), sum(per_level))
+
+
+def test_real_windows_for_the_discriminator_take_generated_values_where_bones_are_missing():
+    real, fake = torch.randn(2, 34, 126), torch.randn(2, 34, 126, requires_grad=True)
+    valid = _without_fingers(batch=2)
+    real[..., L.channel_mask(~valid)[0, 0]] = float("nan")  # placeholders may be anything
+    mixed = L.real_for_discriminator(real, fake, valid)
+    values = L.channel_mask(valid)
+    assert torch.equal(mixed[values], real[values]) and torch.equal(mixed[~values], fake.detach()[~values])
+    assert not mixed.requires_grad  # the discriminator's step never trains the generator
+    assert L.real_for_discriminator(real, fake) is real
+
+
+def test_a_window_without_fingers_trains_and_its_finger_targets_never_matter():
+    torch.manual_seed(0)
+    model = HA2G(HA2GConfig.preset("tiny_expressive")).train()
+    spec, words, _, speaker = make_inputs(model.config, batch=3)
+    target = 0.1 * torch.randn(3, 34, 126)
+    valid = _without_fingers()
+    out = model(spec, words, target[:, :4], speaker)
+    weights = L.LossWeights.official("ted_expressive")
+
+    def objective(finger_values):
+        fingers = L.channel_mask(~valid)
+        fingers[:, :4] = False  # the seed frames are the model's input, not a target
+        changed = torch.where(fingers, finger_values, target)
+        torch.manual_seed(1)  # the same style noise and speaker permutation for every call
+        return L.generator_objective(model, out, changed, words, speaker, 11, weights, valid=valid)
+
+    loss, parts = objective(torch.full_like(target, float("nan")))
+    assert math.isfinite(loss.item()) and "adversarial" in parts
+    for other in (target, torch.randn_like(target) * 5):
+        again, other_parts = objective(other)
+        assert again.item() == loss.item() and other_parts == parts
+    # the reconstruction term gives the finger outputs no gradient, the arms and torso theirs (the full output: a
+    # coarser level's fingers do get gradient, through the next level's supervised arms that they condition)
+    reconstruction = L.hierarchical_huber(out.poses, L.level_targets(target, "ted_expressive"),
+                                          masks=L.level_targets(L.channel_mask(valid), "ted_expressive"))
+    gradient = torch.autograd.grad(reconstruction, out.pose, retain_graph=True)[0]
+    fingers = L.channel_mask(~valid)
+    assert torch.all(gradient[fingers] == 0) and gradient[~fingers].abs().sum() > 0
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
