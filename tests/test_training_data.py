@@ -1,18 +1,21 @@
 """Streaming training data: segments store each frame once and read back as the whole windows, the old format
-converts, the epoch order is a seeded shard-local shuffle that keeps source weights, and micro-batches split the
-same global batches for any number of processes."""
+converts, the epoch order is a seeded shard-local shuffle that keeps source weights, micro-batches split the
+same global batches for any number of processes, and mirrored windows are drawn from the seed and served mirrored
+with their bone mask."""
 import json
 import shutil
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from ha2g_model.audio import window_spectrogram
+from ha2g_model.skeleton import TED_EXPRESSIVE, mirror_directions, normalize_directions
 from training.data import WindowBatches, WindowDataset, epoch_order
-from training.windows import (N_FRAMES, WINDOW_ARRAYS, convert, load_windows, pack_segments, read_index,
-                              sequence_spectrogram, write_dataset)
+from training.windows import (N_FRAMES, WINDOW_ARRAYS, Sequence, WindowFilter, convert, load_windows, pack_segments,
+                              read_index, sequence_spectrogram, write_dataset)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -91,8 +94,9 @@ def test_dataset_reads_windows_lazily_with_a_bounded_number_of_open_shards(small
     assert len(dataset) == len(windows)
     order = epoch_order(dataset.shard_of(), seed=0, epoch=0, group=2)
     for i in order:
-        spec, words, pose, speaker = dataset[int(i)]
+        spec, words, pose, speaker, valid = dataset[int(i)]
         np.testing.assert_array_equal(pose.numpy(), poses[i])
+        assert valid.shape == (N_FRAMES, 42) and valid.all()  # synthetic motion has every bone
         np.testing.assert_array_equal(spec.numpy(), windows.spec[i].astype(np.float32))
         assert words.tolist() == windows.words[i].tolist() and int(speaker) == windows.speaker[i]
         assert len(dataset._open) <= 2
@@ -142,3 +146,49 @@ def test_processes_and_accumulation_split_the_same_global_batches():
         WindowBatches(shard_of, 10, seed=0, world=4)
     with pytest.raises(ValueError, match="fewer than one batch"):
         WindowBatches(shard_of, 256, seed=0)
+
+
+def test_mirror_draws_come_from_the_seed_and_leave_the_order_alone():
+    shard_of = np.repeat(np.arange(3), 40)
+    plain = WindowBatches(shard_of, 16, seed=0, accumulate=2)
+    mirrored = WindowBatches(shard_of, 16, seed=0, accumulate=2, mirror=0.5)
+    again = WindowBatches(shard_of, 16, seed=0, accumulate=2, mirror=0.5)
+    for sampler in (plain, mirrored, again):
+        sampler.set_epoch(2)
+    pairs = list(mirrored)
+    assert all(isinstance(i, int) for batch in plain for i in batch)
+    assert [[i for i, _ in batch] for batch in pairs] == list(plain)  # the same windows in the same order
+    assert pairs == list(again)  # resumable and the same in every process
+    flips = [f for batch in pairs for _, f in batch]
+    assert 0.3 < np.mean(flips) < 0.7
+    mirrored.set_epoch(3)
+    assert [f for batch in mirrored for _, f in batch] != flips
+    always = WindowBatches(shard_of, 16, seed=0, mirror=1.0)
+    assert all(f for batch in always for _, f in batch)
+    with pytest.raises(ValueError, match="mirror"):
+        WindowBatches(shard_of, 16, seed=0, mirror=1.5)
+
+
+def test_a_mirrored_window_is_served_with_its_mirrored_bone_mask(tmp_path):
+    """A source that lacks the left hand's fingers: mirrored, the window lacks the right hand's."""
+    n = 60
+    rng = np.random.default_rng(0)
+    directions = TED_EXPRESSIVE.rest_directions()[None] + 0.2 * rng.normal(size=(n, 42, 3))
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    left_fingers = list(range(5, 20))  # the bones from the left wrist on (TED Expressive vecs 5-19)
+    valid = np.ones(42, dtype=bool)
+    valid[left_fingers] = False
+    audio = (0.1 * np.sin(np.arange(int(n / 15 * 16000)) * 0.05)).astype(np.float32)
+    seq = Sequence("lefty", "s", directions.astype(np.float32), audio, [("hi", 0.1, 0.5)], "recordings",
+                   valid=valid)
+    write_dataset([seq], tmp_path / "w", "ted_expressive", split_of={"lefty": "train"}, flt=WindowFilter(enabled=False))
+    dataset = WindowDataset(tmp_path / "w", "train")
+    windows = load_windows(tmp_path / "w", "train")
+    spec, words, pose, speaker, valid_plain = dataset[1]
+    spec_m, words_m, pose_m, speaker_m, valid_mirrored = dataset[(1, True)]
+    assert not valid_plain[:, left_fingers].any() and valid_plain[:, 22:37].all()
+    assert valid_mirrored[:, left_fingers].all() and not valid_mirrored[:, 22:37].any()  # now the right hand's
+    expected = normalize_directions(mirror_directions(windows.dir_vec[1], TED_EXPRESSIVE), TED_EXPRESSIVE)
+    np.testing.assert_allclose(pose_m.numpy(), expected, atol=1e-6)
+    assert not np.allclose(pose_m.numpy(), pose.numpy())
+    assert torch.equal(spec_m, spec) and torch.equal(words_m, words) and int(speaker_m) == int(speaker)

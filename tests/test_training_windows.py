@@ -1,9 +1,14 @@
-"""Windows: the on-disk format round-trips, the official filters drop what they should, splits follow speakers."""
+"""Windows: the on-disk format round-trips, the official filters drop what they should, splits follow speakers,
+partial skeletons keep their per-bone mask, and data sets from before the mask still load."""
+import json
+
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from ha2g_model.skeleton import TED_EXPRESSIVE
 from training import ted_culture
+from training.data import WindowDataset
 from training.windows import (N_FRAMES, WINDOW_SAMPLES, Sequence, WindowFilter, filter_positions, load_vocab,
                               load_windows, read_index, rejection_reason, speaker_split, write_dataset)
 
@@ -69,3 +74,53 @@ def test_speaker_split_is_deterministic_and_keeps_speakers_together():
     assert splits == [speaker_split(f"speaker{i}") for i in range(400)]
     counts = {s: splits.count(s) for s in ("train", "val", "test")}
     assert 240 < counts["train"] < 400 and counts["val"] > 10 and counts["test"] > 10
+
+
+def test_partial_skeletons_keep_their_bone_mask(tmp_path):
+    """A source without fingers marks them invalid; a per-frame gap (tracking lost) is kept frame by frame."""
+    fingers = [b for b in range(42) if b not in TED_EXPRESSIVE.levels[2]]
+    no_fingers = _still_sequence("no_fingers", "a")
+    no_fingers.valid = np.ones(42, dtype=bool)
+    no_fingers.valid[fingers] = False
+    gap = _still_sequence("gap", "b")
+    gap.valid = np.ones((gap.n_frames, 42), dtype=bool)
+    gap.valid[25:40, TED_EXPRESSIVE.bone_index("left_elbow", "left_wrist")] = False
+    index = write_dataset([no_fingers, gap, _still_sequence("whole", "c")], tmp_path / "w", "ted_expressive",
+                          split_of={"no_fingers": "train", "gap": "train", "whole": "train"},
+                          flt=WindowFilter(enabled=False))
+    assert read_index(tmp_path / "w")["format"] == "ha2g_windows/3"
+    missing = {s["name"]: s["missing_bones"] for s in index["sequences"]}
+    assert len(missing["no_fingers"]) == 30 and "left_wrist-left_index_1" in missing["no_fingers"]
+    assert missing["gap"] == [] and missing["whole"] == []  # a gap is not a missing bone
+    train = load_windows(tmp_path / "w", "train")
+    assert train.valid.shape == (len(train), N_FRAMES, 42) and train.valid.dtype == bool
+    for i in range(len(train)):
+        seq = [no_fingers, gap, None][train.sequence[i]]
+        start = train.start[i]
+        expected = np.ones((N_FRAMES, 42), bool) if seq is None else seq.bone_validity()[start:start + N_FRAMES]
+        np.testing.assert_array_equal(train.valid[i], expected)
+    assert not train.valid[train.sequence == 1].all()  # the gap reached the windows that cover it
+    bad = _still_sequence()
+    bad.valid = np.ones(41, dtype=bool)
+    with pytest.raises(ValueError, match="valid must be"):
+        write_dataset([bad], tmp_path / "bad", "ted_expressive")
+
+
+def test_data_sets_from_before_the_mask_load_with_every_bone_valid(tmp_path):
+    """ha2g_windows/2: the same shards without `valid`."""
+    write_dataset([_still_sequence()], tmp_path / "w", "ted_expressive", split_of={"still": "train"},
+                  flt=WindowFilter(enabled=False))
+    new = load_windows(tmp_path / "w", "train")
+    index = read_index(tmp_path / "w")
+    for shard in index["shards"]["train"]:
+        tensors = load_file(str(tmp_path / "w" / shard["file"]))
+        save_file({k: v for k, v in tensors.items() if k != "valid"}, str(tmp_path / "w" / shard["file"]))
+    (tmp_path / "w" / "index.json").write_text(json.dumps(index | {"format": "ha2g_windows/2"}))
+    old = load_windows(tmp_path / "w", "train")
+    assert old.valid.shape == new.valid.shape and old.valid.all()
+    np.testing.assert_array_equal(old.dir_vec, new.dir_vec)
+    streamed = WindowDataset(tmp_path / "w", "train")  # what training reads
+    assert all(bool(streamed[i][4].all()) for i in range(len(streamed)))
+    (tmp_path / "w" / "index.json").write_text(json.dumps(index | {"format": "ha2g_windows/9"}))
+    with pytest.raises(ValueError, match="unknown format"):
+        load_windows(tmp_path / "w", "train")

@@ -9,7 +9,10 @@ touching every shard of the split in every batch. What a process holds is about 
 
 `WindowBatches` cuts each optimiser step's global batch into micro-batches for `world` processes x `accumulate`
 steps, so that the same global batch is seen whatever the number of processes (torchrun) and whatever the
-accumulation, and an epoch can be resumed at any step.
+accumulation, and an epoch can be resumed at any step. With `mirror` > 0 it also decides, seeded by (seed, epoch)
+like the order, which windows are served as their left-right mirror image (`ha2g_model.skeleton.mirror_directions`;
+audio and words unchanged): a random flip in a worker process could be neither resumed nor reproduced by N
+processes.
 """
 from __future__ import annotations
 
@@ -21,15 +24,17 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset, Sampler
 
-from ha2g_model.skeleton import get_skeleton, normalize_directions
-from training.windows import SPLITS, cut_windows, read_index
+from ha2g_model.skeleton import get_skeleton, mirror_directions, mirrored_bones, normalize_directions
+from training.windows import SPLITS, STORED, cut_windows, read_index
 
-_SLICED = ("dir_vec", "spec", "audio")  # the bulk: sliced per window, never read whole
+_SLICED = tuple(STORED)  # the bulk (dir_vec, valid, spec, audio): sliced per window, never read whole
+MIRROR_STREAM = 1  # the mirror draws' own random stream: switching mirroring on leaves the epoch order as it was
 
 
 class WindowDataset(Dataset):
     """One split of a data set; item i is window i as model inputs (spec (128, 70) float32, words (34,) int64,
-    pose (34, pose_dim) float32 normalised, speaker () int64), read from its shard when asked for."""
+    pose (34, pose_dim) float32 normalised, speaker () int64, valid (34, n_bones) bool: the bones the data has),
+    read from its shard when asked for. Item (i, True) is window i mirrored left-right (pose and mask)."""
 
     def __init__(self, data_dir: str | Path, split: str, max_open: int = 2):
         if split not in SPLITS:
@@ -42,6 +47,7 @@ class WindowDataset(Dataset):
         self.skeleton = get_skeleton(self.index["skeleton"])
         self.first = np.cumsum([0] + [s["n"] for s in self.shards])  # index of each shard's first window
         self.max_open = max_open
+        self._mirror = mirrored_bones(self.skeleton)
         self._open: OrderedDict[int, dict] = OrderedDict()  # per process: each DataLoader worker opens its own
 
     def __len__(self) -> int:
@@ -65,24 +71,28 @@ class WindowDataset(Dataset):
             self._open.move_to_end(k)
             return self._open[k]
         handle = safe_open(str(self.dir / self.shards[k]["file"]), framework="numpy")
-        tensors = {name: handle.get_slice(name) for name in _SLICED} | self._table(k)
+        tensors = {name: handle.get_slice(name) for name in _SLICED if name in handle.keys()} | self._table(k)
         self._open[k] = tensors
         while len(self._open) > self.max_open:  # dropping the last reference unmaps the file
             self._open.popitem(last=False)
         return tensors
 
-    def window(self, i: int, names=("dir_vec", "spec", "words", "speaker")) -> dict:
+    def window(self, i: int, names=("dir_vec", "valid", "spec", "words", "speaker")) -> dict:
         """Window i as stored (see training.windows.Windows), one row of each array in `names`."""
         if not 0 <= i < len(self):
             raise IndexError(f"window {i} out of range (the split has {len(self)})")
         k = int(np.searchsorted(self.first, i, side="right") - 1)
         return {name: a[0] for name, a in cut_windows(self._shard(k), [i - self.first[k]], names).items()}
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int | tuple[int, bool]):
+        i, mirrored = item if isinstance(item, tuple) else (item, False)
         w = self.window(int(i))
-        pose = normalize_directions(w["dir_vec"], self.skeleton).astype(np.float32)  # here: in the workers
+        directions, valid = w["dir_vec"], w["valid"]
+        if mirrored:
+            directions, valid = mirror_directions(directions, self.skeleton), valid[:, list(self._mirror)]
+        pose = normalize_directions(directions, self.skeleton).astype(np.float32)  # here: in the workers
         return (torch.from_numpy(w["spec"].astype(np.float32)), torch.from_numpy(w["words"].astype(np.int64)),
-                torch.from_numpy(pose), torch.tensor(int(w["speaker"])))
+                torch.from_numpy(pose), torch.tensor(int(w["speaker"])), torch.from_numpy(np.ascontiguousarray(valid)))
 
 
 def epoch_order(shard_of: np.ndarray, seed: int, epoch: int, weights: np.ndarray | None = None,
@@ -107,13 +117,15 @@ class WindowBatches(Sampler):
     """
 
     def __init__(self, shard_of: np.ndarray, batch_size: int, seed: int, weights: np.ndarray | None = None,
-                 group: int = 2, rank: int = 0, world: int = 1, accumulate: int = 1):
+                 group: int = 2, rank: int = 0, world: int = 1, accumulate: int = 1, mirror: float = 0.0):
         if batch_size % (world * accumulate):
             raise ValueError(f"batch_size {batch_size} must be a multiple of processes x accumulate "
                              f"({world} x {accumulate})")
+        if not 0.0 <= mirror <= 1.0:
+            raise ValueError(f"mirror is the probability of serving a window mirrored, in [0, 1], got {mirror}")
         if len(shard_of) < batch_size:
             raise ValueError(f"the split has {len(shard_of)} windows, fewer than one batch ({batch_size})")
-        self.shard_of, self.weights, self.seed, self.group = shard_of, weights, seed, group
+        self.shard_of, self.weights, self.seed, self.group, self.mirror = shard_of, weights, seed, group, mirror
         self.batch_size, self.rank, self.accumulate = batch_size, rank, accumulate
         self.micro = batch_size // (world * accumulate)
         self.steps = len(shard_of) // batch_size
@@ -130,8 +142,16 @@ class WindowBatches(Sampler):
         return (self.steps - self.start) * self.accumulate
 
     def __iter__(self):
+        """Lists of window indices, or of (index, mirrored) pairs when `mirror` > 0."""
         order = epoch_order(self.shard_of, self.seed, self.epoch, self.weights, self.group)
+        flips = None
+        if self.mirror > 0:  # one draw per place in the epoch, from the seed and epoch alone
+            flips = np.random.default_rng([self.seed, self.epoch, MIRROR_STREAM]).random(len(order)) < self.mirror
         for s in range(self.start, self.steps):
             for a in range(self.accumulate):
                 first = s * self.batch_size + self.chunk(a) * self.micro
-                yield order[first:first + self.micro].tolist()
+                rows = slice(first, first + self.micro)
+                if flips is None:
+                    yield order[rows].tolist()
+                else:
+                    yield list(zip(order[rows].tolist(), flips[rows].tolist()))

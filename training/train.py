@@ -16,6 +16,11 @@ writes checkpoints. Every random draw of a micro-batch is seeded by (seed, step,
 N processes reproduce one process with accumulate x N, and `--resume` continues mid-epoch at the next unseen batch.
 Mixed precision on CUDA (`amp`): bf16 where the GPU has it, else fp16 with loss scaling.
 
+Partial skeletons: windows carry a per-bone validity mask (training.windows); the reconstruction loss and the
+discriminator's real windows use it (ha2g_model.losses), validation's Huber and L1 count valid bones only.
+Mirroring (`mirror`: the probability that a training window is served as its left-right mirror image, audio and
+words unchanged) is off by default: see docs/training.md.
+
 Outputs: TensorBoard logs in `<out>/tb` (when tensorboard is installed), `<out>/log.jsonl`, the best checkpoint by
 validation FGD in `<out>/best` (with its ONNX graphs, exported when the run ends, so that a robot runs it torch-free
 without exporting at start-up), periodic ones in `<out>/epoch_XXXX`, the resume point `<out>/last.pt`. Checkpoints
@@ -44,7 +49,8 @@ from tqdm import tqdm
 
 from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
-from ha2g_model.losses import LossWeights, discriminator_loss, generator_objective, huber
+from ha2g_model.losses import (LossWeights, channel_mask, discriminator_loss, generator_objective, huber,
+                               real_for_discriminator)
 from ha2g_model.model import HA2G
 from ha2g_model.onnx_export import export_checkpoint_graphs
 from ha2g_model.text import load_word_vectors
@@ -74,6 +80,7 @@ class TrainConfig:
     w_ce_low: float = 0.005  # subtracted: the low-level audio features are pushed away from the text
     w_phys: float = 0.01
     source_weights: dict = field(default_factory=dict)  # sampling weight per source, e.g. {ted_culture: 8}
+    mirror: float = 0.0  # probability of training on a window's left-right mirror image (audio, words unchanged)
     seed: int = 0
     device: str = "auto"  # auto = cuda if available (under torchrun: the process's LOCAL_RANK GPU)
     amp: bool | str = "auto"  # CUDA only: auto (bf16 where supported, else fp16), bf16, fp16, or off / false
@@ -151,21 +158,29 @@ class GeneratorStep(nn.Module):
         self.__dict__["model"] = model  # a plain attribute, not a submodule: its discriminator is not ours
         self.weights = weights
 
-    def forward(self, spec, words, pose, speaker, epoch: int):
+    def forward(self, spec, words, pose, speaker, epoch: int, valid=None):
         result = self.model(spec, words, pose[:, :N_SEED], speaker)
-        total, values = generator_objective(self.model, result, pose, words, speaker, epoch, self.weights)
+        total, values = generator_objective(self.model, result, pose, words, speaker, epoch, self.weights, valid)
         return total, result.pose.detach(), values
 
 
 class DiscriminatorStep(nn.Module):
-    """The discriminator's loss on real vs generated windows (one forward for DDP, two passes as before)."""
+    """The discriminator's loss on real vs generated windows (one forward for DDP, two passes as before). The real
+    windows' missing bones (valid false) are the generated ones: placeholders never count as real motion."""
 
     def __init__(self, discriminator: nn.Module):
         super().__init__()
         self.discriminator = discriminator
 
-    def forward(self, real, fake):
+    def forward(self, real, fake, valid=None):
+        real = real_for_discriminator(real, fake, valid)
         return discriminator_loss(self.discriminator(real).float(), self.discriminator(fake).float())
+
+
+def unpack(batch) -> tuple:
+    """(spec, words, pose, speaker, valid) of a batch; valid None (every bone) for batches made without a mask."""
+    spec, words, pose, speaker, *rest = batch
+    return spec, words, pose, speaker, rest[0] if rest else None
 
 
 @dataclass
@@ -187,11 +202,12 @@ class Optimisation:
         values: dict[str, float] = {}
         fakes = []
         self.opt_g.zero_grad(set_to_none=True)
-        for a, (spec, words, pose, speaker) in enumerate(micro_batches):
+        for a, batch in enumerate(micro_batches):
+            spec, words, pose, speaker, valid = unpack(batch)
             seed_micro_batch(self.seed, step, chunks[a], 0)
             with self._sync(self.g, a == n - 1):
                 with self._autocast():  # epochs count from 1 in ha2g_model.losses
-                    total, fake, parts = self.g(spec, words, pose, speaker, epoch + 1)
+                    total, fake, parts = self.g(spec, words, pose, speaker, epoch + 1, valid)
                 self.scaler.scale(total / n).backward()
             fakes.append(fake)
             for k, v in (parts | {"total": total.item()}).items():
@@ -199,11 +215,12 @@ class Optimisation:
         self.scaler.step(self.opt_g)
         if gan_on:  # real windows vs the ones generated above (detached)
             self.opt_d.zero_grad(set_to_none=True)
-            for a, ((_, _, pose, _), fake) in enumerate(zip(micro_batches, fakes)):
+            for a, (batch, fake) in enumerate(zip(micro_batches, fakes)):
+                _, _, pose, _, valid = unpack(batch)
                 seed_micro_batch(self.seed, step, chunks[a], 1)
                 with self._sync(self.d, a == n - 1):
                     with self._autocast():
-                        loss_d = self.d(pose, fake)
+                        loss_d = self.d(pose, fake, valid)
                     self.scaler.scale(loss_d / n).backward()
                 values["gan_d"] = values.get("gan_d", 0.0) + loss_d.item() / n
             self.scaler.step(self.opt_d)
@@ -232,21 +249,23 @@ def to_device(batch, device: torch.device) -> list[torch.Tensor]:
 @torch.no_grad()
 def val_features(feature_net, val: DataLoader) -> np.ndarray:
     """FGD features of the real val windows: computed once, the feature net does not change."""
-    return np.concatenate([feature_net.features(pose).numpy() for _, _, pose, _ in val])
+    return np.concatenate([feature_net.features(unpack(batch)[2]).numpy() for batch in val])
 
 
 @torch.no_grad()
 def validate(model: HA2G, val: DataLoader, feature_net=None, real_features: np.ndarray | None = None) -> dict:
-    """Deterministic generation (z = mu) from the true seed frames, batch by batch: val regression loss, L1, and FGD
-    against `real_features` when a feature net is given."""
+    """Deterministic generation (z = mu) from the true seed frames, batch by batch: val regression loss and L1 over
+    the bones each window has, and FGD against `real_features` when a feature net is given."""
     device = next(model.parameters()).device
     model.eval()
     n, huber_sum, l1_sum, features = 0, 0.0, 0.0, []
     for batch in val:
-        spec, words, pose, speaker = to_device(batch, device)
+        spec, words, pose, speaker, valid = unpack(to_device(batch, device))
         out = model.generate_window(spec, words, pose[:, :N_SEED], speaker).float()
-        huber_sum += huber(out, pose).item() * len(pose)
-        l1_sum += (out - pose).abs().mean().item() * len(pose)
+        mask = torch.ones_like(pose, dtype=torch.bool) if valid is None else channel_mask(valid)
+        huber_sum += huber(out, pose, mask=mask).item() * len(pose)
+        l1 = torch.where(mask, (out - pose).abs(), 0).sum() / mask.sum().clamp(min=1)
+        l1_sum += l1.item() * len(pose)
         n += len(pose)
         if feature_net is not None:
             features.append(feature_net.features(out.cpu()).numpy())
@@ -321,7 +340,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         raise ValueError(f"preset {cfg.preset} is for {model_cfg.skeleton} but {cfg.data} holds "
                          f"{index['skeleton']} windows")
     batches = WindowBatches(train_set.shard_of(), cfg.batch_size, cfg.seed, window_weights(train_set,
-                            cfg.source_weights), cfg.shuffle_shards, rank, world, cfg.accumulate)
+                            cfg.source_weights), cfg.shuffle_shards, rank, world, cfg.accumulate, cfg.mirror)
     train_loader = loader(train_set, cfg.workers, device, batch_sampler=batches)
     val_loader = feature_net = real_features = None
     if lead:

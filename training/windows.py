@@ -4,13 +4,16 @@ Every ingester (`ted_lmdb`, `recordings`, `beat`, `ted_culture`, `synthetic`) yi
 recording of one speaker, with unit direction vectors at 15 fps, 16 kHz mono audio on the same clock and timed words.
 `write_dataset` cuts them into the HA2G training windows (34 frames, stride 10, the official filters) and stores them.
 
-On-disk format (`ha2g_windows/2`): a directory with
+On-disk format (`ha2g_windows/3`): a directory with
     index.json               skeleton, window geometry, speakers, sequences (source, split), shard list, filter counts
     vocab.json               the word vocabulary the `words` indices refer to (ha2g_model.text.Vocab)
     <split>-00000.safetensors ...  shards of about `shard_size` windows. Overlapping windows (stride 10 of 34 frames)
         would repeat every frame, spectrogram column and audio sample 3.4 times, so a shard stores SEGMENTS (runs of
         frames of one sequence that kept windows cover) once, and a table of windows that point into them:
         dir_vec    (F, n_bones, 3) float32  unit directions of every stored frame (mean NOT subtracted)
+        valid      (F, n_bones)    bool     the bones the source really has in that frame; the others hold a
+                                            placeholder (e.g. fingers carried rigidly by the hand) that the
+                                            losses must not supervise (ha2g_model.losses, "Partial skeletons")
         spec       (C, 128)        float16  log-mel dB columns (per-sequence reference) of the stored audio
         audio      (S,)            int16    the stored audio (onsets and loudness for the metrics)
       one row per window:
@@ -22,6 +25,8 @@ On-disk format (`ha2g_windows/2`): a directory with
         start      (N,)            int32    first frame of the window in its sequence
     About 32 kB a window at stride 10 (the format before it, `ha2g_windows/1`, stored every window whole: 108 kB);
     `python -m training.windows --convert OLD --out NEW` converts a /1 data set shard by shard.
+    `ha2g_windows/2` is /3 without `valid`: it is read as is, every bone valid. /3 got its own name so that code
+    from before the mask refuses it instead of training on its placeholders.
 Why safetensors + JSON: no pickles (a data set is data, never code), readable from any language, zero-copy and
 lazily sliceable (`safe_open(...).get_slice`), and the metadata a person wants to read is plain JSON.
 """
@@ -65,6 +70,13 @@ class Sequence:
     words: list[tuple[str, float, float]]  # (word, start_s, end_s)
     source: str  # "ted", "recordings", "ted_culture" or "synthetic" (synthetic data is never real data)
     positions: np.ndarray | None = None  # (T, n_joints, 3) original joint positions when the source has them
+    valid: np.ndarray | None = None  # (n_bones,) or (T, n_bones) bool: the bones the source has; None: every bone
+
+    def bone_validity(self) -> np.ndarray:
+        """(T, n_bones) bool: which bones of each frame are measured, not placeholders."""
+        n_bones = self.directions.shape[1]
+        valid = np.ones(n_bones, dtype=bool) if self.valid is None else np.asarray(self.valid, dtype=bool)
+        return np.broadcast_to(valid, (self.n_frames, n_bones))
 
     def validate(self, skeleton: Skeleton) -> None:
         d = self.directions
@@ -72,7 +84,11 @@ class Sequence:
             raise ValueError(f"{self.name}: directions must be (T, {skeleton.n_bones}, 3) for {skeleton.name}, "
                              f"got {d.shape}")
         if not np.isfinite(d).all():
-            raise ValueError(f"{self.name}: directions contain NaN or Inf")
+            raise ValueError(f"{self.name}: directions contain NaN or Inf (a missing bone needs a finite placeholder "
+                             f"and valid=False)")
+        if self.valid is not None and np.shape(self.valid) not in ((d.shape[1],), d.shape[:2]):
+            raise ValueError(f"{self.name}: valid must be (n_bones,) or (T, n_bones) = {d.shape[:2]}, "
+                             f"got {np.shape(self.valid)}")
         norms = np.linalg.norm(d, axis=-1)
         if np.abs(norms - 1).max() > 1e-3:
             raise ValueError(f"{self.name}: directions must be unit vectors (norms {norms.min():.3f}..{norms.max():.3f})")
@@ -216,8 +232,9 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
         split = (split_of or {}).get(seq.name) or speaker_split(seq.speaker)
         if split not in SPLITS:
             raise ValueError(f"{seq.name}: unknown split {split!r}; use one of {SPLITS}")
+        valid = seq.bone_validity()
         listed.append({"name": seq.name, "speaker": seq.speaker, "source": seq.source, "split": split,
-                       "n_frames": seq.n_frames})
+                       "n_frames": seq.n_frames, "missing_bones": missing_bones(valid, skeleton)})
         positions = filter_positions(seq.directions, skeleton) if seq.positions is None else seq.positions
         seq_stride = stride.get(seq.source, STRIDE) if isinstance(stride, dict) else stride
         spec = sequence_spectrogram(seq.audio)
@@ -232,6 +249,7 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
             audio = seq.audio[frame_to_sample(start):frame_to_sample(start) + WINDOW_SAMPLES]
             windows.append({
                 "dir_vec": seq.directions[start:start + N_FRAMES].astype(np.float32),
+                "valid": valid[start:start + N_FRAMES],
                 "spec": window_spectrogram(spec, start).astype(np.float16),
                 "audio": np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16),
                 "words": np.asarray(frame_word_indices(seq.words, vocab, start_s, N_FRAMES), dtype=np.int32),
@@ -245,6 +263,12 @@ def write_dataset(sequences: Iterable[Sequence], out_dir: str | Path, skeleton: 
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False))
     vocab.save(out / "vocab.json")
     return index
+
+
+def missing_bones(valid: np.ndarray, skeleton: Skeleton) -> list[str]:
+    """The bones no frame of a sequence has (valid (T, n_bones)), by joint names: what a person checks first."""
+    return [f"{skeleton.joint_names[p]}-{skeleton.joint_names[c]}"
+            for b, (p, c) in enumerate(skeleton.bones) if not valid[:, b].any()]
 
 
 def _empty_dir(out_dir: str | Path) -> Path:
@@ -273,13 +297,27 @@ def _index(skeleton: str, stride, speakers: list[str], sequences: list[dict], sh
 
 # --- segments: overlapping windows stored once ---------------------------------------------------------------------
 
-FORMAT = "ha2g_windows/2"
+FORMAT = "ha2g_windows/3"
+READABLE = (FORMAT, "ha2g_windows/2")  # /2: no `valid`, every bone valid
+# what a segment stores per axis: name -> (the window table's offset column, frames / columns / samples a window)
+STORED = {"dir_vec": ("frame", N_FRAMES), "valid": ("frame", N_FRAMES), "spec": ("col", SPEC_COLS),
+          "audio": ("sample", WINDOW_SAMPLES)}
+
+
+def _stored_part(window: dict, name: str) -> np.ndarray:
+    """A whole window's part of a stored array, as the segment lays it out (spec as (cols, mels))."""
+    if name == "spec":
+        return window["spec"].T
+    if name == "valid" and window.get("valid") is None:  # windows of /1 data sets have no mask: all valid
+        return np.ones(window["dir_vec"].shape[:2], dtype=bool)
+    return window[name]
 
 
 def pack_segments(windows: list[dict]) -> Iterable[dict]:
-    """Whole windows of ONE sequence, sorted by start (dicts of dir_vec (34, n_bones, 3), spec (128, 70), audio
-    (36267,), words, speaker, sequence, start) -> segments: each run of overlapping windows becomes the frames,
-    spectrogram columns and audio samples it covers, stored once, and the windows' table of offsets into them."""
+    """Whole windows of ONE sequence, sorted by start (dicts of dir_vec (34, n_bones, 3), valid (34, n_bones) (absent:
+    all valid), spec (128, 70), audio (36267,), words, speaker, sequence, start) -> segments: each run of overlapping
+    windows becomes the frames, spectrogram columns and audio samples it covers, stored once, and the windows' table
+    of offsets into them."""
     run: list[dict] = []
     for window in windows:
         if run and window["start"] >= run[-1]["start"] + N_FRAMES:  # no shared frame: a new segment
@@ -297,15 +335,12 @@ def _segment(run: list[dict]) -> dict:
         "col": np.asarray([frame_to_column(w["start"]) - frame_to_column(first) for w in run]),
         "sample": np.asarray([frame_to_sample(w["start"]) - frame_to_sample(first) for w in run]),
     }
-    sizes = {"frame": N_FRAMES, "col": SPEC_COLS, "sample": WINDOW_SAMPLES}
-    stored = {"frame": ("dir_vec", lambda w: w["dir_vec"]), "col": ("spec", lambda w: w["spec"].T),
-              "sample": ("audio", lambda w: w["audio"])}
     segment = {}
-    for axis, (name, part) in stored.items():
-        sample = part(run[0])
-        data = np.zeros((int(offsets[axis][-1]) + sizes[axis],) + sample.shape[1:], dtype=sample.dtype)
-        for w, at in zip(run, offsets[axis]):  # overlapping windows hold the same values where they overlap
-            data[at:at + sizes[axis]] = part(w)
+    for name, (axis, size) in STORED.items():
+        parts = [_stored_part(w, name) for w in run]
+        data = np.zeros((int(offsets[axis][-1]) + size,) + parts[0].shape[1:], dtype=parts[0].dtype)
+        for part, at in zip(parts, offsets[axis]):  # overlapping windows hold the same values where they overlap
+            data[at:at + size] = part
         segment[name] = data
     segment.update(offsets)
     segment["words"] = np.stack([w["words"] for w in run]).astype(np.int32)
@@ -331,7 +366,7 @@ class ShardWriter:
         if not self.segments:
             return
         tensors = {}
-        for name, axis in (("dir_vec", "frame"), ("spec", "col"), ("audio", "sample")):
+        for name, (axis, _) in STORED.items():
             lengths = np.cumsum([0] + [len(s[name]) for s in self.segments[:-1]])
             tensors[axis] = np.concatenate([s[axis] + at for s, at in zip(self.segments, lengths)]).astype(np.int64)
             tensors[name] = np.concatenate([s[name] for s in self.segments])
@@ -357,7 +392,7 @@ def read_index(data_dir: str | Path) -> dict:
     if index.get("format") == "ha2g_windows/1":
         raise ValueError(f"{data_dir} is in the old ha2g_windows/1 format; convert it once with "
                          f"python -m training.windows --convert {data_dir} --out NEW_DIR")
-    if index.get("format") != FORMAT:
+    if index.get("format") not in READABLE:
         raise ValueError(f"{path}: unknown format {index.get('format')!r}")
     return index
 
@@ -366,7 +401,8 @@ def read_index(data_dir: str | Path) -> dict:
 class Windows:
     """Some windows of a split, in memory (evaluation, small data). Arrays (N, ...) as cut from the segments:
     dir_vec (N, 34, n_bones, 3) float32, spec (N, 128, 70) float16, audio (N, 36267) int16, words (N, 34) int32,
-    speaker, sequence, start (N,) int32; None for those `load_windows` was not asked for."""
+    speaker, sequence, start (N,) int32, valid (N, 34, n_bones) bool; None for those `load_windows` was not asked
+    for."""
 
     dir_vec: np.ndarray
     spec: np.ndarray
@@ -375,6 +411,7 @@ class Windows:
     speaker: np.ndarray
     sequence: np.ndarray
     start: np.ndarray
+    valid: np.ndarray
     index: dict = field(repr=False)
 
     def __len__(self) -> int:
@@ -397,7 +434,7 @@ class Windows:
                        index=self.index)
 
 
-WINDOW_ARRAYS = ("dir_vec", "spec", "audio", "words", "speaker", "sequence", "start")
+WINDOW_ARRAYS = ("dir_vec", "spec", "audio", "words", "speaker", "sequence", "start", "valid")
 
 
 def cut_windows(shard: dict, rows: np.ndarray, names: Iterable[str] = WINDOW_ARRAYS) -> dict:
@@ -405,15 +442,22 @@ def cut_windows(shard: dict, rows: np.ndarray, names: Iterable[str] = WINDOW_ARR
     rows = np.asarray(rows)
     out = {}
     for name in names:
-        if name in ("dir_vec", "spec", "audio"):
-            axis, size = {"dir_vec": ("frame", N_FRAMES), "spec": ("col", SPEC_COLS),
-                          "audio": ("sample", WINDOW_SAMPLES)}[name]
+        if name == "valid" and "valid" not in shard:  # an ha2g_windows/2 shard: every bone valid
+            n_bones = _shape(shard["dir_vec"])[1]
+            out[name] = np.ones((len(rows), N_FRAMES, n_bones), dtype=bool)
+        elif name in STORED:
+            axis, size = STORED[name]
             out[name] = np.stack([shard[name][int(s):int(s) + size] for s in np.asarray(shard[axis][rows])])
             if name == "spec":
                 out[name] = out[name].transpose(0, 2, 1)  # stored (cols, mels) so that a window is one slice
         else:
             out[name] = np.asarray(shard[name][rows])
     return out
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    """Shape of a whole array or of a lazy safetensors slice."""
+    return tuple(tensor.shape) if hasattr(tensor, "shape") else tuple(tensor.get_shape())
 
 
 def load_windows(data_dir: str | Path, split: str, names: Iterable[str] = WINDOW_ARRAYS) -> Windows:
@@ -452,7 +496,7 @@ def convert(old_dir: str | Path, out_dir: str | Path, shard_size: int = 4096) ->
         writer = ShardWriter(out, split, shard_size)
         for shard in tqdm(index["shards"][split], desc=f"convert {split}", unit="shard"):
             old = load_file(str(old_dir / shard["file"]))
-            windows = [{k: old[k][i] for k in WINDOW_ARRAYS} for i in range(len(old["start"]))]
+            windows = [{k: old[k][i] for k in WINDOW_ARRAYS if k in old} for i in range(len(old["start"]))]
             # old shards hold each sequence's windows in order; a sequence may continue in the next shard
             for _, group in itertools.groupby(windows, key=lambda w: int(w["sequence"])):
                 for segment in pack_segments(sorted(group, key=lambda w: int(w["start"]))):
