@@ -2,6 +2,7 @@
 name, the frame rate despite the BVH header, and BEAT's skeleton mapped onto TED Expressive the right way up."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import SHARED, require_path
@@ -43,6 +44,12 @@ def test_beat_folder_converts_with_speaker_split_and_frame_rate(beat_folder, tmp
     assert (agreement[torso] > 0.9).all()
     forearm = TED_EXPRESSIVE.bone_index("left_elbow", "left_wrist")
     assert val.dir_vec[:, :, forearm].std(axis=(0, 1)).sum() > 0.1
+    # BEAT has body and fingers but no face joints: the face bones are placeholders, marked so in every window
+    face = [TED_EXPRESSIVE.bone_index(p, c) for p, c in (("neck", "nose"), ("nose", "right_eye"), ("nose", "left_eye"),
+                                                         ("right_eye", "right_ear"), ("left_eye", "left_ear"))]
+    assert not val.valid[..., face].any() and np.delete(val.valid, face, axis=-1).all()
+    assert index["sequences"][0]["missing_bones"] == ["neck-nose", "nose-right_eye", "nose-left_eye",
+                                                      "right_eye-right_ear", "left_eye-left_ear"]
 
 
 def test_frame_rate_and_names_are_checked():

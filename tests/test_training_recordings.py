@@ -31,6 +31,10 @@ def test_positions_in_other_axes_map_back_to_the_same_directions(ted_culture_dir
                                            "joints: {" + ", ".join(f"{j}: {i}" for i, j in enumerate(joints)) + "}\n")
     (seq,) = load_recordings(tmp_path)
     assert seq.speaker == "alice" and seq.source == "recordings" and len(seq.words) == len(clip.words)
+    # what the 8 joints cover is valid: the torso and the arms; fingers and face are placeholders
+    torso_and_arms = [S.bone_index(p, c) for p, c in (("spine", "neck"), ("neck", "left_shoulder"),
+                                                      ("neck", "right_shoulder"))] + ARM_BONES
+    assert sorted(np.flatnonzero(seq.valid)) == sorted(torso_and_arms)
     assert abs(seq.n_frames - clip.n_frames) <= 1
     n = min(seq.n_frames, clip.n_frames)
     np.testing.assert_allclose(seq.directions[:n, ARM_BONES], clip.directions[:n, ARM_BONES], atol=1e-3)

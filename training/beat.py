@@ -28,13 +28,13 @@ import numpy as np
 
 from ha2g_model.audio import SAMPLE_RATE
 from ha2g_model.words import read_words
-from training.recordings import bvh_joints, load_audio, motion_directions, read_bvh
+from training.recordings import bvh_joints, load_audio, mapped_bones, motion_directions, read_bvh
 from training.windows import Sequence, speaker_split, write_dataset
 
 TAKE = re.compile(r"^(\d+)_([A-Za-z]+)_(\d+)_(\d+)_(\d+)$")
 # TED Expressive joint -> BEAT joint. TED's shoulders are where the upper arms start (BEAT's *Arm joints); finger
 # joints 1..3 are the knuckle and the two joints after it (the thumb's 1 is its base). The face (nose, eyes, ears)
-# has no BEAT joint and moves rigidly with the neck.
+# has no BEAT joint: it moves rigidly with the neck and is marked invalid, so training never supervises it.
 JOINTS = {"spine": "Hips", "neck": "Neck"} | {
     f"{side}_{ted}": f"{Side}{beat}" for side, Side in (("left", "Left"), ("right", "Right"))
     for ted, beat in [("shoulder", "Arm"), ("elbow", "ForeArm"), ("wrist", "Hand")]
@@ -70,7 +70,7 @@ def load_take(bvh: Path, wav: Path, words: Path, fps: float | None = None) -> Se
     rate = fps or motion_rate(len(positions), frame_time, len(audio) / SAMPLE_RATE, bvh)
     directions = motion_directions(positions, rate, bvh_joints(bvh, names, JOINTS), MAPPING, bvh)
     return Sequence(name=bvh.stem, speaker=speaker_of(bvh.stem), directions=directions, audio=audio,
-                    words=read_words(words), source="beat")
+                    words=read_words(words), source="beat", valid=mapped_bones(JOINTS))
 
 
 def find_takes(folder: Path) -> list[tuple[Path, Path, Path]]:

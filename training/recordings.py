@@ -20,7 +20,9 @@ mapping.yaml:
       left_shoulder: 5 ...
 Bones of TED Expressive whose two joints are both mapped take their direction from the data. Unmapped bones
 (typically fingers and face) keep their mean-pose direction, carried along rigidly by the nearest mapped ancestor
-bone: a hand without finger tracking moves with its forearm instead of freezing in space.
+bone: a hand without finger tracking moves with its forearm instead of freezing in space. That placeholder is
+marked invalid in the windows (`Sequence.valid`), so training never supervises it: arm-only data trains the torso
+and arms, and the fingers learn from the data that has them.
 
     python -m training.recordings --in my_data --out data/my_windows
 """
@@ -86,6 +88,13 @@ def map_positions(positions: np.ndarray, joints: dict[str, int], skeleton: Skele
             rotations[i] = rotations[parent_bone[p]]
             out[:, i] = np.einsum("tij,j->ti", rotations[i], rest[i])
     return out.astype(np.float32)
+
+
+def mapped_bones(joints: dict, skeleton: Skeleton = TED_EXPRESSIVE) -> np.ndarray:
+    """(n_bones,) bool: the bones whose two joints the mapping names, i.e. the ones `map_positions` takes from the
+    data rather than filling in."""
+    return np.asarray([skeleton.joint_names[p] in joints and skeleton.joint_names[c] in joints
+                       for p, c in skeleton.bones])
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -189,8 +198,9 @@ def bvh_joints(path: Path, names: list[str], joints: dict) -> dict[str, int]:
     return {ted: names.index(str(theirs)) for ted, theirs in joints.items()}
 
 
-def load_motion(path: Path, mapping: dict) -> np.ndarray:
-    """(T, 42, 3) unit TED Expressive directions at 15 fps from one motion file."""
+def load_motion(path: Path, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 42, 3) unit TED Expressive directions at 15 fps from one motion file, and which of the 42 bones it has
+    (the others are placeholders)."""
     if path.suffix == ".bvh":
         names, positions, frame_time = read_bvh(path)
         if "fps" not in mapping and frame_time is None:
@@ -211,7 +221,9 @@ def load_motion(path: Path, mapping: dict) -> np.ndarray:
             raise ValueError("mapping must give the motion `fps` for .npy/.npz motion")
         fps = float(mapping["fps"])
         joints = mapping.get("joints", {})
-    return motion_directions(positions, fps, joints, mapping, path)
+    directions = motion_directions(positions, fps, joints, mapping, path)
+    has_every_bone = mapping.get("layout") == "directions"  # TED Expressive directions: the whole skeleton
+    return directions, np.ones(TED_EXPRESSIVE.n_bones, bool) if has_every_bone else mapped_bones(joints)
 
 
 def motion_directions(positions: np.ndarray, fps: float, joints: dict[str, int], mapping: dict,
@@ -261,8 +273,9 @@ def load_recordings(folder: str | Path) -> list[Sequence]:
             raise FileNotFoundError(f"{wav}: needs {wav.stem}{{{','.join(WORD_SUFFIXES)}}} word timings and "
                                     f"{wav.stem}{{{','.join(MOTION_SUFFIXES)}}} motion beside it")
         speaker = mapping.get("speakers", {}).get(wav.stem) or mapping.get("speaker") or wav.stem
-        sequences.append(Sequence(name=wav.stem, speaker=str(speaker), directions=load_motion(motion_path, mapping),
-                                  audio=load_audio(wav), words=read_words(words_path), source="recordings"))
+        directions, valid = load_motion(motion_path, mapping)
+        sequences.append(Sequence(name=wav.stem, speaker=str(speaker), directions=directions, audio=load_audio(wav),
+                                  words=read_words(words_path), source="recordings", valid=valid))
     return sequences
 
 
