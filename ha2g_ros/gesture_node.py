@@ -1,7 +1,7 @@
 """The gesture node: speech audio (+ transcript) in, limit-safe joint trajectories for the robot's controllers out.
 
-Callbacks only buffer (joint_states are not even a callback: the tick takes them, see PolledCallbackGroup); a 15 Hz
-timer runs the pipeline (docs/ros.md has the picture and the latency model):
+A 15 Hz timer takes what came on audio and joint_states (no callback per message: see PolledCallbackGroup) and runs
+the pipeline; the transcript callback only buffers (docs/ros.md has the picture and the latency model):
   audio chunks -> 16 kHz -> voice activity + engine.push_audio;  transcript -> timed words -> engine.push_words
   engine.pull_frames (a window per hop_frames of new audio) -> retargeter.solve -> fade with voice activity
   -> targets (frames on the ROS clock) -> safe motion plan (safe_motion.py: knots whose played spline keeps
@@ -37,7 +37,7 @@ from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError,
                                      StreamResampler, message_class, to_chunk)
-from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion
+from ha2g_ros.safe_motion import STILL, KnotPlan, MotionLimits, SafeMotion
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
@@ -69,10 +69,11 @@ DIAGNOSED = {"late_frames": "late frames (computed after their play time, skippe
 
 
 class PolledCallbackGroup(CallbackGroup):
-    """Entities the executor never waits on or runs: the node takes their messages itself, when it needs them.
+    """Entities the executor never waits on or runs: the node takes their messages itself, once per tick.
 
-    joint_states come at the robot's rate (50-1000 Hz), but the plan reads them once per tick: waking the executor
-    for each message cost more than the rest of the node (a 50 Hz publisher alone took 4 % of a core here).
+    joint_states come at the robot's rate (50-1000 Hz) and audio at 10 Hz, but the pipeline reads them once per tick:
+    waking the executor for each message cost more than the rest of the node (a 50 Hz publisher alone took 4 % of a
+    core here).
     """
 
     def can_execute(self, entity) -> bool:
@@ -335,6 +336,7 @@ class GestureNode(LifecycleNode):
         self.plan = KnotPlan(SafeMotion(MotionLimits(self.lower, self.upper, self.vmax, self.amax), FRAME_DT),
                              body=r)  # the played motion keeps the self-collision margin too
         self.commit_lead = get("commit_lead_s")
+        self._sent_end: np.ndarray | None = None  # the final point of the last trajectory sent: where it holds
 
         # --- stream state ---
         self.vad = EnergyVAD(VadConfig(get("vad_threshold_db"), get("vad_hangover_s")))
@@ -363,19 +365,24 @@ class GestureNode(LifecycleNode):
         # --- interfaces ---
         # Audio is a stream: sensor-data QoS (best effort, volatile: a lost chunk beats a delayed one), but a deeper
         # queue than its 5, so a tick busy with a slow window does not drop the 100 ms chunks that arrive meanwhile.
+        # Taken each tick (PolledCallbackGroup), with its arrival time from the middleware.
+        polled = PolledCallbackGroup()
         audio_qos = QoSProfile(depth=AUDIO_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
                                durability=DurabilityPolicy.VOLATILE)
         subscription = lambda *args, **kw: self._keep(self.destroy_subscription,  # noqa: E731
                                                       self.create_subscription(*args, **kw))
         publisher = lambda *args: self._keep(self.destroy_publisher, self.create_publisher(*args))  # noqa: E731
-        subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos)
+        self.audio_sub = subscription(message_class(get("audio_type")), "audio", self.on_audio, audio_qos,
+                                      callback_group=polled)
         # Transcripts and commands are few and must not be lost: reliable.
         subscription(String, "transcript", self.on_transcript, 10)
         # Robot state: sensor-data QoS (best effort: only the newest reading matters), taken each tick.
         state_qos = QoSProfile(depth=JOINT_STATES_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT,
                                durability=DurabilityPolicy.VOLATILE)
         self.joint_states_sub = subscription(JointState, "joint_states", self.on_joint_states, state_qos,
-                                             callback_group=PolledCallbackGroup())
+                                             callback_group=polled)
+        # Arrival times: the middleware's reception stamp is on the system clock, which is ROS time unless simulated
+        self._stamped_arrivals = not get("use_sim_time")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.trajectory_pubs = {g: publisher(JointTrajectory, f"{g}/joint_trajectory", reliable) for g in self.groups}
         self.preview_pub = publisher(JointState, "gesture_joint_states", reliable)
@@ -399,7 +406,7 @@ class GestureNode(LifecycleNode):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def on_audio(self, msg) -> None:
+    def on_audio(self, msg, arrival_s: float | None = None) -> None:
         if not self.active:
             return  # inactive: resting, whatever is said
         try:
@@ -408,7 +415,7 @@ class GestureNode(LifecycleNode):
             self.stats["bad_audio"] += 1
             self.get_logger().warning(f"dropped an audio message: {error}", throttle_duration_sec=5.0)
             return
-        self.pending_audio.append((chunk, self.now_s()))
+        self.pending_audio.append((chunk, self.now_s() if arrival_s is None else arrival_s))
 
     def on_transcript(self, msg: String) -> None:
         if self.active:
@@ -478,21 +485,32 @@ class GestureNode(LifecycleNode):
 
     # --- the pipeline, every tick ---
     def on_tick(self) -> None:
-        self._take_joint_states()
+        self.take_audio()
+        self._take(self.joint_states_sub, JOINT_STATES_QUEUE, lambda msg, info: self.on_joint_states(msg))
         self._run_pipeline()
         self._publish_preview()
         self._publish_diagnostics()
 
-    def _take_joint_states(self) -> None:
-        """Every joint_states message that came since the last tick, oldest first (as rclpy's executor takes
-        them), through on_joint_states."""
-        sub = self.joint_states_sub
+    @staticmethod
+    def _take(sub, limit: int, handle) -> None:
+        """Every message of a polled subscription that came since the last tick, oldest first (as rclpy's executor
+        takes them), through handle(msg, info); at most `limit` (what its queue holds): never chase a flood."""
         with sub.handle:
-            for _ in range(JOINT_STATES_QUEUE):  # at most what the queue holds: never chase a flood forever
+            for _ in range(limit):
                 taken = sub.handle.take_message(sub.msg_type, sub.raw)
                 if taken is None:
                     return
-                self.on_joint_states(taken[0])
+                handle(*taken)
+
+    def take_audio(self) -> None:
+        """The audio messages that came since the last tick, into pending_audio (on_audio)."""
+        self._take(self.audio_sub, AUDIO_QUEUE, lambda msg, info: self.on_audio(msg, self._arrival(info)))
+
+    def _arrival(self, info: dict) -> float:
+        """ROS time (s) at which a polled message arrived: the middleware's reception stamp when ROS time is the
+        system clock (exact, whenever the tick takes it), else the tick's own time (at most one tick late)."""
+        received = info.get("received_timestamp", 0) if self._stamped_arrivals else 0
+        return received * 1e-9 if received else self.now_s()
 
     def _run_pipeline(self) -> None:
         now = self.now_s()
@@ -504,6 +522,7 @@ class GestureNode(LifecycleNode):
                                       throttle_duration_sec=5.0)
             self._restart_stream()
             self.targets, self.plan = Timeline(), KnotPlan(self.plan.motion, self.plan.body)
+            self._sent_end = None
             self.pending_audio.clear()
             self.last_audio_s, self.weight = None, 0.0
         self._last_tick_s = now
@@ -703,6 +722,10 @@ class GestureNode(LifecycleNode):
     def _publish_trajectories(self, now: float) -> None:
         self.plan.forget_before(now)
         times, positions, velocities = self.plan.to_send()
+        if self._sent_end is not None and np.abs(velocities).max() <= STILL and \
+                np.abs(positions - self._sent_end).max() <= STILL:
+            return  # the controller already holds this pose (the last message's end): resting needs no messages
+        self._sent_end = positions[-1]
         for group, index in self.groups.items():
             msg = build_trajectory([self.joint_names[i] for i in index], times, positions[:, index],
                                    velocities[:, index])

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+STILL = 1e-9  # rad, rad/s: standing still, up to the rounding of a plan converging on a still target
+
 # Weight of the velocity error against the position error (per knot, velocity error times the knot period). Off
 # the limits the tracking error shrinks to 0.6 of itself per knot without overshoot (closed-loop eigenvalues 0 and
 # 0.6). A deadbeat tracker (1/4) hits every target sooner but saturates the acceleration more on real motion and so
@@ -122,6 +124,8 @@ class SafeMotion:
         when braking from there would stop inside the margin (`body.keeps_margin(q)`), the robot brakes now: its
         momentum must not carry it into itself.
         """
+        if max(np.abs(v).max(), np.abs(p - target).max()) <= STILL and not target_velocity.any():
+            return target.copy(), np.zeros_like(v)  # at a still target: staying is admissible, and free to plan
         T, amax = self.period, self.limits.acceleration
         # Least squares on the next knot's errors: |p' - target|^2 + w |T (v' - target_velocity)|^2 over a, with
         # p' = p + v T + a T^2 / 2 and v' = v + a T.
@@ -210,7 +214,7 @@ class KnotPlan:
         """True when the plan has ended (last knot due before `t`, standing still): the robot holds that pose."""
         return not self.times or (self.times[-1] < t and not self.velocities[-1].any())
 
-    def holds_still(self, tolerance: float = 1e-9) -> bool:
+    def holds_still(self, tolerance: float = STILL) -> bool:
         """True when the plan's last segment stands still (both its knots at rest, up to rounding: converging on a
         still target leaves velocities of 1e-15 rad/s): where it ends, it stays."""
         return len(self.times) >= 2 and max(np.abs(self.velocities[-1]).max(), np.abs(self.velocities[-2]).max()) \

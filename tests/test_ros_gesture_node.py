@@ -222,7 +222,8 @@ def test_audio_older_than_the_playback_delay_is_dropped(rclpy_context, checkpoin
             h.audio_pub.publish(from_samples(burst[start:start + CHUNK], h.audio_type, RATE))
         deadline = time.monotonic() + 10
         while len(h.gesture.pending_audio) < 30 and time.monotonic() < deadline:
-            h.executor.spin_once(timeout_sec=0.01)  # simulated time stands still: only the callbacks run
+            h.gesture.take_audio()  # simulated time stands still: no tick, the burst piles up
+            time.sleep(0.01)
         assert len(h.gesture.pending_audio) == 30
         h.spin(0.1)
         stats = dict(h.gesture.stats)
@@ -311,6 +312,23 @@ def test_joint_states_from_several_fast_publishers_keep_the_robot_seen(rclpy_con
         h.close()
     assert h.gesture.stats["unseen_robot_ticks"] == 0
     assert all(h.received[g] for g in h.groups), {g: len(m) for g, m in h.received.items()}
+
+
+def test_a_robot_resting_through_silence_gets_no_messages(rclpy_context, checkpoint, speech):
+    """Silence keeps streaming (a microphone in a quiet room): once the robot has faded to rest and stands there,
+    the node sends nothing more (the controller holds its last point), although frames keep coming."""
+    audio = speech[0]
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        h.play(audio[: 3 * RATE])
+        h.play(np.zeros(6 * RATE, np.float32))  # speech over: fade, then rest
+        sent, frames = {g: len(m) for g, m in h.received.items()}, h.gesture.stats["frames"]
+        h.play(np.zeros(3 * RATE, np.float32))
+    finally:
+        h.close()
+    assert h.gesture.stats["frames"] > frames, "no audio reached the model: the test would prove nothing"
+    assert {g: len(m) for g, m in h.received.items()} == sent
+    np.testing.assert_allclose(h.played_state(), h.gesture.rest, atol=1e-9)
 
 
 def test_every_transition_is_played_within_limits(rclpy_context, checkpoint, speech):
