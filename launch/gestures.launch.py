@@ -34,6 +34,8 @@ ARGUMENTS = {
     "namespace": ("", "namespace of both nodes", None),
     "use_sim_time": ("false", "follow /clock (a simulator, a rosbag) instead of the system clock", ["true", "false"]),
     "log_level": ("info", "lowest severity both nodes log", ["debug", "info", "warn", "error", "fatal"]),
+    "autostart": ("true", "configure and activate the gesture node (a lifecycle node) at start; false leaves it "
+                  "unconfigured for a lifecycle manager (ros2 lifecycle set)", ["true", "false"]),
 }
 
 
@@ -65,6 +67,7 @@ def _node(name: str, value: dict, overrides: dict) -> Node:
 def _nodes(context):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     gesture = {name: value[name] for name in ("robot", "checkpoint", "backend") if value[name]}
+    gesture["autostart"] = value["autostart"] == "true"
     nodes = [_node("gesture_node", value, gesture)]
     if value["audio_source"] != "none":
         microphone = {"source": value["audio_source"], "file": value["audio_file"],
