@@ -32,8 +32,9 @@ SHARED = REPO.parent / "shared" / "data" / "ted_culture"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def speech_file(folder: Path, seconds: float) -> Path:
-    """A WAV of real speech (the TED clips one after the other) at least `seconds` long."""
+def speech_file(folder: Path, seconds: float, speech_s: float | None = None) -> Path:
+    """A WAV of real speech (the TED clips one after the other) `seconds` long; with `speech_s`, only its first
+    `speech_s` seconds are speech and the rest silence (a microphone in a quiet room after a sentence)."""
     import soundfile
 
     if SHARED.is_dir():
@@ -44,6 +45,8 @@ def speech_file(folder: Path, seconds: float) -> Path:
 
         audio, _ = soundfile.read(synthesize_speech(folder)[0], dtype="float32")
     audio = np.tile(audio, int(np.ceil(seconds * 16000 / len(audio))))[: int(seconds * 16000)]
+    if speech_s is not None:
+        audio[int(speech_s * 16000):] = 0.0
     path = folder / "speech.wav"
     soundfile.write(path, audio, 16000)
     return path
@@ -148,6 +151,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout measured the same way in the same run")
     parser.add_argument("--profile", type=Path, help="only profile this checkout's node with py-spy (collapsed "
                         "stacks written here)")
+    parser.add_argument("--silence-after", type=float, metavar="S", help="speech for the first S seconds only, "
+                        "silence after it (the measured window starts at the first trajectory): the resting cost")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_footprint.json")
     args = parser.parse_args()
     from ha2g_ros.demo import loopback_environment
@@ -157,7 +162,7 @@ def main() -> None:
     checkouts = {"this": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        wav = speech_file(Path(tmp), args.seconds + 60)
+        wav = speech_file(Path(tmp), args.seconds + 60, args.silence_after)
         if args.profile:
             measure(REPO, wav, args.seconds, args.checkpoint, domain, profile=args.profile)
             return
@@ -166,6 +171,7 @@ def main() -> None:
             results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain)
             print(name, json.dumps(results[name]))
     result = {"seconds": args.seconds, "speech": "ted_culture clips" if SHARED.is_dir() else "espeak-ng",
+              "silence_after_s": args.silence_after,
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
               **results}
