@@ -7,9 +7,10 @@ checkpoint); this process plays the speech in real time, looped (the microphone 
 trajectory on a simulated robot (which publishes joint_states) and checks every message as joint_trajectory_controller
 would (trajectory.validate_trajectory against the URDF limits) and what the controllers played, sampled at 1 kHz a few
 seconds at a time (never holding up the simulated controllers' callbacks), against position, scaled velocity and
-acceleration limits, with every jump where a message took over. Every minute: the node's RSS and CPU share. Reported:
-RSS growth (MB per minute, least squares after the first 2 minutes), late frames, invalid messages and played-limit
-problems (both must be 0). Results: benchmarks/results/soak.json.
+acceleration limits, with every jump where a message took over, and how late each message reached its controller
+(`late_deliveries`: later than commit_lead_s and a frame after the point it starts with, when a jump is possible).
+Every minute: the node's RSS and CPU share. Reported: RSS growth (MB per minute, least squares after the first 2
+minutes), late frames, invalid messages and played-limit problems (both must be 0). Results: benchmarks/results/soak.json.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from node_footprint import REPO, cpu_seconds, memory_mb, speech_file, stop  # benchmarks/ is on the path of a script run from it
+
+from ha2g_ros.gesture_node import COMMIT_LEAD_S
 
 
 CHECK_EVERY_S = 5.0
@@ -53,6 +56,21 @@ def check_played_span(robot, rt, start: float, now: float, counts: dict, problem
     return float(times[-1] + 1e-3)
 
 
+def delivery_lags(robot, seen: dict) -> list[float]:
+    """For the messages the controllers got since the last call: arrival minus the message's first point (the knot
+    that started the segment playing when the node planned it, at most one frame before that). Above commit_lead_s
+    plus a frame, the message surely reached the controller later than the plan allows (a starved process on
+    either side): its takeover may jump."""
+    from ha2g_ros.trajectory import absolute_times_ns
+
+    lags = []
+    for group, received in robot.received.items():
+        for arrival, msg in received[seen.get(group, 0):]:
+            lags.append(arrival - int(absolute_times_ns(msg)[0]) * 1e-9)
+        seen[group] = len(received)
+    return lags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0)
@@ -78,7 +96,10 @@ def main() -> None:
     rclpy.init(context=context)
     robot = SimulatedRobot(rt.groups, dict(zip(names, rt.rest_pose())), context=context)
     checker = rclpy.create_node("soak_checker", context=context)
-    counts = {"messages": 0, "invalid": 0, "played_samples": 0, "played_problems": 0}
+    counts = {"messages": 0, "invalid": 0, "played_samples": 0, "played_problems": 0, "late_deliveries": 0,
+              "max_delivery_lag_s": 0.0}
+    delivered: dict = {}
+    too_late = COMMIT_LEAD_S + 1 / 15
     problems: list[str] = []
     timing: list[dict] = []
 
@@ -119,6 +140,9 @@ def main() -> None:
                     # executor) are never held up long enough to take a message over late.
                     last_check = time.monotonic()
                     checked_until = check_played_span(robot, rt, checked_until, robot.now_s(), counts, problems)
+                    lags = delivery_lags(robot, delivered)
+                    counts["late_deliveries"] += sum(lag > too_late for lag in lags)
+                    counts["max_delivery_lag_s"] = round(max([counts["max_delivery_lag_s"], *lags]), 4)
                 if time.monotonic() - last_wall >= 60:
                     cpu, wall = cpu_seconds(child.pid), time.monotonic()
                     samples.append({"minute": round((wall - began) / 60, 2), "rss_mb": round(memory_mb(child.pid, "VmRSS"), 1),

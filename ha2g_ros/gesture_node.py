@@ -532,7 +532,7 @@ class GestureNode(LifecycleNode):
             times, directions = self.engine.pull_frames()
             if len(times):
                 self.compute_s.append(self.engine.last_compute_s)
-                self._add_frames(times, directions, now)
+                self._add_frames(times, directions, self.now_s())  # after the window: its time counts
                 self._report_timing()
             failed = False
         except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
@@ -544,8 +544,11 @@ class GestureNode(LifecycleNode):
         if failed or self.last_audio_s is None or now - self.last_audio_s > self.get_parameter(
                 "audio_timeout_s").value:
             self._fade_to_rest(now)
-        if self._extend_plan(now):
-            self._publish_trajectories(now)
+        # The commit lead counts from the moment the message goes out, not from the tick's start: a slow window
+        # (a loaded CPU) must not eat into the time the message has to reach the controller.
+        planned_at = self.now_s()
+        if self._extend_plan(planned_at):
+            self._publish_trajectories(planned_at)
 
     def _ingest_audio(self) -> None:
         chunks, self.pending_audio = self.pending_audio, []
