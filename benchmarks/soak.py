@@ -15,6 +15,7 @@ minutes), late frames, invalid messages and played-limit problems (both must be 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -56,18 +57,20 @@ def check_played_span(robot, rt, start: float, now: float, counts: dict, problem
     return float(times[-1] + 1e-3)
 
 
-def delivery_lags(robot, seen: dict) -> list[float]:
-    """For the messages the controllers got since the last call: arrival minus the message's first point (the knot
-    that started the segment playing when the node planned it, at most one frame before that). Above commit_lead_s
-    plus a frame, the message surely reached the controller later than the plan allows (a starved process on
-    either side): its takeover may jump."""
+def delivery_lags(robot) -> list[float]:
+    """For the messages the controllers got since the last call (then forgotten): arrival minus the message's first
+    point (the knot that started the segment playing when the node planned it, at most one frame before that).
+    Above commit_lead_s plus a frame, the message surely reached the controller later than the plan allows (a
+    starved process on either side): its takeover may jump."""
     from ha2g_ros.trajectory import absolute_times_ns
 
     lags = []
-    for group, received in robot.received.items():
-        for arrival, msg in received[seen.get(group, 0):]:
-            lags.append(arrival - int(absolute_times_ns(msg)[0]) * 1e-9)
-        seen[group] = len(received)
+    for received in robot.received.values():
+        lags += [arrival - int(absolute_times_ns(msg)[0]) * 1e-9 for arrival, msg in received]
+        received.clear()
+    # An hour of kept messages made the garbage collector pause this process (and so the simulated controllers)
+    # for longer and longer: what is kept from here on is never scanned again.
+    gc.freeze()
     return lags
 
 
@@ -98,7 +101,6 @@ def main() -> None:
     checker = rclpy.create_node("soak_checker", context=context)
     counts = {"messages": 0, "invalid": 0, "played_samples": 0, "played_problems": 0, "late_deliveries": 0,
               "max_delivery_lag_s": 0.0}
-    delivered: dict = {}
     too_late = COMMIT_LEAD_S + 1 / 15
     problems: list[str] = []
     timing: list[dict] = []
@@ -140,7 +142,7 @@ def main() -> None:
                     # executor) are never held up long enough to take a message over late.
                     last_check = time.monotonic()
                     checked_until = check_played_span(robot, rt, checked_until, robot.now_s(), counts, problems)
-                    lags = delivery_lags(robot, delivered)
+                    lags = delivery_lags(robot)
                     counts["late_deliveries"] += sum(lag > too_late for lag in lags)
                     counts["max_delivery_lag_s"] = round(max([counts["max_delivery_lag_s"], *lags]), 4)
                 if time.monotonic() - last_wall >= 60:
