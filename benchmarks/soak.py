@@ -135,7 +135,7 @@ def main() -> None:
         try:
             last_cpu, last_wall = cpu_seconds(child.pid), time.monotonic()
             last_check = time.monotonic()
-            while time.monotonic() - began < args.minutes * 60:
+            while context.ok() and time.monotonic() - began < args.minutes * 60:  # Ctrl-C shuts the context down
                 executor.spin_once(timeout_sec=0.01)
                 if time.monotonic() - last_check >= CHECK_EVERY_S:
                     # A few seconds at a time: milliseconds of work, so the simulated controllers' callbacks (same
