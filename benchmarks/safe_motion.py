@@ -127,7 +127,7 @@ def main() -> None:
                              tqdm(clips, desc="generating (shipped model)")]}
     seconds = sum(len(d) for _, d, _ in clips) / FPS
     report = {"config": {"hop_frames": HOP, "playback_delay_s": DELAY, "commit_lead_s": COMMIT_LEAD_S,
-                         "transport_delay_s": [0.0, 0.06], "amplitude": args.amplitude, "sample_rate_hz": 1000,
+                         "transport_delay_s": [0.0, COMMIT_LEAD_S], "amplitude": args.amplitude, "sample_rate_hz": 1000,
                          "clips": [name for name, _, _ in clips], "seconds_of_motion_per_source": round(seconds, 1)},
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
