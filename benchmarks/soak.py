@@ -38,23 +38,20 @@ def check_played_span(robot, rt, start: float, now: float, counts: dict, problem
     """Check what every controller of `robot` played from `start` to `now` (1 kHz samples and takeover jumps) against
     the retargeter `rt`'s URDF position limits, scaled velocity limits and acceleration limits; returns where the
     check ended."""
-    from ha2g_ros.trajectory import check_played
-
     vmax = rt.velocity_limits * rt.speed_scale
     amax = np.array([rt.profile.acceleration_limit_of(n) for n in rt.joint_names])
-    times = np.arange(start, now, 1e-3)
-    if not len(times):
+    n = len(np.arange(start, now, 1e-3))  # whole milliseconds: the next check goes on from the last sample's grid
+    if not n:
         return start
+    end = start + n * 1e-3
     for group, joints in rt.groups.items():
         index = [rt.joint_names.index(j) for j in joints]
-        p, v, a = robot.played(group, times)
-        found = (check_played(joints, times, p, v, a, rt.lower[index], rt.upper[index],
-                              vmax[index], amax[index])
-                 + robot.controllers[group].takeover_problems(times[0], times[-1]))
+        found = robot.controllers[group].problems(start, end, rt.lower[index], rt.upper[index], vmax[index],
+                                                  amax[index])
         counts["played_problems"] += len(found)
         problems.extend(found[:3])
-    counts["played_samples"] += len(times)
-    return float(times[-1] + 1e-3)
+    counts["played_samples"] += n
+    return end
 
 
 def delivery_lags(robot) -> list[float]:

@@ -406,7 +406,7 @@ class GestureNode(LifecycleNode):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def on_audio(self, msg, arrival_s: float | None = None) -> None:
+    def on_audio(self, msg, arrival_s: float) -> None:
         if not self.active:
             return  # inactive: resting, whatever is said
         try:
@@ -415,7 +415,7 @@ class GestureNode(LifecycleNode):
             self.stats["bad_audio"] += 1
             self.get_logger().warning(f"dropped an audio message: {error}", throttle_duration_sec=5.0)
             return
-        self.pending_audio.append((chunk, self.now_s() if arrival_s is None else arrival_s))
+        self.pending_audio.append((chunk, arrival_s))
 
     def on_transcript(self, msg: String) -> None:
         if self.active:
@@ -715,7 +715,7 @@ class GestureNode(LifecycleNode):
             return False
         if self.plan.at_rest_before(now + self.commit_lead):
             _, ahead = self.targets.after(now + self.commit_lead)
-            if np.abs((ahead if len(ahead) else last[1]) - self.measured).max() < 1e-9:
+            if np.abs((ahead if len(ahead) else last[1]) - self.measured).max() < STILL:
                 return False  # standing where the targets are: the controller holds its last point
         changed_from, self._replan_from = self._replan_from, math.inf
         return self.plan.update(now, self.commit_lead, self.targets.at, end, self.measured.copy(),

@@ -214,11 +214,11 @@ class KnotPlan:
         """True when the plan has ended (last knot due before `t`, standing still): the robot holds that pose."""
         return not self.times or (self.times[-1] < t and not self.velocities[-1].any())
 
-    def holds_still(self, tolerance: float = STILL) -> bool:
+    def holds_still(self) -> bool:
         """True when the plan's last segment stands still (both its knots at rest, up to rounding: converging on a
         still target leaves velocities of 1e-15 rad/s): where it ends, it stays."""
         return len(self.times) >= 2 and max(np.abs(self.velocities[-1]).max(), np.abs(self.velocities[-2]).max()) \
-            <= tolerance
+            <= STILL
 
     def commit_braking(self, until: float) -> None:
         """The last message's braking tail is what the controller plays once the plan runs out: knots of it due

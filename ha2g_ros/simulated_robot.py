@@ -6,7 +6,6 @@ sees, so without a robot something must publish joint_states.
 """
 from __future__ import annotations
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -50,7 +49,3 @@ class SimulatedRobot(Node):
         msg = JointState(name=list(state), position=list(state.values()))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.state_pub.publish(msg)
-
-    def played(self, group: str, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions, velocities, accelerations (n, J) the group's controller played at `times` (ROS s)."""
-        return self.controllers[group].sample(times)

@@ -107,6 +107,15 @@ class PlayedMotion:
         if np.abs(jump_p).max(initial=0) > 0 or np.abs(jump_v).max(initial=0) > 0:
             self._jumps.append((arrival_s, jump_p, jump_v))
 
+    def problems(self, start_s: float, end_s: float, lower, upper, velocity_limits, acceleration_limits,
+                 rate_hz: float = 1000.0) -> list[str]:
+        """The whole contract between `start_s` and `end_s`: limit violations of the played motion sampled at
+        `rate_hz` (check_played) and every jump where a message took over (takeover_problems)."""
+        times = np.arange(start_s, end_s, 1.0 / rate_hz)
+        p, v, a = self.sample(times)
+        return (check_played(self.joint_names, times, p, v, a, lower, upper, velocity_limits, acceleration_limits)
+                + self.takeover_problems(start_s, end_s))
+
     def takeover_problems(self, start_s: float, end_s: float) -> list[str]:
         """Jumps of the commanded position or velocity where a message took over between `start_s` and `end_s`:
         an instant of unbounded velocity or acceleration, invisible to samples of the curves on either side."""

@@ -148,11 +148,6 @@ def played_problems(harness, group, start, end, rate=1000.0):
     """Limit violations of what the group's controller played between ROS times `start` and `end`, sampled at
     `rate` Hz (position, velocity x speed scale, acceleration: the node's contract), and jumps where a message took
     over."""
-    from ha2g_ros.trajectory import check_played
-
     index = [harness.index[j] for j in harness.groups[group]]
-    times = np.arange(start, end, 1.0 / rate)
-    p, v, a = harness.controllers[group].sample(times)
     lower, upper, vmax = limits(harness, group)
-    return (check_played(harness.groups[group], times, p, v, a, lower, upper, vmax, harness.gesture.amax[index])
-            + harness.controllers[group].takeover_problems(start, end))
+    return harness.controllers[group].problems(start, end, lower, upper, vmax, harness.gesture.amax[index], rate)

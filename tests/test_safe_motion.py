@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("trajectory_msgs")
 from ha2g_ros.safe_motion import KnotPlan, MotionLimits, SafeMotion, braking_distance  # noqa: E402
-from ha2g_ros.trajectory import PlayedMotion, build_trajectory, check_played  # noqa: E402
+from ha2g_ros.trajectory import PlayedMotion, build_trajectory  # noqa: E402
 
 T = 1 / 15
 T0 = 1_800_000_000.0  # today's ROS time: float seconds are coarse here, which the plan must not suffer from
@@ -18,10 +18,7 @@ NAMES = ["a", "b", "c"]
 
 
 def played_problems(played: PlayedMotion, start: float, end: float) -> list[str]:
-    times = np.arange(start, end, 1e-3)
-    p, v, a = played.sample(times)
-    return (check_played(NAMES, times, p, v, a, LIMITS.lower, LIMITS.upper, LIMITS.velocity, LIMITS.acceleration)
-            + played.takeover_problems(start, end))
+    return played.problems(start, end, LIMITS.lower, LIMITS.upper, LIMITS.velocity, LIMITS.acceleration)
 
 
 DELAY = 0.6  # s from a frame's computation to its play time, as the node's playback delay
