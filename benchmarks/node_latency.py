@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
 sys.path.insert(0, str(REPO))  # runs from a checkout without installing the package
 
 from timing import stats_ms  # noqa: E402  (benchmarks/ is on the path of a script run from it)

@@ -31,6 +31,7 @@ from timing import stats_ms  # benchmarks/ is on the path of a script run from i
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
 sys.path.insert(0, str(REPO))  # training/ (the real clips' readers) is not an installed package
 
 from ha2g_model.skeleton import FPS  # noqa: E402

@@ -35,6 +35,7 @@ import numpy as np
 from timing import stats_ms  # benchmarks/ is on the path of a script run from it
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
 sys.path.insert(0, str(REPO))
 
 from ha2g_model.skeleton import FPS, TED_EXPRESSIVE  # noqa: E402

@@ -2,7 +2,8 @@
 # One command on a fresh Debian/Ubuntu machine with Python 3.10+:
 #   creates .venv, installs everything the package needs, then runs the main job (the gesture demo on the shipped
 #   checkpoint, the default robot and the bundled speech sample). `--no-run` stops after the setup.
-# Idempotent: a second run only re-installs when requirements*, setup.py, package.xml or the ROS 2 found changed.
+# Idempotent: a second run only re-installs when requirements*, setup.py, the package.xml files, the interface
+# definitions or the ROS 2 found changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,14 +47,50 @@ elif [ -n "$apt_ros" ] && ! grep -q "include-system-site-packages = true" .venv/
   log "WARNING: ROS 2 $apt_ros is sourced but .venv cannot see the system's packages: remove .venv and run again"
 fi
 venv_python=.venv/bin/python
+touch .venv/COLCON_IGNORE  # colcon run in this checkout (a workspace's src/) must not crawl the venv's ROS wheels
 # Humble's Python extensions are built against numpy 1: every install there is constrained to numpy<2
 constraints=()
-[ "$apt_ros" = humble ] && constraints=(-c requirements/humble-constraints.txt)
+[ "$apt_ros" = humble ] && constraints=(-c ha2g_ros/requirements/humble-constraints.txt)
 pip() { "$venv_python" -m pip "$@"; }
 pip_install() { pip install -q "${constraints[@]}" "$@"; }
 
+# ha2g_interfaces (the SpeakWithGestures action, the SpeechAudio message): generated and compiled by its CMake
+# (ament_cmake + rosidl, as colcon would) and installed into .venv with the layout of the ROS 2 wheels (lib/,
+# site-packages, share/ament_index), so rclpy finds it with nothing to source. With an apt ROS 2 the system's ament
+# and rosidl are used; without it, their wheels from the package registry (requirements-ros-build.txt).
+build_interfaces() {
+  local build=build/ha2g_interfaces prefix tool
+  prefix=$("$venv_python" -c 'import sys; print(sys.prefix)')
+  for tool in "${CC:-cc}" "${CXX:-c++}" make; do
+    command -v "$tool" >/dev/null || { log "ERROR: '$tool' not found; building ha2g_interfaces needs a C/C++ compiler and make (apt-get install g++ make)"; exit 1; }
+  done
+  if [ -z "$apt_ros" ]; then
+    log "installing the ament/rosidl build tools (requirements-ros-build.txt)"
+    pip_install -r requirements-ros-build.txt
+  fi
+  if ! cmake --version 2>/dev/null | awk 'NR == 1 { split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 21)) }'; then
+    log "installing CMake from the package registry (none >= 3.21 on PATH)"
+    pip_install "cmake>=3.21,<4"
+    PATH=$prefix/bin:$PATH
+  fi
+  log "building ha2g_interfaces into .venv (log: $build.log)"
+  rm -rf "$build" && mkdir -p "$build" && touch build/COLCON_IGNORE
+  # $ORIGIN run paths: the generated Python extensions find the package's own libraries without LD_LIBRARY_PATH
+  if ! { CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:-$prefix}" AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:-$prefix}" \
+           cmake -S ha2g_interfaces -B "$build" -DCMAKE_INSTALL_PREFIX="$prefix" -DBUILD_TESTING=OFF \
+           -DPython3_EXECUTABLE="$prefix/bin/python" -DCMAKE_INSTALL_RPATH='$ORIGIN;$ORIGIN/../../..' \
+         && cmake --build "$build" -j "$(nproc)" && cmake --install "$build"; } > "$build.log" 2>&1; then
+    grep -E 'CMake Error|error:|Error [0-9]|ModuleNotFoundError' "$build.log" | head -n 8 >&2 || true
+    log "ERROR: building ha2g_interfaces failed (full output: $build.log)"
+    exit 1
+  fi
+  "$venv_python" -c 'from ha2g_interfaces.action import SpeakWithGestures' ||
+    { log "ERROR: ha2g_interfaces was built but does not import (see $build.log)"; exit 1; }
+}
+
 stamp=.venv/.ha2g-setup-stamp
-want=$( (cat requirements.txt requirements/*.txt requirements-ros.txt setup.py package.xml; echo "ros=$apt_ros") | sha256sum | cut -d' ' -f1)
+want=$( (cat requirements*.txt ha2g_ros/requirements/*.txt ha2g_ros/setup.py ha2g_ros/package.xml \
+         $(find ha2g_interfaces -type f | LC_ALL=C sort); echo "ros=$apt_ros") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # 3. torch first and pinned, the CPU build from PyTorch's own index (PyPI's x86_64 wheel is the multi-GB CUDA
   #    build). A torch that already imports (JetPack on a Jetson, a CUDA build) is kept, never replaced.
@@ -89,9 +126,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     requirement_files+=(pinocchio)
   fi
   requirement_args=()
-  for name in "${requirement_files[@]}"; do requirement_args+=(-r "requirements/$name.txt"); done
+  for name in "${requirement_files[@]}"; do requirement_args+=(-r "ha2g_ros/requirements/$name.txt"); done
   pip_install "${requirement_args[@]}"
-  pip_install --no-build-isolation --no-deps -e . 2>&1 | grep -v -i "editable\|!!\|\*\*\*\|name as your package\|^ *$\|with strategy" || true
+  # compat mode: a plain path entry (.pth), so that with the checkout root on sys.path (python -m from the root)
+  # the package folder ha2g_ros/ cannot stand in for the Python package ha2g_ros/ha2g_ros as an empty namespace
+  pip_install --no-build-isolation --no-deps --config-settings editable_mode=compat -e ha2g_ros 2>&1 | grep -v -i "editable\|!!\|\*\*\*\|name as your package\|^ *$\|with strategy" || true
+  build_interfaces
   echo "$want" > "$stamp"
   log "setup complete"
 else

@@ -27,6 +27,7 @@ os.environ["XDG_CACHE_HOME"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "ha2g_ros"  # the ament_python package folder (package.xml, setup.py, launch/, config/)
 SHARED = REPO.parent / "shared"
 TED_CULTURE = SHARED / "data" / "ted_culture"
 OFFICIAL_FIXTURES = SHARED / "fixtures" / "official_ha2g"

@@ -19,8 +19,11 @@ import yaml
 from ha2g_ros.retargeting import shipped_profiles
 from ha2g_ros.retargeting.robot import resolve_urdf
 
-ROOT = Path(__file__).resolve().parents[1]
-KEYS = yaml.safe_load((ROOT / "tests" / "data" / "rosdep_keys.yaml").read_text())
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "ha2g_ros"  # the ament_python package folder
+KEYS = yaml.safe_load((REPO / "tests" / "data" / "rosdep_keys.yaml").read_text())
+# The repository's packages: rosdep resolves them from the workspace (`--from-paths src --ignore-src`)
+WORKSPACE_PACKAGES = {path.parent.name: path for path in REPO.glob("*/package.xml")}
 DISTRIBUTIONS = sorted(KEYS["distributions"])
 ENTRY_MODULES = ["ha2g_ros.gesture_node", "ha2g_ros.microphone_node", "ha2g_ros.bringup"]
 # What an import of the runtime needs: (rosdep key, or None where rosdistro has none; PyPI distribution, or None for
@@ -39,7 +42,7 @@ RUNTIME_IMPORTS = {
 }
 ROS_MODULES = {"rclpy", "std_msgs", "sensor_msgs", "trajectory_msgs", "visualization_msgs", "geometry_msgs",
                "builtin_interfaces", "rcl_interfaces", "diagnostic_msgs", "ament_index_python", "launch",
-               "launch_ros"}
+               "launch_ros", "action_msgs", "ha2g_interfaces"}
 # System libraries behind an import, with no import of their own: sounddevice loads PortAudio
 SYSTEM_KEYS = {"portaudio19-dev"}
 # Only behind a choice (backend:=torch / tensorrt, exporting graphs): these may be imported inside functions only
@@ -47,8 +50,8 @@ OPTIONAL = {"torch", "safetensors", "onnx", "tensorrt", "cuda"}
 PACKAGES = ("ha2g_model", "ha2g_ros")
 
 
-def package_keys(*tags: str) -> list[str]:
-    root = ET.parse(ROOT / "package.xml").getroot()
+def package_keys(*tags: str, package: str = "ha2g_ros") -> list[str]:
+    root = ET.parse(WORKSPACE_PACKAGES[package]).getroot()
     return [element.text.strip() for tag in tags for element in root.iter(tag)]
 
 
@@ -151,12 +154,22 @@ def requirement_names(name: str) -> set[str]:
     return names
 
 
+def test_the_workspace_holds_both_packages():
+    """colcon finds a package only in a folder that is not itself inside a package: each has its own folder."""
+    assert set(WORKSPACE_PACKAGES) == {"ha2g_ros", "ha2g_interfaces"}
+    assert not (REPO / "package.xml").exists()
+
+
+@pytest.mark.parametrize("package", ["ha2g_ros", "ha2g_interfaces"])
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)
-def test_every_key_resolves(distribution):
+def test_every_key_resolves(distribution, package):
     release = KEYS["distributions"][distribution]
     unresolved = []
-    for key in package_keys("depend", "exec_depend", "build_depend", "buildtool_depend", "test_depend"):
-        if key in KEYS["ros_packages"]:
+    for key in package_keys("depend", "exec_depend", "build_depend", "buildtool_depend", "test_depend",
+                            package=package):
+        if key in WORKSPACE_PACKAGES:
+            ok = True
+        elif key in KEYS["ros_packages"]:
             ok = distribution in KEYS["ros_packages"][key]
         else:
             ok = key in KEYS["rules"] and resolve(key, release) is not None

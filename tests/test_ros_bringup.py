@@ -25,7 +25,7 @@ from ros_harness import Harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
-LAUNCH_FILE = REPO / "launch" / "gestures.launch.py"
+LAUNCH_FILE = REPO / "ha2g_ros" / "launch" / "gestures.launch.py"
 
 
 def load_yaml():

@@ -23,6 +23,7 @@ from conftest import SHARED  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "ha2g_ros"  # the ament_python package folder
 TOOLING = SHARED / "ros2_tooling"
 CONTROLLER_REMAPS = {"left_arm/joint_trajectory": "/left_arm_controller/joint_trajectory",
                      "right_arm/joint_trajectory": "/right_arm_controller/joint_trajectory"}
@@ -80,7 +81,7 @@ class Launched:
 @pytest.fixture(scope="session")
 def ros2_tooling(tmp_path_factory) -> dict:
     """The environment of `ros2` (launch, launch_ros, ros2cli built beside the venv, cached under ~/.cache) with
-    ha2g_ros installed by colcon into a scratch ament prefix, as on a robot."""
+    ha2g_ros and ha2g_interfaces built by colcon into a scratch ament prefix, as on a robot."""
     if not (TOOLING / "build.sh").is_file():
         pytest.skip(f"{TOOLING} not found: the ROS 2 launch tooling sources sit beside the checkout in CI")
     # conftest points XDG_CACHE_HOME at a per-session folder; the tooling's cache must outlive the session
@@ -94,10 +95,15 @@ def ros2_tooling(tmp_path_factory) -> dict:
     env = dict(line.split("=", 1) for line in sourced.stdout.decode().split("\0") if "=" in line)
     tmp = tmp_path_factory.mktemp("ament")
     workspace = tmp / "ws"
-    colcon = subprocess.run(["colcon", "--log-base", str(workspace / "log"), "build", "--paths", str(REPO),
+    # the checkout as a robot's workspace src/: colcon crawls it and must find and build both packages, the
+    # interfaces (CMake, rosidl) before the nodes that depend on them
+    colcon = subprocess.run(["colcon", "--log-base", str(workspace / "log"), "build", "--base-paths", str(REPO),
                              "--build-base", str(workspace / "build"), "--install-base", str(workspace / "install"),
-                             "--merge-install"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                             "--merge-install", "--cmake-args", "-DBUILD_TESTING=OFF",
+                             f"-DPython3_EXECUTABLE={Path(sys.executable).parent / 'python'}"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert colcon.returncode == 0, colcon.stdout[-3000:] + colcon.stderr[-3000:]
+    assert "Summary: 2 packages finished" in colcon.stdout, colcon.stdout[-2000:]
     env["AMENT_PREFIX_PATH"] = f"{workspace / 'install'}:{env['AMENT_PREFIX_PATH']}"
     env["ROS_HOME"] = str(tmp / "ros_home")  # launch's and the nodes' log files
     return env
@@ -137,7 +143,7 @@ def rclpy_module_context():
 @pytest.fixture(scope="module")
 def user_params(tmp_path_factory, checkpoint):
     """A robot's copy of the params file, values changed in both node sections."""
-    config = yaml.safe_load((REPO / "config" / "gestures.yaml").read_text())
+    config = yaml.safe_load((PACKAGE / "config" / "gestures.yaml").read_text())
     config["/**/gesture_node"]["ros__parameters"].update(amplitude=0.8, checkpoint=str(checkpoint))
     config["/**/microphone_node"]["ros__parameters"].update(chunk_size=800)
     path = tmp_path_factory.mktemp("robot1") / "robot1.yaml"
@@ -230,7 +236,7 @@ def test_a_command_line_parameter_after_the_params_file_wins(namespace, speech, 
     executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(listener)
     node = subprocess.Popen([sys.executable, "-m", "ha2g_ros.microphone_node", "--ros-args", "-r", f"__ns:={namespace}",
-                             "--params-file", str(REPO / "config" / "gestures.yaml"),
+                             "--params-file", str(PACKAGE / "config" / "gestures.yaml"),
                              "-p", "source:=file", "-p", f"file:={wav}", "-p", "chunk_size:=400"],
                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -249,7 +255,7 @@ def test_a_command_line_parameter_after_the_params_file_wins(namespace, speech, 
 
 
 def _load_launch_file(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO / "launch" / name)
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), PACKAGE / "launch" / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -305,7 +311,7 @@ def test_preview_launch_describes_robot_state_publisher_and_rviz(ros2_tooling, l
     # relative names: RViz runs in the nodes' namespace, where the gesture node publishes exactly these
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "gesture_skeleton"
     assert displays["rviz_default_plugins/RobotModel"]["Description Topic"]["Value"] == "robot_description"
-    node_source = (REPO / "ha2g_ros" / "gesture_node.py").read_text()
+    node_source = (PACKAGE / "ha2g_ros" / "gesture_node.py").read_text()
     assert '"gesture_skeleton"' in node_source and '"gesture_joint_states"' in node_source
     # the URDF: robot:=nao's, else the params file's robot (this copy names NAO under /**/gesture_node)
     assert "HipYawPitch" in preview.robot_description("nao", str(user_params), "/robot1/gesture_node")

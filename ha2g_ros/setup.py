@@ -1,4 +1,4 @@
-"""ha2g_ros: ament_python package (colcon build) that also installs with plain `pip install -e .`."""
+"""ha2g_ros: ament_python package (colcon build) that also installs with plain `pip install -e ha2g_ros` (from the repository root)."""
 from glob import glob
 from pathlib import Path
 
