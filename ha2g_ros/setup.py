@@ -59,9 +59,11 @@ setup(
             # ROS 2 executables (`ros2 run ha2g_ros <name>`)
             "gesture_node = ha2g_ros.gesture_node:main",
             "microphone_node = ha2g_ros.microphone_node:main",
+            "speech_player = ha2g_ros.speech_player:main",
             # tools
             "ha2g-bringup = ha2g_ros.bringup:main",
             "ha2g-demo = ha2g_ros.demo:main",
+            "ha2g-say = ha2g_ros.say:main",
             "ha2g-generate = ha2g_model.generate_cli:main",
             "ha2g-convert-official = ha2g_model.official:main",
             "ha2g-export-onnx = ha2g_model.onnx_export:main",
