@@ -10,6 +10,10 @@ the pipeline; the transcript callback only buffers (docs/ros.md has the picture 
      now to the plan's braking tail; every tick: the target due now as JointState (preview) and the human skeleton
      as MarkerArray.
 The robot is only commanded while it is seen: fresh, finite, plausible joint_states for every commanded joint.
+The robot's own speech comes whole, before it is played, on the `speak` action (ha2g_interfaces/SpeakWithGestures,
+utterance.py): generated in whole-utterance mode, its frames become the targets at start + i / 15 s and its audio goes
+out on speech_audio stamped `start`, so that a speech player puts voice and gesture out together (docs/speech.md).
+Live audio is republished there too, stamped to play with its gestures (playback_delay_s after it arrived).
 A managed (lifecycle) node: configure loads, activate gestures, deactivate fades to rest (docs/ros.md, Lifecycle);
 /diagnostics says once a second how it goes.
 """
@@ -19,15 +23,21 @@ import json
 import math
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
+from ha2g_interfaces.action import SpeakWithGestures
+from ha2g_interfaces.msg import SpeechAudio
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import CallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -40,6 +50,7 @@ from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE,
 from ha2g_ros.safe_motion import STILL, KnotPlan, MotionLimits, SafeMotion
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
+from ha2g_ros.utterance import GENERATING, PLAYING, SCHEDULED, Utterance, UtteranceError
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
 
 FRAME_DT = 1.0 / FPS
@@ -128,6 +139,17 @@ PARAMS = (
           "has sent. Each trajectory message must reach the controller within this time: one that arrives later, "
           "after the points it re-plans have started to play, makes the controller jump between curves.",
           (FRAME_DT, 1.0)),
+    Param("utterance_policy", "queue", "A speak goal that comes while another utterance is pending or playing: "
+          "queue plays it right after (gapless), preempt cuts the current one off and starts the new one as soon "
+          "as it is ready.", live=True, choices=("queue", "preempt")),
+    Param("start_margin_s", 0.6, "A speak goal without start_time starts this long after the request (later if "
+          "its gestures take longer to be ready: then ready + commit_lead_s). Just above the request-to-ready "
+          "time of a typical sentence on this computer (benchmarks/speech_sync.py).", (0.0, 10.0), live=True),
+    Param("max_utterance_s", 60.0, "Longest utterance a speak goal may carry (s); longer ones are refused.",
+          (1.0, 600.0), live=True),
+    Param("relay_voice", True, "Republish the live audio on speech_audio, stamped to play with its gestures "
+          "(arrival + playback_delay_s), for a speech player that delays the relayed voice to meet them.",
+          live=True),
     Param("speaker", 0, "Gesture style: speaker id of the checkpoint.", (0, 100_000), live=True),
     Param("amplitude", 1.0, "Gesture size: 1 imitates, <1 calms, >1 exaggerates.", (0.0, 1.5), live=True),
     Param("rest_blend", 0.0, "0 follows the human, 1 holds the rest pose.", (0.0, 1.0), live=True),
@@ -252,6 +274,8 @@ class GestureNode(LifecycleNode):
         """Fade to rest from the commit lead on (the motion already sent up to it plays as sent), then hold."""
         self.active = False
         now = self.now_s()
+        for utterance in list(self.utterances):
+            self._end_utterance(utterance, "aborted", "the gesture node was deactivated", now)
         self.pending_audio.clear()
         self.pending_text.clear()
         self._restart_stream()
@@ -270,6 +294,8 @@ class GestureNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
+        for utterance in list(getattr(self, "utterances", ())):
+            self._end_utterance(utterance, "aborted", "the gesture node shut down", self.now_s())
         for destroy, entity in reversed(self._interfaces):
             destroy(entity)
         self._interfaces.clear()
@@ -353,7 +379,13 @@ class GestureNode(LifecycleNode):
         self._state_layouts: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.measured = np.full(len(self.joint_names), np.nan)  # latest plausible joint_states
         self.measured_at = np.full(len(self.joint_names), -math.inf)  # ROS time of each joint's reading
-        self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque(maxlen=120)  # (play s, directions)
+        self.skeleton_frames: deque[tuple[float, np.ndarray]] = deque()  # (play s, directions), from the one due
+        self.utterances: list[Utterance] = []  # speak goals in order; the first is generating, scheduled or playing
+        self._job = None  # the worker's current utterance job (concurrent.futures.Future)
+        self._paused = False  # live speech paused for an utterance
+        # Whole utterances are generated and retargeted here, beside the tick: a 30 s one takes seconds
+        self._worker = self._keep(lambda pool: pool.shutdown(wait=True, cancel_futures=True),
+                                  ThreadPoolExecutor(1, thread_name_prefix="ha2g-utterance"))
         self.compute_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.latency_s: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.stats = {"ticks": 0, "audio_chunks": 0, "bad_audio": 0, "bad_transcripts": 0, "inference_errors": 0,
@@ -388,6 +420,11 @@ class GestureNode(LifecycleNode):
         self.preview_pub = publisher(JointState, "gesture_joint_states", reliable)
         self.marker_pub = publisher(MarkerArray, "gesture_skeleton", reliable)
         self.timing_pub = publisher(String, "gesture_timing", reliable)
+        # Speech stamped with the moment it must be heard (the robot's own utterances, the relayed live voice)
+        self.speech_pub = publisher(SpeechAudio, "speech_audio", reliable)
+        self._keep(ActionServer.destroy, ActionServer(
+            self, SpeakWithGestures, "speak", self._execute_utterance, goal_callback=lambda goal: GoalResponse.ACCEPT,
+            cancel_callback=lambda goal_handle: CancelResponse.ACCEPT))
         # Standard diagnostics (rqt_robot_monitor, the diagnostic aggregator): the absolute topic, as every node's.
         self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnosed_at, self._diagnosed_stats = -math.inf, dict(self.stats)
@@ -526,10 +563,16 @@ class GestureNode(LifecycleNode):
             self.pending_audio.clear()
             self.last_audio_s, self.weight = None, 0.0
         self._last_tick_s = now
+        self._run_utterances(now)
         try:
-            self._ingest_audio()
-            self._ingest_words()
-            times, directions = self.engine.pull_frames()
+            if self._live_paused():
+                self.pending_audio.clear()  # the robot speaks: live speech is neither gestured nor relayed
+                self.pending_text.clear()
+                times, directions = np.zeros(0), None
+            else:
+                self._ingest_audio()
+                self._ingest_words()
+                times, directions = self.engine.pull_frames()
             if len(times):
                 self.compute_s.append(self.engine.last_compute_s)
                 self._add_frames(times, directions, self.now_s())  # after the window: its time counts
@@ -591,6 +634,7 @@ class GestureNode(LifecycleNode):
                     throttle_duration_sec=5.0)
                 self.clock_map = StreamClock()
             self.clock_map.observe(stream_end, arrival)
+            self._relay_voice(chunk, stream_end)
             self.chunk_arrivals.append((stream_end, arrival))
             self.last_audio_s = arrival
             self.stats["audio_chunks"] += 1
@@ -643,7 +687,7 @@ class GestureNode(LifecycleNode):
                 q_gesture = self.rest
             self.weight = weight
             self.targets.append(play, blend(self.rest, q_gesture, weight))
-            self.skeleton_frames.append((play, dirs))
+            self._add_skeleton_frame(play, dirs)
             self.stats["frames"] += 1
         if len(times) and self.chunk_arrivals:
             # Latency of the oldest audio this hop covers (the hop's worst): from the arrival of the chunk holding
@@ -651,6 +695,186 @@ class GestureNode(LifecycleNode):
             first = float(times[0])
             arrival = next((a for end, a in self.chunk_arrivals if end > first), self.chunk_arrivals[-1][1])
             self.latency_s.append(self.now_s() - arrival)
+
+    # --- speak with gestures: whole utterances on the `speak` action (utterance.py) ---
+    async def _execute_utterance(self, goal_handle):
+        """Check the goal, queue it, and wait until the tick has played it (or it ended otherwise)."""
+        try:
+            if not self.active:
+                raise UtteranceError("the gesture node is not active (lifecycle): activate it first")
+            utterance = Utterance.from_goal(goal_handle, self.now_s(), self.get_parameter("max_utterance_s").value,
+                                            self.get_parameter("vad_threshold_db").value)
+        except UtteranceError as error:
+            self.get_logger().warning(f"refused an utterance: {error}")
+            goal_handle.abort()
+            return SpeakWithGestures.Result(message=f"refused: {error}")
+        utterance.finished = Future()
+        self.utterances.append(utterance)
+        self._feedback(utterance, force=True)
+        return await utterance.finished
+
+    def _live_paused(self) -> bool:
+        """Live speech waits while utterances are pending and while the worker still uses the engine and the
+        retargeter; when it resumes, it starts a fresh stream."""
+        paused = bool(self.utterances) or (self._job is not None and not self._job.done())
+        if self._paused and not paused:
+            self._restart_stream()
+            self.last_audio_s = None
+        self._paused = paused
+        return paused
+
+    def _run_utterances(self, now: float) -> None:
+        for utterance in [u for u in self.utterances if u.goal_handle.is_cancel_requested]:
+            self._end_utterance(utterance, "canceled", "canceled: fading to rest", now)
+        waiting = next((u for u in self.utterances if u.stage is None), None)
+        if waiting is not None and (self._job is None or self._job.done()):
+            earlier = self.utterances.index(waiting) > 0
+            # the solver continues from the utterance before, or else from where the robot is headed now
+            q_from = None if earlier else self._previous_target(now + self.commit_lead)[0]
+            waiting.job = self._job = self._worker.submit(self._generate, waiting, q_from)
+            waiting.stage = GENERATING
+        for utterance in [u for u in self.utterances if u.stage == GENERATING and u.job.done()]:
+            self._schedule_utterance(utterance, self.now_s())
+        current = self.utterances[0] if self.utterances else None
+        if current is not None and current.start_s is not None:
+            if now >= current.end_s:
+                late = f"; its first {current.skipped_s:.2f} s had no gestures (ready too late)" \
+                    if current.skipped_s else ""
+                self._end_utterance(current, "succeeded", f"done{late}", now)
+            elif now >= current.start_s:
+                current.stage = PLAYING
+        for utterance in self.utterances:
+            self._feedback(utterance)
+
+    def _generate(self, utterance: Utterance, q_from) -> tuple[np.ndarray, np.ndarray]:
+        """On the worker thread: the utterance's gesture frames (whole-utterance mode) and their joint targets."""
+        directions = self.engine.generate_utterance(utterance.mono, utterance.words, fade_to_rest=True,
+                                                    sample_rate=utterance.sample_rate)
+        if not np.isfinite(directions).all():
+            raise ValueError("the model produced NaN/Inf direction vectors (a broken or diverged checkpoint?)")
+        if q_from is not None:
+            self.retargeter.reset(q_from)
+        return np.array([self.retargeter.solve(d, dt=FRAME_DT) for d in directions], float), directions
+
+    def _schedule_utterance(self, utterance: Utterance, now: float) -> None:
+        """Its frames become the targets at start + i / 15 s, its speech goes out stamped start."""
+        try:
+            q, directions = utterance.job.result()
+        except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
+            self.stats["inference_errors"] += 1
+            self.get_logger().error(f"generating an utterance's gestures failed: {error!r}")
+            self._end_utterance(utterance, "aborted", f"gesture generation failed: {error}", now)
+            return
+        utterance.ready_s, cut = now, now + self.commit_lead
+        if self.get_parameter("utterance_policy").value == "preempt":
+            for earlier in self.utterances[:self.utterances.index(utterance)]:
+                self._end_utterance(earlier, "aborted", "preempted by a newer utterance", now)
+        position = self.utterances.index(utterance)
+        before = self.utterances[position - 1] if position else None
+        start = utterance.requested_start_s
+        if start is None:
+            start = max(utterance.received_s + self.get_parameter("start_margin_s").value, cut + FRAME_DT)
+        if before is not None:
+            start = max(start, before.end_s)
+        utterance.start_s = start
+        times = start + np.arange(len(q)) * FRAME_DT
+        due = times > cut
+        if not due.any():
+            self._end_utterance(utterance, "aborted", f"its gestures were ready {now - start:.2f} s after its start "
+                                "time, when the utterance was over", now)
+            return
+        first = int(np.argmax(due))
+        utterance.skipped_s, utterance.frames = first * FRAME_DT, len(q)
+        begin = max(cut, before.end_s) if before is not None else cut
+        self.targets.truncate_from(begin)
+        while self.skeleton_frames and self.skeleton_frames[-1][0] >= begin:
+            self.skeleton_frames.pop()
+        weight = 1.0 if self.get_parameter("enabled").value else 0.0
+        targets = [blend(self.rest, qi, weight) for qi in q[first:]]
+        # from where the motion is at `begin` to the first frame, eased, so that it plays in full at its time
+        last = self.targets.last()
+        t_from, q_from = last if last is not None else (begin, self._previous_target(begin)[0])
+        steps = int((times[first] - t_from) / FRAME_DT)
+        for k in range(1, steps):
+            s = k / steps
+            self.targets.append(t_from + k * FRAME_DT, blend(q_from, targets[0], s * s * (3 - 2 * s)))
+        for t, target, dirs in zip(times[first:], targets, directions[first:]):
+            self.targets.append(float(t), target)
+            self._add_skeleton_frame(float(t), dirs)
+        self.weight = weight
+        self._replan_from = min(self._replan_from, begin)
+        utterance.stage = SCHEDULED
+        self._publish_speech(utterance.samples, utterance.sample_rate, utterance.channels, start,
+                             utterance.goal_handle.goal_id.uuid.tobytes().hex())
+        self.get_logger().info(f"utterance of {utterance.duration_s:.1f} s ready {now - utterance.received_s:.2f} s "
+                               f"after the request, starts at {start:.3f} ({start - now:+.2f} s)")
+
+    def _end_utterance(self, utterance: Utterance, outcome: str, message: str, now: float) -> None:
+        """Finish a speak goal ('succeeded', 'aborted' or 'canceled'). One cut off before its end stops moving the
+        robot at the commit lead (the fade to rest takes over from there) and its speech stops there too."""
+        self.utterances.remove(utterance)
+        if utterance.job is not None:
+            utterance.job.cancel()
+        cut = now + self.commit_lead
+        if outcome != "succeeded" and utterance.start_s is not None and utterance.end_s > cut:
+            self.targets.truncate_from(cut)
+            self._replan_from = min(self._replan_from, cut)
+            self._publish_speech(np.zeros(0, np.float32), utterance.sample_rate, utterance.channels, cut,
+                                 utterance.goal_handle.goal_id.uuid.tobytes().hex())
+        goal = utterance.goal_handle
+        if goal.is_active:
+            if outcome == "succeeded":
+                goal.succeed()
+            elif outcome == "canceled" and goal.is_cancel_requested:
+                goal.canceled()
+            else:
+                goal.abort()
+        if outcome != "succeeded":
+            self.get_logger().info(f"utterance {outcome}: {message}")
+        result = SpeakWithGestures.Result(duration_s=utterance.duration_s, frames=utterance.frames, message=message)
+        if utterance.start_s is not None:
+            result.start_time = Time(seconds=utterance.start_s).to_msg()
+        if utterance.ready_s is not None:
+            result.ready_after_s = utterance.ready_s - utterance.received_s
+        if not utterance.finished.done():
+            utterance.finished.set_result(result)
+
+    def _feedback(self, utterance: Utterance, force: bool = False) -> None:
+        """Feedback on each change of stage, and about five times a second while it plays."""
+        stage = GENERATING if utterance.stage is None else utterance.stage
+        progress = 0.0
+        if stage == PLAYING:
+            progress = min(1.0, (self.now_s() - utterance.start_s) / utterance.duration_s)
+        key = (stage, round(progress * utterance.duration_s * 5))
+        if key == utterance.last_feedback and not force:
+            return
+        utterance.last_feedback = key
+        feedback = SpeakWithGestures.Feedback(stage=stage, progress=progress)
+        if utterance.start_s is not None:
+            feedback.start_time = Time(seconds=utterance.start_s).to_msg()
+        utterance.goal_handle.publish_feedback(feedback)
+
+    def _publish_speech(self, samples: np.ndarray, sample_rate: int, channels: int, start_s: float,
+                        utterance_id: str) -> None:
+        """Speech on speech_audio, stamped with the ROS time its first sample must be heard. No samples: the rest
+        of that utterance from the stamp on is not to be played (canceled or preempted)."""
+        msg = SpeechAudio(sample_rate=sample_rate, channels=channels, utterance_id=utterance_id)
+        msg.header.stamp = Time(seconds=start_s).to_msg()
+        msg.samples.frombytes(np.ascontiguousarray(samples, np.float32).tobytes())
+        self.speech_pub.publish(msg)
+
+    def _relay_voice(self, chunk, stream_end: float) -> None:
+        """The live chunk on speech_audio, stamped to be heard when its gestures play: voice and gesture meet."""
+        if not self.get_parameter("relay_voice").value or self.speech_pub.get_subscription_count() == 0:
+            return
+        start = self.clock_map.to_ros(stream_end - len(chunk.samples) / chunk.sample_rate)
+        self._publish_speech(chunk.samples, chunk.sample_rate, 1, start + self.get_parameter("playback_delay_s").value,
+                             "")
+
+    def _add_skeleton_frame(self, play: float, directions: np.ndarray) -> None:
+        while self.skeleton_frames and self.skeleton_frames[-1][0] >= play:
+            self.skeleton_frames.pop()  # replaced
+        self.skeleton_frames.append((play, directions))
 
     def _step_weight(self, speaking: bool, dt: float) -> float:
         fade = self.get_parameter("fade_in_s" if speaking else "fade_out_s").value
@@ -749,7 +973,9 @@ class GestureNode(LifecycleNode):
             state = JointState(name=self.joint_names, position=q.tolist())
             state.header.stamp = stamp
             self.preview_pub.publish(state)
-        due = next((dirs for t, dirs in reversed(self.skeleton_frames) if t <= now), None)
+        while len(self.skeleton_frames) > 1 and self.skeleton_frames[1][0] <= now:
+            self.skeleton_frames.popleft()
+        due = self.skeleton_frames[0][1] if self.skeleton_frames and self.skeleton_frames[0][0] <= now else None
         if wants_markers and due is not None:
             self.marker_pub.publish(self._skeleton_markers(due, stamp))
 

@@ -1,0 +1,128 @@
+"""Speak with gestures: one utterance handed to the gesture node before it is played (ha2g_interfaces/action/
+SpeakWithGestures). Pure checks and bookkeeping here, no ROS entities; the gesture node runs the action server.
+
+The life of an utterance (docs/speech.md has the timing picture):
+  goal -> checked (Utterance.from_goal) -> queued -> generated and retargeted on a worker thread (whole-utterance
+  mode: the model hears the whole sentence) -> scheduled: its frames become the gesture node's targets so that frame
+  i plays at start + i / 15 s, and its speech goes out on speech_audio stamped `start` -> played -> result.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ha2g_ros.audio_messages import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ha2g_ros.transcript import MAX_WORD_CHARS, MAX_WORDS, spread_words
+
+GENERATING, SCHEDULED, PLAYING = 0, 1, 2  # the action's feedback stages
+WORD_SLACK_S = 0.5  # a word may end this much after the audio (rounding in a TTS engine's timings); it is clipped
+
+
+class UtteranceError(ValueError):
+    """A goal that cannot be spoken; the text says what is wrong with it and goes into the action's result."""
+
+
+@dataclass
+class Utterance:
+    goal_handle: object
+    samples: np.ndarray  # float32, interleaved as received (what speech_audio republishes)
+    channels: int
+    sample_rate: int
+    words: list[tuple[str, float, float]]  # timed, seconds from the first sample
+    requested_start_s: float | None  # ROS time, or None: as soon as the gestures are ready
+    received_s: float  # ROS time of the request
+    finished: object = None  # rclpy Future completed with the action's result
+    stage: int | None = None  # None: queued, not started
+    job: object = None  # concurrent.futures.Future of the worker: joint targets (T, n_joints) and directions
+    ready_s: float | None = None
+    start_s: float | None = None
+    skipped_s: float = 0.0  # the beginning that was already due when the gestures were ready (not gestured)
+    frames: int = 0
+    last_feedback: tuple = field(default_factory=tuple)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.channels / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    @property
+    def mono(self) -> np.ndarray:
+        return self.samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+
+    @classmethod
+    def from_goal(cls, goal_handle, now_s: float, max_duration_s: float, voice_threshold_db: float) -> "Utterance":
+        goal = goal_handle.request
+        rate, channels = int(goal.sample_rate), int(goal.channels)
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise UtteranceError(f"sample_rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise UtteranceError(f"channels {channels} is outside [1, {MAX_CHANNELS}]")
+        samples = np.asarray(goal.samples, dtype=np.float32)
+        if not len(samples):
+            raise UtteranceError("the utterance has no audio samples")
+        if len(samples) % channels:
+            raise UtteranceError(f"{len(samples)} samples do not split into {channels} interleaved channels")
+        if not np.isfinite(samples).all():
+            raise UtteranceError(f"the audio holds {int((~np.isfinite(samples)).sum())} NaN or infinite samples")
+        if np.abs(samples).max() > 1.0 + 1e-6:
+            raise UtteranceError(f"samples reach {np.abs(samples).max():.3g}: PCM must be scaled to [-1, 1] "
+                                 "(int16 divided by 32768)")
+        duration = len(samples) / channels / rate
+        if duration > max_duration_s:
+            raise UtteranceError(f"the utterance lasts {duration:.1f} s, more than max_utterance_s "
+                                 f"({max_duration_s:g} s): send it sentence by sentence")
+        start = goal.start_time.sec + goal.start_time.nanosec * 1e-9
+        requested = start if start > 0 else None
+        if requested is not None and requested + duration <= now_s:
+            raise UtteranceError(f"start_time lies {now_s - requested:.2f} s in the past and the utterance "
+                                 f"({duration:.2f} s) would be over already")
+        utterance = cls(goal_handle, samples, channels, rate, [], requested, now_s)
+        utterance.words = timed_words(goal, utterance.mono, rate, duration, voice_threshold_db)
+        return utterance
+
+
+def timed_words(goal, mono: np.ndarray, rate: int, duration_s: float,
+                voice_threshold_db: float) -> list[tuple[str, float, float]]:
+    """The goal's words on the audio's clock: its timed words, checked, or its text spread over the voiced part."""
+    if len(goal.words) > MAX_WORDS:
+        raise UtteranceError(f"{len(goal.words)} words, more than {MAX_WORDS}")
+    if goal.words:
+        if not len(goal.words) == len(goal.word_start_s) == len(goal.word_end_s):
+            raise UtteranceError(f"words, word_start_s and word_end_s differ in length ({len(goal.words)}, "
+                                 f"{len(goal.word_start_s)}, {len(goal.word_end_s)})")
+        words = []
+        for word, start, end in zip(goal.words, goal.word_start_s, goal.word_end_s):
+            if not (math.isfinite(start) and math.isfinite(end) and 0.0 <= start <= end):
+                raise UtteranceError(f"word {word!r} has timing [{start}, {end}]: needs 0 <= start <= end")
+            if start >= duration_s or end > duration_s + WORD_SLACK_S:
+                raise UtteranceError(f"word {word!r} at [{start:.2f}, {end:.2f}] s lies outside the audio "
+                                     f"({duration_s:.2f} s): word times count from the first sample")
+            if not word.strip() or len(word) > MAX_WORD_CHARS:
+                raise UtteranceError(f"word {word[:40]!r} is empty or longer than {MAX_WORD_CHARS} characters")
+            words.append((word.strip(), float(start), float(min(end, duration_s))))
+        return words
+    text = goal.text.split()
+    if not text:
+        return []
+    if len(text) > MAX_WORDS:
+        raise UtteranceError(f"text has {len(text)} words, more than {MAX_WORDS}")
+    begin, end = voiced_span(mono, rate, voice_threshold_db)
+    return spread_words([w[:MAX_WORD_CHARS] for w in text], begin, end) if end > begin else []
+
+
+def voiced_span(mono: np.ndarray, rate: int, threshold_db: float) -> tuple[float, float]:
+    """Seconds of the first and last 20 ms frame louder than threshold_db (dBFS RMS), or (0, 0)."""
+    frame = max(1, int(0.02 * rate))
+    n = len(mono) // frame
+    if not n:
+        return 0.0, 0.0
+    rms = np.sqrt(np.mean(mono[:n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    voiced = np.flatnonzero(20 * np.log10(np.maximum(rms, 1e-10)) > threshold_db)
+    if not len(voiced):
+        return 0.0, 0.0
+    return voiced[0] * frame / rate, (voiced[-1] + 1) * frame / rate
