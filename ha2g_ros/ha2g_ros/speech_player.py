@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from ha2g_interfaces.msg import SpeechAudio
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -126,8 +127,6 @@ def render(frames: np.ndarray, rate: int, stamp_ns: int, out_rate: int, out_chan
     first, end = span(stamp_ns, len(frames), rate, out_rate)
     if rate == out_rate:
         return Sound(first, np.ascontiguousarray(mixed, dtype=np.float32), first, end, utterance)
-    import soxr
-
     pad = resampler_pad(rate, out_rate)
     audio = soxr.resample(np.pad(mixed, ((pad, pad), (0, 0))), rate, out_rate)
     # the padded audio starts `pad` input samples before the stamp, placed from the exact (unrounded) stamp
