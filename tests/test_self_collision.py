@@ -166,3 +166,34 @@ def test_the_played_motion_keeps_the_margin(robot):
     assert closest.min() > 0.0, f"the played motion went {-1e3 * closest.min():.1f} mm into the body"
     assert closest.min() > rt.margin - 0.01, f"closest approach {1e3 * closest.min():.1f} mm"
     assert np.ptp(p[:, 0]) > 0.3, "the arms hardly moved: the test would prove nothing"
+
+
+# Capsules (Pepper) have exact distances and nearest points; hulls (G1) GJK's distances, to its tolerance, and where
+# a hull's face meets another any point of it is a nearest point: GJK's warm start picks one, and with it the lever
+# arm of the pair's Jacobian (a few percent apart), so those are compared on capsules only
+@pytest.mark.parametrize("robot, distance_tolerance, jacobian_tolerance", [("pepper", 1e-12, 1e-12), ("g1", 1e-6, None)])
+def test_what_the_filter_remembers_changes_no_answer(robot, distance_tolerance, jacobian_tolerance, ted_culture_clips):
+    """The collision queries remember each pair's last distance bound, the last poses' kinematics and the answers
+    at one pose, only to save work: on real motion, queried as the solver and the planner query (a step from the
+    last pose, the re-check at its answer, a measurement), every answer equals the one computed with nothing
+    remembered: the same pairs, the same distances and Jacobians."""
+    rt = Retargeter(load_profile(robot))
+    rt.margin = 0.0  # the motion comes close to the body: many pairs near the limits below
+    q = rt.solve_sequence(ted_culture_clips[1]["dir_vec"][:60])
+    remembering, fresh = rt.collision, Retargeter(load_profile(robot)).collision
+    within, found = 0.05, 0
+    for prev, x, ahead in zip(q[:-4], q[1:-3], q[4:]):  # ahead: where the planner's braking would stop
+        a, b, stop = rt._to_model(prev), rt._to_model(x), rt._to_model(ahead)
+        for query in (lambda c: c.linearise(a, rt._qi, within, step=x - prev), lambda c: c.linearise(b, rt._qi, within),
+                      lambda c: c.closest_distance(stop, within)):
+            fresh.forget()
+            expected, answer = query(fresh), query(remembering)
+            if isinstance(expected, float):
+                assert answer == pytest.approx(expected, abs=distance_tolerance)
+                continue
+            np.testing.assert_array_equal(answer[2], expected[2])  # the same pairs
+            np.testing.assert_allclose(answer[0], expected[0], rtol=0, atol=distance_tolerance)
+            if jacobian_tolerance is not None:
+                np.testing.assert_allclose(answer[1], expected[1], rtol=0, atol=jacobian_tolerance)
+            found += len(expected[2])
+    assert found > 100, "hardly any pair came within reach: the test would prove nothing"

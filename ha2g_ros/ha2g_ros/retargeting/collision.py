@@ -15,7 +15,7 @@ normal from the first shape to the second. retargeter.py keeps every declared pa
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -24,10 +24,11 @@ import numpy as np
 import pinocchio as pin
 
 from ha2g_ros.retargeting.profile import Capsule, CollisionConfig
-from ha2g_ros.retargeting.robot import RobotLoadError, frame_id, mesh_dirs
+from ha2g_ros.retargeting.robot import LEVI_CIVITA, RobotLoadError, frame_id, mesh_dirs
 
 _WORLD = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 _NO_BOUND = 1e6  # lever of a chain with a sliding joint: its shapes are never culled while it moves
+_POSES_KEPT = 8  # configurations whose placements are kept: a hop's re-planned knots and the solver's last checks
 
 
 @dataclass(frozen=True)
@@ -85,24 +86,26 @@ class SelfCollision:
         # pinocchio SE3 product costs microseconds of Python binding per shape).
         self._frames = sorted({s.frame for s in self.shapes})
         self._slot = np.array([self._frames.index(s.frame) for s in self.shapes], dtype=np.int64)
-        self._local_rotation = np.array([s.placement.rotation for s in self.shapes])
-        self._local_translation = np.array([s.placement.translation for s in self.shapes])
-        self._centres = np.array([s.centre for s in self.shapes])
+        self._pair_slots = np.array([self._slot[self._first], self._slot[self._second]])  # (2, n_pairs)
+        self._local = np.array([s.placement.homogeneous for s in self.shapes])
+        # bounding-sphere centres in the shapes' own coordinates, homogeneous: placed by the same product
+        self._centres = np.array([[*s.placement.actInv(s.centre), 1.0] for s in self.shapes])[:, :, None]
         self._radii = np.array([s.radius for s in self.shapes])
-        self._levers = self._lever_bounds()
-        self._pair_levers = self._levers[self._first] + self._levers[self._second]
         self._distance = [coal.ComputeDistance(self.shapes[i].geometry, self.shapes[j].geometry) for i, j in self.pairs]
         self._request = coal.DistanceRequest()  # for measurements, which leave the filter's memory alone
         self._result = coal.DistanceResult()
         self.forget()
+        self._levers = self._lever_bounds()
+        self._pair_levers = self._levers[self._first] + self._levers[self._second]
 
     def _lever_bounds(self) -> np.ndarray:
         """(n_shapes, nv): for each joint moving a shape, an upper bound on the distance from the joint's origin to
         any point of the shape in every configuration: the chain of joint origins between them (rigid links, so
         constant lengths) plus the shape's bounding sphere around the last joint. Turning joint v by a moves no point
         of shape s further than |a| * levers[s, v], so a step dq moves it at most levers[s] @ |dq|."""
-        self._update(pin.neutral(self.model))
-        centres = self._centres_now
+        neutral = pin.neutral(self.model)
+        centres = self._placed(neutral).centres
+        pin.forwardKinematics(self.model, self.data, neutral)  # the joints' placements, for the chains' lengths
         levers = np.zeros((len(self.shapes), self.model.nv))
         for s, shape in enumerate(self.shapes):
             chain = list(self.model.supports[self.model.frames[shape.frame].parentJoint])[1:]  # without the universe
@@ -119,12 +122,17 @@ class SelfCollision:
 
     def forget(self) -> None:
         """Start afresh (a reset): the same motion then gives bitwise the same distances."""
-        # Each pair's last computed distance and where: d - pair_levers @ |q - q_known| bounds it from below at q
-        # (coherence between frames: the torso's or base's bounding sphere alone culls nothing near it).
-        self._known_q = np.zeros((len(self.pairs), self.model.nv))
-        self._known_d = np.full(len(self.pairs), -np.inf)
+        # Per pair, a lower bound on its distance and where: bound - pair_levers @ |q - q_bound| bounds it from
+        # below at q without any kinematics (coherence between queries: the filter and the planner ask about poses
+        # a fraction of a frame's motion apart, and most queries find every pair far apart). The bound is the
+        # pair's computed distance, or its bounding spheres' gap where that was better.
+        self._bound_q = np.zeros((len(self.pairs), self.model.nv))
+        self._bound_d = np.full(len(self.pairs), -np.inf)
+        self._known_q = np.full((len(self.pairs), self.model.nv), np.nan)  # where each pair's last answer was
         self._known = [None] * len(self.pairs)  # (d, nearest points, normal): reused at the same q (the filter's
         # first linearisation is at the pose its last re-check computed)
+        self._poses: dict[bytes, _Pose] = {}  # the last few configurations' placements (the planner re-plans
+        # knots from the same states; the solver starts where its last re-check was)
         # GJK starts from the pair's last answer: frames are close in time, so it converges in a few steps (a third
         # of the time on G1's hulls).
         self._requests = [coal.DistanceRequest() for _ in self.pairs]
@@ -136,57 +144,76 @@ class SelfCollision:
         """The furthest any shape point can be from a joint that moves it (metres): the size of the moving body."""
         return float(self._levers.max())
 
-    def _update(self, q_model: np.ndarray) -> None:
-        """Forward kinematics, then every shape's placement (rotation, translation) and bounding-sphere centre."""
-        pin.framesForwardKinematics(self.model, self.data, q_model)
-        self._q = np.array(q_model, dtype=np.float64)
-        frames = [self.data.oMf[f] for f in self._frames]
-        rotation = np.array([m.rotation for m in frames])[self._slot]
-        translation = np.array([m.translation for m in frames])[self._slot]
-        self._rotation = np.einsum("sij,sjk->sik", rotation, self._local_rotation)
-        self._translation = np.einsum("sij,sj->si", rotation, self._local_translation) + translation
-        self._centres_now = np.einsum("sij,sj->si", rotation, self._centres) + translation
+    def _placed(self, q_model: np.ndarray) -> _Pose:
+        """Every shape's placement and bounding-sphere centre at q_model (forward kinematics unless recently seen)."""
+        key = q_model.tobytes()
+        pose = self._poses.get(key)
+        if pose is not None:
+            return pose
+        pin.forwardKinematics(self.model, self.data, q_model)
+        frames = np.array([pin.updateFramePlacement(self.model, self.data, f).homogeneous for f in self._frames])
+        placed = frames[self._slot] @ self._local
+        pose = _Pose(np.array(q_model, dtype=np.float64), np.ascontiguousarray(placed[:, :3, :3]),
+                     placed[:, :3, 3].copy(), (placed @ self._centres)[:, :3, 0], frames[:, :3, 3].copy())
+        if len(self._poses) >= _POSES_KEPT:
+            del self._poses[next(iter(self._poses))]  # the oldest
+        self._poses[key] = pose
+        return pose
 
-    def _closest(self, within: np.ndarray, remember: bool = True
-                 ) -> list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]]:
-        """(pair, distance, nearest point on the first shape, on the second, unit normal first -> second) for the
-        pairs closer than `within` (n_pairs,) at the last _update. Two lower bounds cull the others cheaply: the
-        bounding spheres, and (`remember`: the filter's own queries) each pair's last computed distance less how far
-        its shapes can have moved since."""
-        centres = self._centres_now
-        lower = (np.linalg.norm(centres[self._first] - centres[self._second], axis=1)
-                 - self._radii[self._first] - self._radii[self._second])
-        same = np.zeros(len(self.pairs), dtype=bool)
+    def _closest(self, q_model: np.ndarray, within: np.ndarray, remember: bool = True
+                 ) -> tuple[_Pose | None, list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]]]:
+        """The pose at q_model (None when no kinematics were needed) and (pair, distance, nearest point on the
+        first shape, on the second, unit normal first -> second) for the pairs closer than `within` (n_pairs,).
+
+        Lower bounds cull the other pairs cheaply: first each pair's remembered bound less how far its shapes can
+        have moved since (no kinematics at all when that culls every pair), then the bounding spheres at q_model.
+        `remember` (the filter's own queries): GJK warm-starts from each pair's last answer, and an answer at the
+        same q is reused; measurements compute afresh (their results then do not depend on the filter's history).
+        """
+        moved = np.abs(q_model - self._bound_q)
+        lower = self._bound_d - np.einsum("pv,pv->p", self._pair_levers, moved)  # -inf until looked at once
+        if (lower >= within).all():
+            return None, []
+        pose = self._placed(q_model)
+        centres = pose.centres
+        spheres = (np.linalg.norm(centres[self._first] - centres[self._second], axis=1)
+                   - self._radii[self._first] - self._radii[self._second])
+        tighter = spheres > lower
+        self._bound_d[tighter], self._bound_q[tighter] = spheres[tighter], q_model
+        lower = np.maximum(lower, spheres)
+        candidates = np.flatnonzero(lower < within)
         if remember:
-            moved = np.abs(self._q - self._known_q)
-            known = self._known_d - np.einsum("pv,pv->p", self._pair_levers, moved)  # -inf until computed once
-            lower = np.maximum(lower, known)
-            same = (moved == 0).all(axis=1) & np.isfinite(self._known_d)
-        transforms, found, result = {}, [], self._result
-        for k in np.flatnonzero(lower < within):
-            if same[k]:
+            reuse = (self._known_q[candidates] == q_model).all(axis=1).tolist()
+        else:
+            reuse = [False] * len(candidates)
+        found, computed, distances, result = [], [], [], self._result
+        # Python scalars in the loop: numpy's cost a microsecond per element access
+        for k, limit, same in zip(candidates.tolist(), within[candidates].tolist(), reuse):
+            if same:
                 answer = self._known[k]
             else:
                 i, j = self.pairs[k]
-                for s in (i, j):
-                    if s not in transforms:
-                        transforms[s] = coal.Transform3s(self._rotation[s], self._translation[s])
                 result.clear()
                 request = self._requests[k] if remember else self._request
-                d = self._distance[k](transforms[i], transforms[j], request, result)
+                d = self._distance[k](pose.transform(i), pose.transform(j), request, result)
                 answer = (d, result.getNearestPoint1().copy(), result.getNearestPoint2().copy(), result.normal.copy())
+                computed.append(k)
+                distances.append(d)
                 if remember:
                     request.updateGuess(result)
-                    self._known_d[k], self._known_q[k], self._known[k] = d, self._q, answer
-            if answer[0] < within[k]:
-                found.append((int(k), *answer))
-        return found
+                    self._known[k] = answer
+            if answer[0] < limit:
+                found.append((k, *answer))
+        if computed:
+            self._bound_d[computed], self._bound_q[computed] = distances, q_model
+            if remember:
+                self._known_q[computed] = q_model
+        return pose, found
 
     def distances(self, q_model: np.ndarray) -> np.ndarray:
         """(n_pairs,) signed distance of every declared shape pair at q_model (metres)."""
-        self._update(q_model)
         out = np.full(len(self.pairs), np.inf)
-        for k, d, *_ in self._closest(np.full(len(self.pairs), np.inf), remember=False):
+        for k, d, *_ in self._closest(q_model, np.full(len(self.pairs), np.inf), remember=False)[1]:
             out[k] = d
         return out
 
@@ -199,9 +226,8 @@ class SelfCollision:
 
     def closest_distance(self, q_model: np.ndarray, within: float) -> float:
         """The smallest distance over all pairs at q_model when it is below `within`, else some value >= `within`."""
-        self._update(q_model)
-        return min((d for _, d, *_ in self._closest(np.full(len(self.pairs), within), remember=False)),
-                   default=float(within))
+        found = self._closest(q_model, np.full(len(self.pairs), within), remember=False)[1]
+        return min((d for _, d, *_ in found), default=float(within))
 
     def linearise(self, q_model: np.ndarray, columns: np.ndarray, within: float,
                   step: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -211,34 +237,49 @@ class SelfCollision:
         d(q + dq) = d + J dq to first order. The pairs left out are certainly further than `within` at q_model +
         step: each shape's points move at most levers @ |step| (see _lever_bounds).
         """
-        self._update(q_model)
-        reach = 0.0
-        if step is not None:
-            dq = np.zeros(self.model.nv)
-            dq[columns] = np.abs(step)
-            moved = self._levers @ dq
-            reach = moved[self._first] + moved[self._second]
-        found = self._closest(within + np.broadcast_to(reach, (len(self.pairs),)))
+        if step is None:
+            limits = np.full(len(self.pairs), within)
+        else:
+            limits = within + self._pair_levers[:, columns] @ np.abs(step)
+        pose, found = self._closest(q_model, limits)
         if not found:
             return np.zeros(0), np.zeros((0, len(columns))), np.zeros(0, dtype=np.int64)
-        # Jacobians only now: most steps keep every pair far apart, and they cost more than the culling
-        pin.computeJointJacobians(self.model, self.data, q_model)
-        pairs = np.array([f[0] for f in found], dtype=np.int64)
-        d = np.array([f[1] for f in found])
-        normal = np.array([f[4] for f in found])
-        rows = np.zeros((len(found), len(columns)))
-        frames = {self.shapes[self.pairs[k][side]].frame for k in pairs for side in (0, 1)}
-        jacobians = {f: pin.getFrameJacobian(self.model, self.data, f, _WORLD)[:, columns] for f in frames}
-        for side, point in ((0, np.array([f[2] for f in found])), (1, np.array([f[3] for f in found]))):
-            frames = [self.shapes[self.pairs[k][side]].frame for k in pairs]
-            jac = np.array([jacobians[f] for f in frames])
-            origin = np.array([self.data.oMf[f].translation for f in frames])
-            # Velocity of the point p fixed to the frame: v_o + w x (p - o); its component along the normal.
-            r = point - origin
-            r_x_n = r[:, [1, 2, 0]] * normal[:, [2, 0, 1]] - r[:, [2, 0, 1]] * normal[:, [1, 2, 0]]  # np.cross, 20x faster
-            along = np.einsum("mi,min->mn", normal, jac[:, :3]) + np.einsum("mi,min->mn", r_x_n, jac[:, 3:])
-            rows += along if side else -along
+        pairs, d, first_points, second_points, normal = (np.array(column) for column in zip(*found))
+        # Both sides at once: the velocity of a point p fixed to its frame is v_o + w x (p - o), so the rate of
+        # n . p is [n, (p - o) x n] . [v_o, w] (the Levi-Civita symbol forms the cross product).
+        slots = self._pair_slots[:, pairs].ravel()  # the first shapes' frames, then the second shapes'
+        normals = np.concatenate([normal, normal])
+        r = np.concatenate([first_points, second_points]) - pose.origins[slots]
+        weights = np.concatenate([normals, np.einsum("ijk,mj,mk->mi", LEVI_CIVITA, r, normals)], axis=1)
+        jacobians = pose.jacobians(self.model, self.data, self._frames)[slots][:, :, columns]  # (2m, 6, n)
+        along = np.einsum("mi,min->mn", weights, jacobians)
+        rows = along[len(pairs):] - along[:len(pairs)]
         return d, rows, pairs
+
+
+@dataclass
+class _Pose:
+    """The shapes' placements at one configuration q, and the frames' Jacobians there once asked for."""
+
+    q: np.ndarray
+    rotation: np.ndarray  # (n_shapes, 3, 3) world <- shape
+    translation: np.ndarray  # (n_shapes, 3)
+    centres: np.ndarray  # (n_shapes, 3) bounding-sphere centres, world
+    origins: np.ndarray  # (n_frames, 3) the shape frames' origins, world
+    _transforms: dict = field(default_factory=dict)
+    _jacobians: np.ndarray | None = None
+
+    def transform(self, shape: int) -> coal.Transform3s:
+        if shape not in self._transforms:
+            self._transforms[shape] = coal.Transform3s(self.rotation[shape], self.translation[shape])
+        return self._transforms[shape]
+
+    def jacobians(self, model: pin.Model, data: pin.Data, frames: list[int]) -> np.ndarray:
+        """(n_frames, 6, nv) world-aligned Jacobians of `frames` (linear rows 0-2, angular 3-5) at q."""
+        if self._jacobians is None:
+            pin.computeJointJacobians(model, data, self.q)
+            self._jacobians = np.array([pin.getFrameJacobian(model, data, f, _WORLD) for f in frames])
+        return self._jacobians
 
 
 def _capsule(part: str, name: str, frame: int, capsule: Capsule) -> Shape:

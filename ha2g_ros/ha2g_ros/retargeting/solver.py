@@ -23,6 +23,8 @@ import daqp
 import numpy as np
 import pinocchio as pin
 
+from ha2g_ros.retargeting.robot import LEVI_CIVITA
+
 _WORLD = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 _DETOUR_ANGLE = np.radians(120)  # targets further than this are approached through the robot's front
 
@@ -64,6 +66,7 @@ class DirectionIK:
         stacked = segments + axes  # _linearise's output order; _order puts it back into the order of `terms`
         self._order = np.array([next(i for i, s in enumerate(stacked) if s is t) for t in terms], dtype=np.int64)
         self.regulariser = damping ** 2 + posture_weight
+        self._identity = np.eye(len(columns))
         self.posture_weight = posture_weight
         self.front = front  # world direction of the robot's front (detour for far targets, see _tangent_error)
 
@@ -81,24 +84,21 @@ class DirectionIK:
     def _linearise(self, q_model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stacked directions (n_terms, 3) and their Jacobians (n_terms, 3, n_columns) at q_model."""
         pin.computeJointJacobians(self.model, self.data, q_model)  # also runs forward kinematics
-        pin.updateFramePlacements(self.model, self.data)
-        jac = np.array([pin.getFrameJacobian(self.model, self.data, f, _WORLD) for f in self.frames])
-        jac = jac[:, :, self.columns]  # (n_frames, 6, n): linear rows 0-2, angular rows 3-5, world axes
-        pos = np.array([self.data.oMf[f].translation for f in self.frames])
-        rot = np.array([self.data.oMf[f].rotation for f in self.frames])
+        jac, placed = [], []
+        for f in self.frames:  # getFrameJacobian also places the frame (data.oMf), so only these frames are placed
+            jac.append(pin.getFrameJacobian(self.model, self.data, f, _WORLD))
+            placed.append(self.data.oMf[f].homogeneous)
+        jac = np.array(jac)[:, :, self.columns]  # (n_frames, 6, n): linear rows 0-2, angular rows 3-5, world axes
+        placed = np.array(placed)
         # Segments: u = d/|d| with d = p_b - p_a, so du = (dd - u (u . dd)) / |d|.
-        d = pos[self._seg_b] - pos[self._seg_a]
-        length = np.linalg.norm(d, axis=1)
-        u = d / length[:, None]
+        d = placed[self._seg_b, :3, 3] - placed[self._seg_a, :3, 3]
+        length = np.sqrt(np.einsum("ki,ki->k", d, d))[:, None]
+        u = d / length
         dd = jac[self._seg_b, :3] - jac[self._seg_a, :3]
-        seg_jac = (dd - u[:, :, None] * np.einsum("ki,kin->kn", u, dd)[:, None, :]) / length[:, None, None]
-        # Axes: a = R a_local, so da = omega x a.
-        a = np.einsum("kij,kj->ki", rot[self._axis_frame], self._axis_local)
-        w = jac[self._axis_frame, 3:]  # (n_axes, 3, n) angular velocity per joint
-        a_ = a[:, :, None]
-        axis_jac = np.stack([w[:, 1] * a_[:, 2] - w[:, 2] * a_[:, 1],  # omega x a, column by column
-                             w[:, 2] * a_[:, 0] - w[:, 0] * a_[:, 2],
-                             w[:, 0] * a_[:, 1] - w[:, 1] * a_[:, 0]], axis=1)
+        seg_jac = (dd - u[:, :, None] * np.einsum("ki,kin->kn", u, dd)[:, None, :]) / length[:, :, None]
+        # Axes: a = R a_local, so da = omega x a (the Levi-Civita symbol contracts omega's rows with a).
+        a = np.einsum("kij,kj->ki", placed[self._axis_frame, :3, :3], self._axis_local)
+        axis_jac = np.einsum("ijm,kjn,km->kin", LEVI_CIVITA, jac[self._axis_frame, 3:], a)
         return np.concatenate([u, a])[self._order], np.concatenate([seg_jac, axis_jac])[self._order]
 
     def step_problem(self, q_model: np.ndarray, targets: np.ndarray, weights: np.ndarray,
@@ -111,7 +111,7 @@ class DirectionIK:
         e = (_tangent_error(dirs, targets, self.front) * w).reshape(-1)
         # Damping that grows with the squared error (Sugihara 2011): far targets get short steps instead of a
         # Gauss-Newton overshoot that would oscillate from frame to frame.
-        H = J.T @ J + (self.regulariser + 0.5 * e @ e) * np.eye(n)
+        H = J.T @ J + (self.regulariser + 0.5 * e @ e) * self._identity
         return H, J.T @ e + self.posture_weight * (q_rest - q_model[self.columns])
 
     def solve(self, q_model: np.ndarray, targets: np.ndarray, weights: np.ndarray, q_rest: np.ndarray,
@@ -165,9 +165,10 @@ def solve_qp(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, A: np
     solver's tolerance (1e-6) must not turn into a limit violation of a few micro-radians.
     """
     if A is None:
-        A, a_lo = np.zeros((0, len(g))), np.zeros(0)
-    x, _, flag, _ = daqp.solve(H, -g, A, np.concatenate([hi, np.full(len(a_lo), np.inf)]),
-                               np.concatenate([lo, a_lo]))
+        A, upper, lower = np.zeros((0, len(g))), hi, lo
+    else:
+        upper, lower = np.concatenate([hi, np.full(len(a_lo), np.inf)]), np.concatenate([lo, a_lo])
+    x, _, flag, _ = daqp.solve(H, -g, A, upper, lower)
     if flag < 1:
         return None
     return np.minimum(np.maximum(x, lo), hi)
