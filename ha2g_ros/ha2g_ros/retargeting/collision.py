@@ -91,6 +91,7 @@ class SelfCollision:
         # bounding-sphere centres in the shapes' own coordinates, homogeneous: placed by the same product
         self._centres = np.array([[*s.placement.actInv(s.centre), 1.0] for s in self.shapes])[:, :, None]
         self._radii = np.array([s.radius for s in self.shapes])
+        self._pair_radii = self._radii[self._first] + self._radii[self._second]
         self._distance = [coal.ComputeDistance(self.shapes[i].geometry, self.shapes[j].geometry) for i, j in self.pairs]
         self._request = coal.DistanceRequest()  # for measurements, which leave the filter's memory alone
         self._result = coal.DistanceResult()
@@ -128,11 +129,9 @@ class SelfCollision:
         # pair's computed distance, or its bounding spheres' gap where that was better.
         self._bound_q = np.zeros((len(self.pairs), self.model.nv))
         self._bound_d = np.full(len(self.pairs), -np.inf)
-        self._known_q = np.full((len(self.pairs), self.model.nv), np.nan)  # where each pair's last answer was
-        self._known = [None] * len(self.pairs)  # (d, nearest points, normal): reused at the same q (the filter's
-        # first linearisation is at the pose its last re-check computed)
-        self._poses: dict[bytes, _Pose] = {}  # the last few configurations' placements (the planner re-plans
-        # knots from the same states; the solver starts where its last re-check was)
+        # The last few configurations' placements and the filter's answers there: the solver's first linearisation
+        # is at the pose its last re-check computed, and the planner re-plans knots from the same states.
+        self._poses: dict[bytes, _Pose] = {}
         # GJK starts from the pair's last answer: frames are close in time, so it converges in a few steps (a third
         # of the time on G1's hulls).
         self._requests = [coal.DistanceRequest() for _ in self.pairs]
@@ -145,7 +144,8 @@ class SelfCollision:
         return float(self._levers.max())
 
     def _placed(self, q_model: np.ndarray) -> _Pose:
-        """Every shape's placement and bounding-sphere centre at q_model (forward kinematics unless recently seen)."""
+        """Every shape's placement and the pairs' bounding-sphere gaps at q_model (forward kinematics unless one of
+        the last configurations)."""
         key = q_model.tobytes()
         pose = self._poses.get(key)
         if pose is not None:
@@ -153,8 +153,11 @@ class SelfCollision:
         pin.forwardKinematics(self.model, self.data, q_model)
         frames = np.array([pin.updateFramePlacement(self.model, self.data, f).homogeneous for f in self._frames])
         placed = frames[self._slot] @ self._local
+        centres = (placed @ self._centres)[:, :3, 0]
+        gap = centres[self._first] - centres[self._second]
         pose = _Pose(np.array(q_model, dtype=np.float64), np.ascontiguousarray(placed[:, :3, :3]),
-                     placed[:, :3, 3].copy(), (placed @ self._centres)[:, :3, 0], frames[:, :3, 3].copy())
+                     placed[:, :3, 3].copy(), centres, np.sqrt(np.einsum("pi,pi->p", gap, gap)) - self._pair_radii,
+                     frames[:, :3, 3].copy())
         if len(self._poses) >= _POSES_KEPT:
             del self._poses[next(iter(self._poses))]  # the oldest
         self._poses[key] = pose
@@ -170,28 +173,20 @@ class SelfCollision:
         `remember` (the filter's own queries): GJK warm-starts from each pair's last answer, and an answer at the
         same q is reused; measurements compute afresh (their results then do not depend on the filter's history).
         """
-        moved = np.abs(q_model - self._bound_q)
-        lower = self._bound_d - np.einsum("pv,pv->p", self._pair_levers, moved)  # -inf until looked at once
+        lower = self._bound_d - np.einsum("pv,pv->p", self._pair_levers, np.abs(q_model - self._bound_q))
         if (lower >= within).all():
             return None, []
         pose = self._placed(q_model)
-        centres = pose.centres
-        spheres = (np.linalg.norm(centres[self._first] - centres[self._second], axis=1)
-                   - self._radii[self._first] - self._radii[self._second])
-        tighter = spheres > lower
-        self._bound_d[tighter], self._bound_q[tighter] = spheres[tighter], q_model
-        lower = np.maximum(lower, spheres)
-        candidates = np.flatnonzero(lower < within)
-        if remember:
-            reuse = (self._known_q[candidates] == q_model).all(axis=1).tolist()
-        else:
-            reuse = [False] * len(candidates)
+        tighter = pose.spheres > lower
+        np.copyto(self._bound_d, pose.spheres, where=tighter)
+        np.copyto(self._bound_q, q_model, where=tighter[:, None])
+        candidates = np.flatnonzero(np.maximum(lower, pose.spheres) < within)
+        answers = pose.answers if remember else {}
         found, computed, distances, result = [], [], [], self._result
         # Python scalars in the loop: numpy's cost a microsecond per element access
-        for k, limit, same in zip(candidates.tolist(), within[candidates].tolist(), reuse):
-            if same:
-                answer = self._known[k]
-            else:
+        for k, limit in zip(candidates.tolist(), within[candidates].tolist()):
+            answer = answers.get(k)
+            if answer is None:
                 i, j = self.pairs[k]
                 result.clear()
                 request = self._requests[k] if remember else self._request
@@ -201,13 +196,11 @@ class SelfCollision:
                 distances.append(d)
                 if remember:
                     request.updateGuess(result)
-                    self._known[k] = answer
+                    answers[k] = answer
             if answer[0] < limit:
                 found.append((k, *answer))
         if computed:
             self._bound_d[computed], self._bound_q[computed] = distances, q_model
-            if remember:
-                self._known_q[computed] = q_model
         return pose, found
 
     def distances(self, q_model: np.ndarray) -> np.ndarray:
@@ -228,6 +221,12 @@ class SelfCollision:
         """The smallest distance over all pairs at q_model when it is below `within`, else some value >= `within`."""
         found = self._closest(q_model, np.full(len(self.pairs), within), remember=False)[1]
         return min((d for _, d, *_ in found), default=float(within))
+
+    def near(self, q_model: np.ndarray, within: float) -> tuple[np.ndarray, np.ndarray]:
+        """Distances d (m,) and pair indices of the pairs closer than `within` at q_model: linearise's first answers
+        without the Jacobians, for checks that mostly pass (linearise at the same q_model then reuses them)."""
+        found = self._closest(q_model, np.full(len(self.pairs), within))[1]
+        return np.array([f[1] for f in found]), np.array([f[0] for f in found], dtype=np.int64)
 
     def linearise(self, q_model: np.ndarray, columns: np.ndarray, within: float,
                   step: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,7 +264,9 @@ class _Pose:
     rotation: np.ndarray  # (n_shapes, 3, 3) world <- shape
     translation: np.ndarray  # (n_shapes, 3)
     centres: np.ndarray  # (n_shapes, 3) bounding-sphere centres, world
+    spheres: np.ndarray  # (n_pairs,) the gaps between the pairs' bounding spheres: lower bounds on their distances
     origins: np.ndarray  # (n_frames, 3) the shape frames' origins, world
+    answers: dict = field(default_factory=dict)  # pair -> the filter's (d, nearest points, normal) here
     _transforms: dict = field(default_factory=dict)
     _jacobians: np.ndarray | None = None
 

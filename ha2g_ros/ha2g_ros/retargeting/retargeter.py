@@ -74,6 +74,7 @@ class Retargeter:
         self.speed_scale = np.array([profile.speed_scale_of(n) for n in self.joint_names])
         self._rest = np.clip([profile.rest.get(n, 0.0) for n in self.joint_names], self.lower, self.upper)
         self._n_arm = len(profile.arm_joints)
+        self._identity = np.eye(len(self.joint_names))  # the margin's QP: the nearest joint vector
 
         torso = frame_id(self.model, profile.torso, "torso")
         if self.model.frames[torso].parentJoint != 0:
@@ -282,28 +283,31 @@ class Retargeter:
             return q
         columns = self._qi
         within = self._margin + _MARGIN_BUFFER
-        d, J, pairs = self.collision.linearise(self._to_model(prev), columns, within, step=q - prev)
+        step = q - prev
+        d, J, pairs = self.collision.linearise(self._to_model(prev), columns, within, step=step)
         if not len(d):
             return q  # no pair can come within the margin over this step (a bound, not an estimate)
-        floors = {p: min(self._margin, dist) for p, dist in zip(pairs, d)}
-        rows, bounds, step = [], [], q - prev
+        floors = {p: min(self._margin, dist) for p, dist in zip(pairs.tolist(), d.tolist())}
+        rows, bounds = [], []
         x = at = prev
         for k in range(_MARGIN_PASSES):
-            target = np.array([floors.get(p, self._margin) for p in pairs])
+            target = np.array([floors.get(p, self._margin) for p in pairs.tolist()])
             rows.append(J)
             bounds.append(target + _MARGIN_BUFFER - d + J @ (at - prev))  # d + J (x - at) >= target, in x - prev
             A, b = np.concatenate(rows), np.concatenate(bounds)
             if k == 0 and (A @ step >= b).all():
                 x = q  # the target already keeps the margin (to first order): checked below
             else:
-                solved = solve_qp(np.eye(len(q)), step, lo - prev, hi - prev, A, b)
+                solved = solve_qp(self._identity, step, lo - prev, hi - prev, A, b)
                 if solved is None:
                     break
                 x = prev + solved
-            d, J, pairs = self.collision.linearise(self._to_model(x), columns, within)
-            target = np.array([floors.get(p, self._margin) for p in pairs])
+            x_model = self._to_model(x)
+            d, pairs = self.collision.near(x_model, within)
+            target = np.array([floors.get(p, self._margin) for p in pairs.tolist()])
             if (d >= target - _MARGIN_TOLERANCE).all():
                 return x
+            d, J, pairs = self.collision.linearise(x_model, columns, within)  # the same pairs, with Jacobians
             at = x
         return prev
 
