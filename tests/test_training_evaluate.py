@@ -38,12 +38,26 @@ def test_evaluate_writes_report_with_baselines(ted_culture_dir, tmp_path):
     model = HA2G(HA2GConfig.preset("tiny_expressive", n_words=len(vocab), n_speakers=len(speakers)))
     save_checkpoint(tmp_path / "ckpt", model, vocab, {"epoch": 0, "speakers": speakers})
     report = evaluate(str(tmp_path / "ckpt"), str(tmp_path / "eval"), str(tmp_path / "w"), str(tmp_path / "fn"),
-                      str(ted_culture_dir))
-    assert set(report["clips"]) == set(ROWS) and report["clip_names"] == sorted(ted_culture.TEST_CLIPS)
+                      str(ted_culture_dir), compare={"again": str(tmp_path / "ckpt")}, espeak=True)
+    models = ("model", "model (streamed)", "again", "again (streamed)")
+    assert set(report["clips"]) == set(ROWS) | set(models) and report["clip_names"] == sorted(ted_culture.TEST_CLIPS)
     clips_table = report["clips"]
     assert clips_table["ground truth"]["vel_hist_dist"] < 1e-6 and clips_table["ground truth"]["l1"] == 0.0
     assert clips_table["mean pose"]["loudness_speed_corr"] == 0.0
     assert clips_table["ground truth"]["loudness_speed_corr"] > clips_table["mismatched real clip"]["loudness_speed_corr"]
+    # real talks follow their own speech more than time-shifted speech
+    assert clips_table["ground truth"]["loudness_speed_corr"] > clips_table["ground truth"]["loudness_speed_corr_chance"]
+    assert clips_table["again"] == clips_table["model"]  # the same weights, compared as another checkpoint
+    assert clips_table["model (streamed)"]["l1"] != clips_table["model"]["l1"]  # streaming is a separate run
+    sets = report["clip_sets"]
+    assert sets["ground truth"]["wrist_excursion_ratio"] == sets["ground truth"]["posture_spread_ratio"] == 1.0
+    assert sets["mean pose"]["wrist_excursion_ratio"] < 1e-4 and sets["mean pose"]["posture_spread"] < 1e-4
+    assert sets["mismatched real clip"]["posture_spread_ratio"] > 0.3  # other real speakers hold their arms otherwise
+    for row in ROWS + models:
+        for robot in ("pepper", "nao"):
+            assert 0.0 <= report["limits"][row][robot]["frames_at_limit"] <= 1.0
+    speech = report["speech"]["espeak-ng speech (the robot demo's sentences)"]
+    assert speech["again"] == speech["model"] and speech["model"]["words_wrist_distance"] > 0  # the words count
     windows = report["windows"]["ted_culture"]
     assert windows["ground truth"]["fgd"] < 1e-3 and windows["mean pose"]["fgd"] > windows["mismatched real clip"]["fgd"]
     md = (tmp_path / "eval" / "report.md").read_text()
@@ -75,6 +89,20 @@ def test_ship_relabels_the_default_speaker_and_writes_a_readme(ted_culture_dir, 
     assert meta["speakers"][0] == meta["default_speaker"]["name"] and meta["speakers"][0] in real_train
     assert set(meta["default_speaker"]["candidates"]) == real_train
     readme = (dest / "README.md").read_text()
-    assert "NOT real data" in readme and "| model |" in readme and "tiny_expressive" in readme
+    assert "**ted_culture**, 7 training sequences, sampling weight 1" in readme and "synthetic**" not in readme
+    assert "non-commercial" in readme and "| model |" in readme and "tiny_expressive" in readme
+    assert "BEAT speech-only takes" in readme and "espeak-ng speech" in readme
     assert {p.name for p in dest.iterdir()} >= {"model.safetensors", "config.json", "vocab.json", "README.md",
                                                  "report.md", "report.json", "trajectories.png"}
+
+
+def test_feature_net_loss_ignores_missing_bones():
+    from training.train_feature_net import masked_l1
+
+    target, recon = torch.randn(2, 34, 126), torch.randn(2, 34, 126)
+    valid = torch.ones(2, 34, 126)
+    valid[..., -15:] = 0  # the face of a BEAT window
+    placeholder = target.clone()
+    placeholder[..., -15:] = 1e6
+    assert masked_l1(recon, placeholder, valid) == masked_l1(recon, target, valid)
+    assert torch.isclose(masked_l1(recon, target, torch.ones_like(valid)), torch.nn.functional.l1_loss(recon, target))

@@ -12,7 +12,7 @@ import librosa
 import numpy as np
 from scipy import linalg
 
-from ha2g_model.skeleton import FPS, Skeleton, directions_to_positions, skeleton_statistics
+from ha2g_model.skeleton import FINGER_NAMES, FPS, Skeleton, directions_to_positions, skeleton_statistics
 from training.windows import SAMPLE_RATE
 
 # --- distribution metrics on FGD features --------------------------------------------------------------------------
@@ -152,6 +152,57 @@ def beat_consistency(directions: np.ndarray, audio: np.ndarray, skeleton: Skelet
     return float(np.mean([np.exp(-np.min((t - motion_beats) ** 2) / (2 * sigma ** 2)) for t in onsets]))
 
 
+POSTURE_JOINTS = ["left_elbow", "right_elbow", "left_wrist", "right_wrist"]
+
+
+def _joint_indices(skeleton: Skeleton, names: list[str]) -> list[int]:
+    return [skeleton.joint_names.index(j) for j in names]
+
+
+def wrist_excursion(directions: np.ndarray, skeleton: Skeleton) -> float:
+    """How far the wrists travel from where they hover: mean distance of each wrist from its mean position (units)."""
+    wrists = directions_to_positions(directions, skeleton)[:, _joint_indices(skeleton, ["left_wrist", "right_wrist"])]
+    return float(np.linalg.norm(wrists - wrists.mean(axis=0), axis=-1).mean())
+
+
+def mean_posture(directions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """(4, 3) mean positions of the elbows and wrists over a sequence: where its arms are on average."""
+    return directions_to_positions(directions, skeleton)[:, _joint_indices(skeleton, POSTURE_JOINTS)].mean(axis=0)
+
+
+def posture_spread(postures: list[np.ndarray]) -> float:
+    """How much the average posture differs between sequences: RMS distance of each sequence's mean elbow/wrist
+    positions from their mean over the sequences (units)."""
+    stacked = np.stack(postures)
+    return float(np.sqrt((np.linalg.norm(stacked - stacked.mean(axis=0), axis=-1) ** 2).mean()))
+
+
+def finger_speed(directions: np.ndarray, skeleton: Skeleton) -> float | None:
+    """Mean speed of the finger joints relative to their wrist (articulation, not the arm carrying the hand), in
+    units/s; None for a skeleton without fingers."""
+    fingers = {side: [i for i, name in enumerate(skeleton.joint_names) if name.startswith(f"{side}_")
+                      and name.split("_")[1] in FINGER_NAMES] for side in ("left", "right")}
+    if not fingers["left"]:
+        return None
+    positions = directions_to_positions(directions, skeleton)
+    relative = np.concatenate([positions[:, idx] - positions[:, [skeleton.joint_names.index(f"{side}_wrist")]]
+                               for side, idx in fingers.items()], axis=1)
+    return float((np.linalg.norm(np.diff(relative, axis=0), axis=-1) * FPS).mean())
+
+
+def time_shifted(audio: np.ndarray, fraction: float) -> np.ndarray:
+    """The audio rotated by `fraction` of its length: the same speech, no longer in time with the motion."""
+    return np.roll(audio, int(round(fraction * len(audio))))
+
+
+def chance_loudness_speed_correlation(directions: np.ndarray, audio: np.ndarray, skeleton: Skeleton) -> float:
+    """The alignment measure against time-shifted speech (mean over shifts of 1/4, 1/2, 3/4 of the sequence): what
+    loudness_speed_correlation gives when motion and speech are unrelated but each keeps its statistics (its maximum
+    over lags makes chance positive)."""
+    return float(np.mean([loudness_speed_correlation(directions, time_shifted(audio, f), skeleton)
+                          for f in (0.25, 0.5, 0.75)]))
+
+
 def sequence_metrics(generated: np.ndarray, truth: np.ndarray, audio: np.ndarray, skeleton: Skeleton) -> dict:
     """All per-sequence metrics of `generated` against `truth` and the speech `audio`."""
     jerk, acc = jerk_and_acceleration(generated, skeleton)
@@ -163,6 +214,9 @@ def sequence_metrics(generated: np.ndarray, truth: np.ndarray, audio: np.ndarray
         "jerk": jerk,
         "acceleration": acc,
         "arm_speed": float(speeds(generated, skeleton, ARM_JOINTS).mean()),
+        "loudness_speed_corr_chance": chance_loudness_speed_correlation(generated, audio, skeleton),
+        "wrist_excursion": wrist_excursion(generated, skeleton),
+        "finger_speed": finger_speed(generated, skeleton),
     }
 
 

@@ -53,7 +53,7 @@ from ha2g_model.losses import (LossWeights, channel_mask, discriminator_loss, ge
                                real_for_discriminator)
 from ha2g_model.model import HA2G
 from ha2g_model.onnx_export import export_checkpoint_graphs
-from ha2g_model.text import load_word_vectors
+from ha2g_model.text import load_word_vectors, with_generic_unknown
 from training.data import WindowBatches, WindowDataset
 from training.metrics import frechet_distance
 from training.windows import N_SEED, load_vocab
@@ -294,7 +294,7 @@ def build(cfg: TrainConfig, model_cfg: HA2GConfig, vocab, device: torch.device, 
     """The model (word tables initialised from the word vectors), its two optimisers, the loss scaler, the loss
     weights."""
     model = HA2G(model_cfg).to(device)
-    vectors = torch.from_numpy(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim))
+    vectors = torch.from_numpy(with_generic_unknown(load_word_vectors(vocab, cfg.word_vectors, model_cfg.word_dim)))
     with torch.no_grad():
         for table in model.word_embeddings:
             table.weight.copy_(vectors)

@@ -12,7 +12,6 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -21,8 +20,13 @@ from training.feature_net import FeatureNet, FeatureNetConfig, save_feature_net
 
 
 def poses(batches):
-    """The normalised poses of a DataLoader's batches of windows."""
-    return (batch[2] for batch in batches)
+    """(normalised poses, per-value validity) of a DataLoader's batches of windows: the bone mask repeated over each
+    bone's 3 coordinates, so that placeholders (a source's missing bones) are never learnt as motion."""
+    return ((batch[2], batch[4].repeat_interleave(3, dim=-1)) for batch in batches)
+
+
+def masked_l1(recon: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return (recon - target).abs().mul(valid).sum() / valid.sum().clamp(min=1)
 
 
 def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size: int = 128, seed: int = 0,
@@ -46,12 +50,12 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
         net.train()
         order.set_epoch(epoch)
         losses = []
-        for batch in poses(train_loader):
-            batch = batch.to(device)
+        for batch, valid in poses(train_loader):
+            batch, valid = batch.to(device), valid.to(device)
             if len(batch) < 2:  # batch norm needs 2+ samples
                 continue
             recon, _, _ = net(batch)
-            loss = F.l1_loss(recon, batch)
+            loss = masked_l1(recon, batch, valid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -60,7 +64,8 @@ def train_feature_net(data_dir: str, out_dir: str, epochs: int = 100, batch_size
         if val_loader is not None:
             net.eval()
             with torch.no_grad():
-                errors = [(F.l1_loss(net(b.to(device))[0], b.to(device)).item(), len(b)) for b in poses(val_loader)]
+                errors = [(masked_l1(net(b.to(device))[0], b.to(device), v.to(device)).item(), len(b))
+                          for b, v in poses(val_loader)]
             row["val_l1"] = sum(e * n for e, n in errors) / sum(n for _, n in errors)
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})

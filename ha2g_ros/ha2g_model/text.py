@@ -32,6 +32,24 @@ def normalize_word(word: str) -> str:
     return _EDGE_PUNCTUATION.sub("", word.strip().lower())
 
 
+# English inflections, longest first: (suffix, what replaces it). A candidate counts only if the vocabulary has it,
+# so a wrong stem ("news" -> "new") costs a near miss at worst, never a crash.
+_ENGLISH_SUFFIXES = (("'s", ""), ("s'", ""), ("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("es", ""),
+                     ("ed", ""), ("ed", "e"), ("ly", ""), ("er", ""), ("est", ""), ("s", ""))
+
+
+def english_stems(word: str) -> list[str]:
+    """Candidate base forms of an inflected English word, most specific first ("stopped" -> "stopp", "stop")."""
+    stems = []
+    for suffix, replacement in _ENGLISH_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:  # "seed" is not "se" (French, in TED)
+            stem = word[:len(word) - len(suffix)] + replacement
+            stems.append(stem)
+            if len(stem) >= 3 and stem[-1] == stem[-2] and not replacement:  # doubled consonant: "stopp" -> "stop"
+                stems.append(stem[:-1])
+    return stems
+
+
 class Vocab:
     """Word <-> index, with PAD 0, SOS 1, EOS 2, UNK 3 first. Unknown words map to UNK."""
 
@@ -62,9 +80,16 @@ class Vocab:
 
     def index(self, word: str) -> int:
         """The word's id: exact spelling first (vocabularies from official checkpoints), else its normalised form,
-        else UNK."""
+        else that of a known word it inflects ("gestures" -> "gesture", "robot's" -> "robot"), else UNK."""
         exact = self._index.get(word)
-        return exact if exact is not None else self._index.get(normalize_word(word), UNK)
+        if exact is not None:
+            return exact
+        word = normalize_word(word)
+        for candidate in (word, *english_stems(word)):
+            found = self._index.get(candidate)
+            if found is not None:
+                return found
+        return UNK
 
     def __len__(self) -> int:
         return len(self.words)
@@ -264,3 +289,12 @@ def load_word_vectors(vocab: Vocab, path=None, dim: int = WORD_DIM) -> np.ndarra
         raise ValueError(f"{path}: word vectors must be a FastText .vec or .bin file")
     vectors[PAD] = 0.0
     return vectors.astype(np.float32)
+
+
+def with_generic_unknown(vectors: np.ndarray) -> np.ndarray:
+    """UNK as the mean of the real words' vectors: an unknown word then reads as "some word" to the model rather
+    than as the arbitrary spelling "<unk>" (what the hashed default gives it)."""
+    vectors = vectors.copy()
+    if len(vectors) > len(SPECIAL_TOKENS):
+        vectors[UNK] = vectors[len(SPECIAL_TOKENS):].mean(axis=0)
+    return vectors
