@@ -173,8 +173,8 @@ def test_the_played_motion_keeps_the_margin(robot):
 # arm of the pair's Jacobian (a few percent apart), so those are compared on capsules only
 @pytest.mark.parametrize("robot, distance_tolerance, jacobian_tolerance", [("pepper", 1e-12, 1e-12), ("g1", 1e-6, None)])
 def test_what_the_filter_remembers_changes_no_answer(robot, distance_tolerance, jacobian_tolerance, ted_culture_clips):
-    """The collision queries remember each pair's last distance bound, the last poses' kinematics and the answers
-    at one pose, only to save work: on real motion, queried as the solver and the planner query (a step from the
+    """The collision queries remember distance bounds at the last poses, their kinematics and the answers computed
+    there, only to save work: on real motion, queried as the solver and the planner query (a step from the
     last pose, the re-check at its answer, a measurement), every answer equals the one computed with nothing
     remembered: the same pairs, the same distances and Jacobians."""
     rt = Retargeter(load_profile(robot))

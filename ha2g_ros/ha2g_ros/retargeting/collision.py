@@ -28,6 +28,7 @@ from ha2g_ros.retargeting.robot import LEVI_CIVITA, RobotLoadError, frame_id, me
 
 _WORLD = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 _NO_BOUND = 1e6  # lever of a chain with a sliding joint: its shapes are never culled while it moves
+_ANCHORS = 16  # poses whose distance bounds are kept: the last hop's solver answers and the planner's knots
 _POSES_KEPT = 8  # configurations whose placements are kept: a hop's re-planned knots and the solver's last checks
 
 
@@ -123,12 +124,14 @@ class SelfCollision:
 
     def forget(self) -> None:
         """Start afresh (a reset): the same motion then gives bitwise the same distances."""
-        # Per pair, a lower bound on its distance and where: bound - pair_levers @ |q - q_bound| bounds it from
-        # below at q without any kinematics (coherence between queries: the filter and the planner ask about poses
-        # a fraction of a frame's motion apart, and most queries find every pair far apart). The bound is the
-        # pair's computed distance, or its bounding spheres' gap where that was better.
-        self._bound_q = np.zeros((len(self.pairs), self.model.nv))
-        self._bound_d = np.full(len(self.pairs), -np.inf)
+        # Lower bounds on every pair's distance at the last poses looked at (anchors): bound - pair_levers @
+        # |q - q_anchor| bounds it at q without any kinematics, the best over the anchors counts. The solver and the
+        # planner ask about poses a fraction of a frame's motion from one of them (the planner's knots follow the
+        # solver's answers), and most queries then find every pair far apart. A bound is the pair's computed
+        # distance, its bounding spheres' gap or what the anchors before bounded, whichever is best.
+        self._anchor_q = np.zeros((_ANCHORS, self.model.nv))
+        self._anchor_d = np.full((_ANCHORS, len(self.pairs)), -np.inf)
+        self._next_anchor = 0
         # The last few configurations' placements and the filter's answers there: the solver's first linearisation
         # is at the pose its last re-check computed, and the planner re-plans knots from the same states.
         self._poses: dict[bytes, _Pose] = {}
@@ -168,21 +171,19 @@ class SelfCollision:
         """The pose at q_model (None when no kinematics were needed) and (pair, distance, nearest point on the
         first shape, on the second, unit normal first -> second) for the pairs closer than `within` (n_pairs,).
 
-        Lower bounds cull the other pairs cheaply: first each pair's remembered bound less how far its shapes can
-        have moved since (no kinematics at all when that culls every pair), then the bounding spheres at q_model.
-        `remember` (the filter's own queries): GJK warm-starts from each pair's last answer, and an answer at the
-        same q is reused; measurements compute afresh (their results then do not depend on the filter's history).
+        Lower bounds cull the other pairs cheaply: first the anchors' (see forget), with no kinematics at all when
+        they cull every pair, then the bounding spheres at q_model. `remember` (the filter's own queries): GJK
+        warm-starts from each pair's last answer, and an answer at the same q is reused; measurements compute afresh
+        (their results then do not depend on the filter's history). Both leave q_model's bounds as an anchor.
         """
-        lower = self._bound_d - np.einsum("pv,pv->p", self._pair_levers, np.abs(q_model - self._bound_q))
+        lower = (self._anchor_d - np.abs(q_model - self._anchor_q) @ self._pair_levers.T).max(axis=0)
         if (lower >= within).all():
             return None, []
         pose = self._placed(q_model)
-        tighter = pose.spheres > lower
-        np.copyto(self._bound_d, pose.spheres, where=tighter)
-        np.copyto(self._bound_q, q_model, where=tighter[:, None])
-        candidates = np.flatnonzero(np.maximum(lower, pose.spheres) < within)
+        lower = np.maximum(lower, pose.spheres)
+        candidates = np.flatnonzero(lower < within)
         answers = pose.answers if remember else {}
-        found, computed, distances, result = [], [], [], self._result
+        found, distances, result = [], [], self._result
         # Python scalars in the loop: numpy's cost a microsecond per element access
         for k, limit in zip(candidates.tolist(), within[candidates].tolist()):
             answer = answers.get(k)
@@ -192,15 +193,15 @@ class SelfCollision:
                 request = self._requests[k] if remember else self._request
                 d = self._distance[k](pose.transform(i), pose.transform(j), request, result)
                 answer = (d, result.getNearestPoint1().copy(), result.getNearestPoint2().copy(), result.normal.copy())
-                computed.append(k)
-                distances.append(d)
                 if remember:
                     request.updateGuess(result)
                     answers[k] = answer
+            distances.append(answer[0])
             if answer[0] < limit:
                 found.append((k, *answer))
-        if computed:
-            self._bound_d[computed], self._bound_q[computed] = distances, q_model
+        lower[candidates] = distances
+        self._anchor_q[self._next_anchor], self._anchor_d[self._next_anchor] = q_model, lower
+        self._next_anchor = (self._next_anchor + 1) % _ANCHORS
         return pose, found
 
     def distances(self, q_model: np.ndarray) -> np.ndarray:
