@@ -25,7 +25,8 @@ KEYS = yaml.safe_load((REPO / "tests" / "data" / "rosdep_keys.yaml").read_text()
 # The repository's packages: rosdep resolves them from the workspace (`--from-paths src --ignore-src`)
 WORKSPACE_PACKAGES = {path.parent.name: path for path in REPO.glob("*/package.xml")}
 DISTRIBUTIONS = sorted(KEYS["distributions"])
-ENTRY_MODULES = ["ha2g_ros.gesture_node", "ha2g_ros.microphone_node", "ha2g_ros.bringup"]
+ENTRY_MODULES = ["ha2g_ros.gesture_node", "ha2g_ros.microphone_node", "ha2g_ros.bringup", "ha2g_ros.say",
+                 "ha2g_ros.speech_player"]
 # What an import of the runtime needs: (rosdep key, or None where rosdistro has none; PyPI distribution, or None for
 # ROS 2 packages, which are never pip requirements). A new import fails the test until it is added here and declared.
 RUNTIME_IMPORTS = {
@@ -39,6 +40,7 @@ RUNTIME_IMPORTS = {
     "pinocchio": ("pinocchio", "pin"),
     "coal": ("coal", "coal"),
     "daqp": (None, "daqp"),
+    "soxr": (None, "soxr"),
 }
 ROS_MODULES = {"rclpy", "std_msgs", "sensor_msgs", "trajectory_msgs", "visualization_msgs", "geometry_msgs",
                "builtin_interfaces", "rcl_interfaces", "diagnostic_msgs", "ament_index_python", "launch",

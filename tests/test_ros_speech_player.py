@@ -148,7 +148,7 @@ def lag_of(played, reference):
 def test_future_speech_lands_at_its_stamp(rclpy_context, tmp_path, voice, rate, out_rate):
     """A whole utterance handed over ahead of time starts exactly at its stamp, resampled to the output rate."""
     source = resampled(voice, SPEECH_RATE, rate)
-    player = Player(rclpy_context, tmp_path / "out.wav", sample_rate=out_rate)
+    player = Player(rclpy_context, tmp_path / "out.wav", output_rate=out_rate)
     stamp = T0 + 0.3137  # not on any sample grid of the source
     player.publish(speech_message(source, rate, stamp, utterance_id="goal-1"))
     player.advance(2.5)
@@ -207,7 +207,7 @@ def test_channels_are_mixed_to_the_output(rclpy_context, tmp_path, voice, in_cha
     """Stereo in, mono out: the channels' mean. Mono in, stereo out: the same voice on both."""
     half = len(voice) // 2
     source = np.stack([voice[:half], 0.5 * voice[half:2 * half]], axis=1) if in_channels == 2 else voice[:half, None]
-    player = Player(rclpy_context, tmp_path / "out.wav", channels=out_channels)
+    player = Player(rclpy_context, tmp_path / "out.wav", output_channels=out_channels)
     stamp = T0 + 0.2
     player.publish(speech_message(source, SPEECH_RATE, stamp, channels=in_channels))
     player.advance(1.5)

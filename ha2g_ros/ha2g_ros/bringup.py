@@ -7,6 +7,7 @@ What `ros2 launch ha2g_ros gestures.launch.py` starts, for machines with rclpy b
     ha2g-bringup --audio-source file --audio-file speech.wav --transcript-file speech.json
     ha2g-bringup --robot my_robot.yaml -- --ros-args -r left_arm/joint_trajectory:=/left_arm_controller/joint_trajectory
     ha2g-bringup --simulated-robot                       # no robot: a simulated one plays the trajectories
+    ha2g-bringup --no-microphone --speech-player sounddevice   # the robot speaks (ha2g-say) and gestures with it
 
 ROS networking follows your environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE), as on any robot; only
 AMENT_PREFIX_PATH gets a default (this Python's prefix) so pip-installed ROS 2 wheels find their resources.
@@ -151,9 +152,10 @@ def overrides(args: argparse.Namespace) -> tuple[list, list]:
 
 
 def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bool = True,
-                 simulated_robot: bool = False) -> list:
+                 simulated_robot: bool = False, speech_player_overrides=None) -> list:
     """The bringup's nodes in `context` (initialised with the params file): [microphone?, gesture, simulated
-    robot?]. The simulated robot starts at the rest pose."""
+    robot?, speech player?]. The simulated robot starts at the rest pose; the speech player comes with
+    speech_player_overrides (a list, possibly empty)."""
     from ha2g_ros.gesture_node import GestureNode
     from ha2g_ros.microphone_node import MicrophoneNode
     from ha2g_ros.simulated_robot import SimulatedRobot
@@ -167,6 +169,10 @@ def create_nodes(context, mic_overrides=(), gesture_overrides=(), microphone: bo
         if simulated_robot:
             rest = dict(zip(gesture.joint_names, gesture.rest.tolist()))
             nodes.append(SimulatedRobot(gesture.retargeter.groups, rest, context=context))
+        if speech_player_overrides is not None:
+            from ha2g_ros.speech_player import SpeechPlayer
+
+            nodes.append(SpeechPlayer(context=context, parameter_overrides=list(speech_player_overrides)))
     except BaseException:
         for node in nodes:
             node.destroy_node()
@@ -189,6 +195,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
                                                                      "elsewhere)")
     parser.add_argument("--simulated-robot", action="store_true",
                         help="no robot: a simulated one plays the trajectories and publishes joint_states")
+    parser.add_argument("--speech-player", choices=("sounddevice", "wav"),
+                        help="also play the speech_audio topic (the robot's utterances, the relayed voice) at its "
+                             "stamps: on the sound card, or into --speech-wav")
+    parser.add_argument("--speech-wav", help="WAV file for --speech-player wav")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     argv = sys.argv[1:] if argv is None else list(argv)
     ros_args = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -203,6 +213,7 @@ def main(argv=None) -> None:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from ha2g_ros.microphone_node import MicrophoneError
+    from ha2g_ros.speech_player import SpeechPlayerError
 
     params = args.params_file or params_file()
     if not params.is_file():
@@ -213,15 +224,21 @@ def main(argv=None) -> None:
     nodes, executor = [], None
     try:
         mic, gesture = overrides(args)
+        player = None
+        if args.speech_player:
+            from rclpy.parameter import Parameter
+
+            player = [Parameter("output", value=args.speech_player)]
+            player += [Parameter("wav_file", value=str(Path(args.speech_wav).resolve()))] if args.speech_wav else []
         nodes = create_nodes(rclpy.get_default_context(), mic, gesture, microphone=not args.no_microphone,
-                             simulated_robot=args.simulated_robot)
+                             simulated_robot=args.simulated_robot, speech_player_overrides=player)
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
-    except configuration_errors(MicrophoneError) as error:
+    except configuration_errors(MicrophoneError, SpeechPlayerError) as error:
         raise SystemExit(f"ha2g-bringup: {error}") from None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -312,10 +312,10 @@ class SpeechPlayer(Node):
                         "a JSON sidecar giving its ROS time; for machines without a sound card).", read_only=True))
         declare("device", "", ParameterDescriptor(
             description="sounddevice output: name substring or index; empty = the system default.", read_only=True))
-        declare("sample_rate", 48000, ParameterDescriptor(
+        declare("output_rate", 48000, ParameterDescriptor(
             description="Output rate (Hz); messages at other rates are resampled (soxr).", read_only=True,
             integer_range=[IntegerRange(from_value=MIN_SAMPLE_RATE, to_value=MAX_SAMPLE_RATE, step=1)]))
-        declare("channels", 1, ParameterDescriptor(
+        declare("output_channels", 1, ParameterDescriptor(
             description="Output channels; messages with another count are mixed to mono (and copied to each).",
             read_only=True, integer_range=[IntegerRange(from_value=1, to_value=MAX_CHANNELS, step=1)]))
         declare("latency_compensation_s", 0.0, ParameterDescriptor(
@@ -327,7 +327,7 @@ class SpeechPlayer(Node):
             read_only=True))
         get = lambda name: self.get_parameter(name).value  # noqa: E731
 
-        self.output, self.rate, self.channels = get("output"), get("sample_rate"), get("channels")
+        self.output, self.rate, self.channels = get("output"), get("output_rate"), get("output_channels")
         if self.output not in OUTPUTS:
             raise SpeechPlayerError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.output == "wav" and not get("wav_file"):

@@ -1,6 +1,7 @@
 """ros2 launch ha2g_ros gestures.launch.py [robot:=pepper] [audio_source:=file audio_file:=speech.wav] ...
 
-Starts the microphone node and the gesture node with the package's params file (config/gestures.yaml, the same one
+Starts the microphone node and the gesture node (and, with speech_player:=sounddevice or wav, the speech player
+that plays the robot's utterances and the relayed voice at their stamps) with the package's params file (config/gestures.yaml, the same one
 `ha2g-bringup` reads). Launch arguments left empty keep the params file's value; only what users switch per run is
 exposed here. Remap the trajectory topics onto your controllers with `remappings`, e.g.
 
@@ -34,6 +35,9 @@ ARGUMENTS = {
     "namespace": ("", "namespace of both nodes", None),
     "use_sim_time": ("false", "follow /clock (a simulator, a rosbag) instead of the system clock", ["true", "false"]),
     "log_level": ("info", "lowest severity both nodes log", ["debug", "info", "warn", "error", "fatal"]),
+    "speech_player": ("none", "also start the speech player: on the sound card (sounddevice), into speech_wav "
+                      "(wav), or not (none)", ["none", "sounddevice", "wav"]),
+    "speech_wav": ("", "WAV file written by speech_player:=wav", None),
     "autostart": ("true", "configure and activate the gesture node (a lifecycle node) at start; false leaves it "
                   "unconfigured for a lifecycle manager (ros2 lifecycle set)", ["true", "false"]),
 }
@@ -73,6 +77,9 @@ def _nodes(context):
         microphone = {"source": value["audio_source"], "file": value["audio_file"],
                       "transcript_file": value["transcript_file"]}
         nodes.append(_node("microphone_node", value, {k: v for k, v in microphone.items() if v}))
+    if value["speech_player"] != "none":
+        player = {"output": value["speech_player"], "wav_file": value["speech_wav"]}
+        nodes.append(_node("speech_player", value, {k: v for k, v in player.items() if v}))
     return nodes
 
 
