@@ -79,6 +79,12 @@ def stop(child: subprocess.Popen, executor, nodes, context) -> None:
     context.try_shutdown()
 
 
+def package_folder(checkout: Path) -> Path:
+    """Where a checkout's Python packages and config/ lie: <checkout>/ha2g_ros in the two-package layout, the
+    checkout itself in the older one."""
+    return checkout / "ha2g_ros" if (checkout / "ha2g_ros" / "config").is_dir() else checkout
+
+
 def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, domain: int,
             profile: Path | None = None) -> dict:
     """Start the checkout's gesture node, stream `wav`, measure it, stop it with SIGINT. `profile`: run the node
@@ -93,9 +99,10 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     from ha2g_ros.retargeting import Retargeter, load_profile
     from ha2g_ros.simulated_robot import SimulatedRobot
 
-    env = {**os.environ, "PYTHONPATH": str(checkout), "ROS_DOMAIN_ID": str(domain)}
+    packages = package_folder(checkout)
+    env = {**os.environ, "PYTHONPATH": str(packages), "ROS_DOMAIN_ID": str(domain)}
     command = [sys.executable, "-m", "ha2g_ros.gesture_node", "--ros-args", "--params-file",
-               str(checkout / "config" / "gestures.yaml")]
+               str(packages / "config" / "gestures.yaml")]
     if checkpoint:
         command += ["-p", f"checkpoint:={checkpoint}"]
     if profile:
@@ -114,8 +121,8 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     for node in (robot, listener):
         executor.add_node(node)
     started = time.monotonic()
-    # cwd: `python -m` puts the working directory first on sys.path, so the checkout must be it
-    child = subprocess.Popen(command, env=env, cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    # cwd: `python -m` puts the working directory first on sys.path, so the package folder must be it
+    child = subprocess.Popen(command, env=env, cwd=packages, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     microphone = None
     try:
