@@ -1,13 +1,18 @@
-"""The main job: a robot gesturing to speech, end to end through ROS 2, checked and filmed. `ha2g-demo`
+"""The main job: a robot speaking its own text and gesturing with it, end to end through ROS 2, checked, measured and
+filmed. `ha2g-demo` (`--mode stream`: live speech from a microphone-like file source instead)
 
 1. Synthesises the bundled speech sample with espeak-ng (offline), with word timings.
-2. Runs the bringup (microphone node as a `file` source + gesture node, one params file) on the default robot,
-   and a recorder node that keeps every published trajectory, the preview joint states and the timing reports.
+2. Runs the bringup (gesture node, one params file) on the default robot with a simulated robot (it plays every
+   trajectory as joint_trajectory_controller does), the speech player writing what the speaker would play to a
+   WAV file (no sound card needed), and a recorder node that keeps every published trajectory, the gesture targets
+   and the timing reports. `speak` mode (default): the robot says the sample through the speak action, as its own
+   voice would; `stream` mode: the microphone node plays it as live speech, relayed to the player delayed.
 3. Checks each trajectory as joint_trajectory_controller would, and what a simulated controller played (splines
-   sampled at 1 kHz) against the position, velocity and acceleration limits.
+   sampled at 1 kHz) against the position, velocity and acceleration limits; measures how far apart the speech as
+   heard and the arms as played come out (speech_sync.py).
 4. Writes demo.mp4 / demo.gif (the robot beside the human skeleton it imitates, with the speech where ffmpeg is
-   available), motion.png (the speech and every arm joint's angle within its limits), summary.json and the
-   recorded trajectories (trajectories.npz).
+   available), motion.png (the speech and every arm joint's angle within its limits), summary.json, the recorded
+   trajectories (trajectories.npz) and the speech as played (speech_played.wav + .json).
 
 ROS traffic stays on this machine: the demo forces ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and, unless set, a
 ROS_DOMAIN_ID of its own.
@@ -70,12 +75,14 @@ class Recording:
         self.skeletons: list[tuple[float, np.ndarray]] = []  # (stamp s, joint positions in the body frame)
         self.timing: list[dict] = []
         self.transcript_origin: float | None = None
+        self.targets: list[tuple[float, list]] = []  # (stamp s, positions): the gesture node's target due then
         self.controllers: dict = {}  # per group: the simulated controller's PlayedMotion (what the robot played)
 
 
 def make_recorder(context, groups, recording: Recording):
     """The robot's side of the topics: keeps every message for the analysis (the simulated robot plays them)."""
     import rclpy
+    from sensor_msgs.msg import JointState
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
     from visualization_msgs.msg import MarkerArray
@@ -104,17 +111,26 @@ def make_recorder(context, groups, recording: Recording):
     node.create_subscription(MarkerArray, "gesture_skeleton", on_skeleton, 100)
     node.create_subscription(String, "gesture_timing", lambda m: recording.timing.append(json.loads(m.data)), 100)
     node.create_subscription(String, "transcript", on_transcript, 10)
+    node.create_subscription(JointState, "gesture_joint_states", lambda m: recording.targets.append(
+        (time_to_seconds(m.header.stamp), list(m.position))), 100)
     return node
 
 
-def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None, backend: str | None,
-                tail_s: float = 2.5, timeout_s: float = 300.0):
-    """Bringup + recorder in one SingleThreadedExecutor until the file has played and the robot came to rest."""
+def run_nodes(mode: str, wav: Path, transcript: Path, robot: str, checkpoint: str | None, backend: str | None,
+              played_wav: Path, tail_s: float = 2.5, timeout_s: float = 300.0):
+    """The bringup's nodes, the speech player (wav) and the recorder in one SingleThreadedExecutor, until the speech
+    has played and the robot came to rest. `speak`: the sample goes to the speak action as one utterance;
+    `stream`: the microphone node plays it as live audio."""
     import rclpy
+    import soundfile
+    from rclpy.action import ActionClient
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
+    from tqdm import tqdm
 
+    from ha2g_interfaces.action import SpeakWithGestures
     from ha2g_ros.bringup import create_nodes, params_file
+    from ha2g_ros.say import goal_for
 
     context = rclpy.context.Context()
     rclpy.init(context=context, args=["ha2g-demo", "--ros-args", "--params-file", str(params_file())])
@@ -125,42 +141,69 @@ def run_bringup(wav: Path, transcript: Path, robot: str, checkpoint: str | None,
         gesture = [Parameter("robot", value=robot)]
         gesture += [Parameter("checkpoint", value=str(checkpoint))] if checkpoint else []
         gesture += [Parameter("backend", value=backend)] if backend else []
-        nodes = create_nodes(context, mic, gesture, simulated_robot=True)
-        microphone, gesture_node, simulated = nodes
+        player = [Parameter("output", value="wav"), Parameter("wav_file", value=str(played_wav))]
+        nodes = create_nodes(context, mic, gesture, microphone=mode == "stream", simulated_robot=True,
+                             speech_player_overrides=player)
+        gesture_node, simulated = nodes[-3:-1]
         recording = Recording(gesture_node.groups)
         recording.controllers = simulated.controllers
-        nodes.append(make_recorder(context, gesture_node.groups, recording))
+        recorder = make_recorder(context, gesture_node.groups, recording)
+        nodes.append(recorder)
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
         delay = gesture_node.get_parameter("playback_delay_s").value
         fade = gesture_node.get_parameter("fade_out_s").value
-        deadline, finished_at = time.monotonic() + timeout_s, None
-        from tqdm import tqdm
-
-        duration = len(microphone.audio) / microphone.rate
-        with tqdm(total=round(duration, 1), desc="playing the speech through ROS 2", unit="s") as bar:
+        deadline, finished_at, meta = time.monotonic() + timeout_s, None, {}
+        audio, rate = soundfile.read(wav, dtype="float32")
+        if mode == "speak":
+            client = ActionClient(recorder, SpeakWithGestures, "speak")
+            while not client.server_is_ready():
+                executor.spin_once(timeout_sec=0.05)
+            words = [(w["word"], w["start"], w["end"]) for w in json.loads(transcript.read_text())["words"]]
+            progress = []
+            sent = client.send_goal_async(goal_for(audio, rate, words, ""),
+                                          feedback_callback=lambda msg: progress.append(msg.feedback.progress))
+            executor.spin_until_future_complete(sent, timeout_sec=30.0)
+            if not sent.done() or not sent.result().accepted:
+                raise RuntimeError("the gesture node did not accept the utterance")
+            result = sent.result().get_result_async()
+        with tqdm(total=round(len(audio) / rate, 1), desc=f"playing the speech through ROS 2 ({mode})",
+                  unit="s") as bar:
             while time.monotonic() < deadline:
                 executor.spin_once(timeout_sec=0.05)
-                played = round(microphone.position / microphone.rate, 1)
-                if played != bar.n:
-                    bar.update(played - bar.n)
-                if microphone.finished and finished_at is None:
+                if mode == "stream":
+                    microphone = nodes[0]
+                    played, over = microphone.position / microphone.rate, microphone.finished
+                else:
+                    played, over = (progress[-1] if progress else 0.0) * len(audio) / rate, result.done()
+                if round(played, 1) > bar.n:
+                    bar.update(round(played, 1) - bar.n)
+                if over and finished_at is None:
                     finished_at = time.monotonic()
-                if finished_at is not None and time.monotonic() - finished_at > delay + fade + tail_s:
+                if finished_at is not None and time.monotonic() - finished_at > (delay if mode == "stream" else 0) \
+                        + fade + tail_s:
                     break
             else:
                 raise RuntimeError(f"the demo did not finish within {timeout_s} s")
-        meta = {"robot": robot, "joint_names": gesture_node.joint_names, "groups": gesture_node.retargeter.groups,
-                "playback_delay_s": delay, "stats": dict(gesture_node.stats),
-                "checkpoint": str(checkpoint or "shipped default"),
-                "backend": gesture_node.get_parameter("backend").value}
+        if mode == "speak":
+            outcome = result.result().result
+            if result.result().status != 4:  # action_msgs/GoalStatus.STATUS_SUCCEEDED
+                raise RuntimeError(f"the utterance did not play: {outcome.message}")
+            meta["speech_start_s"] = outcome.start_time.sec + outcome.start_time.nanosec * 1e-9
+            meta["request_to_ready_s"] = round(outcome.ready_after_s, 3)
+        else:
+            meta["speech_start_s"] = recording.transcript_origin + delay
+        meta.update({"mode": mode, "robot": robot, "joint_names": gesture_node.joint_names,
+                     "groups": gesture_node.retargeter.groups, "playback_delay_s": delay,
+                     "stats": dict(gesture_node.stats), "checkpoint": str(checkpoint or "shipped default"),
+                     "backend": gesture_node.get_parameter("backend").value})
         return recording, gesture_node.retargeter, gesture_node.engine.skeleton, meta
     finally:
         if executor is not None:
             executor.shutdown()
         for node in nodes:
-            node.destroy_node()
+            node.destroy_node()  # the player writes the rest of its WAV
         context.try_shutdown()
 
 
@@ -265,10 +308,10 @@ def render(out_dir: Path, retargeter, skeleton, recording: Recording, motion: tu
         written.append(write_video(images[::2], out_dir / "demo.gif", fps=15 / 2))
     if "mp4" in formats and find_ffmpeg() is not None:
         mp4 = out_dir / "demo.mp4"
-        # The robot plays the gesture of a sound playback_delay_s after it arrived; a robot that delays its own
-        # speech by as much shows the two together, so the soundtrack starts at (transcript origin + delay).
+        # The soundtrack starts where the speech was heard: the utterance's start time (speak), or the live
+        # speech's arrival + playback_delay_s, where the player put the relayed voice (stream).
         audio, rate = soundfile.read(wav, dtype="float32")
-        start = times[0] - (recording.transcript_origin + meta["playback_delay_s"])
+        start = times[0] - meta["speech_start_s"]
         if start >= 0:
             audio = audio[int(start * rate):]
         else:
@@ -291,7 +334,7 @@ def plot_motion(path: Path, recording: Recording, retargeter, motion: tuple[np.n
 
     times, q = motion
     audio, rate = soundfile.read(wav, dtype="float32")
-    t0 = recording.transcript_origin + meta["playback_delay_s"]  # speech time 0 on the robot's clock
+    t0 = meta["speech_start_s"]  # speech time 0 on the robot's clock
     arm = [j for g, joints in retargeter.groups.items() if "arm" in g for j in joints][:10]
     figure = Figure(figsize=(12, 2 + 1.0 * len(arm)), dpi=90)
     FigureCanvasAgg(figure)
@@ -316,17 +359,55 @@ def plot_motion(path: Path, recording: Recording, retargeter, motion: tuple[np.n
     return path
 
 
+def measure_sync(recording: Recording, meta: dict, wav: Path, played_wav: Path) -> dict:
+    """How far apart the speech as heard (the player's WAV, on the ROS clock) and the arms as played (the simulated
+    controllers) come out, in ms: cross-correlation peaks of loudness and arm speed (speech_sync.py). The same
+    statistic on the gesture node's targets (the motion as generated and scheduled) is the model's own lead or lag
+    behind the loudness, which no timing can remove; played_after_targets is what the pipeline adds after its
+    targets, whose frames are placed at the speech's start by construction (tests/test_ros_speak.py)."""
+    import soundfile
+
+    from ha2g_ros.speech_sync import RATE_HZ, lag_s, loudness
+
+    heard, rate = soundfile.read(played_wav, dtype="float32", always_2d=True)
+    info = json.loads(Path(f"{played_wav}.json").read_text())
+    heard_t, heard_level = loudness(heard.mean(axis=1), rate, info["start_sample_index"] / info["sample_rate"])
+    speech, speech_rate = soundfile.read(wav, dtype="float32")
+    start = meta["speech_start_s"]
+    meant_t, meant_level = loudness(speech, speech_rate, start)
+    arms = [g for g in recording.controllers if "arm" in g]
+    times = np.arange(start - 1.0, start + len(speech) / speech_rate + 1.0, 1 / RATE_HZ)
+    played = np.sqrt(sum((recording.controllers[g].sample(times)[1] ** 2).sum(axis=1) for g in arms))
+    index = [i for i, name in enumerate(meta["joint_names"]) if any(name in meta["groups"][g] for g in arms)]
+    target_t = np.array([t for t, _ in recording.targets])
+    target_q = np.array([q for _, q in recording.targets])[:, index]
+    target = np.linalg.norm(np.gradient(target_q, target_t, axis=0), axis=1)
+    ms = lambda pair: {"ms": round(pair[0] * 1e3, 1), "correlation": round(pair[1], 3)}  # noqa: E731
+    found = {
+        "heard_after_scheduled": ms(lag_s(meant_t, meant_level, heard_t, heard_level, 0.5)),
+        "played_arm_speed_after_loudness": ms(lag_s(heard_t, heard_level, times, played, 0.5)),
+        "target_arm_speed_after_loudness": ms(lag_s(heard_t, heard_level, target_t, target, 0.5)),
+        "played_after_targets": ms(lag_s(target_t, target, times, played, 0.5)),
+    }
+    if meta["mode"] == "stream":  # the live speech as it arrived, before the player delayed it
+        arrived = meta["speech_start_s"] - meta["playback_delay_s"]
+        live_t, live_level = loudness(speech, speech_rate, arrived)
+        found["played_arm_speed_after_live_speech"] = ms(lag_s(live_t, live_level, times, played, 2.0))
+    return found
+
+
 def summarise(recording: Recording, checks: dict, meta: dict, wav: Path, seconds: float) -> dict:
     import soundfile
 
     timing = recording.timing[-1] if recording.timing else {}
     return {
-        "robot": meta["robot"], "checkpoint": meta["checkpoint"], "backend": meta["backend"],
+        "mode": meta["mode"], "robot": meta["robot"], "checkpoint": meta["checkpoint"], "backend": meta["backend"],
         "speech_s": round(soundfile.info(wav).duration, 2), "wall_s": round(seconds, 1),
         "messages": {g: v["messages"] for g, v in checks["groups"].items()},
         "latency": {k: round(timing[k], 1) for k in ("compute_ms_mean", "compute_ms_p95", "latency_ms_mean",
                                                        "latency_ms_p95", "hop_ms") if k in timing},
         "playback_delay_s": meta["playback_delay_s"],
+        **({"request_to_ready_s": meta["request_to_ready_s"]} if "request_to_ready_s" in meta else {}),
         "node_stats": meta["stats"],
         "limit_checks": {k: checks[k] for k in ("n_message_problems", "message_problems", "n_motion_problems",
                                                 "motion_problems", "played_samples_1khz",
@@ -340,6 +421,10 @@ def summarise(recording: Recording, checks: dict, meta: dict, wav: Path, seconds
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="ha2g-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default: out/demo)")
+    parser.add_argument("--mode", choices=("speak", "stream"), default="speak",
+                        help="speak: the robot says the sample through the speak action (its own voice, gestures "
+                             "with the words); stream: the sample comes as live speech (gestures playback_delay_s "
+                             "later, the voice relayed as late)")
     parser.add_argument("--robot", default="pepper", help="robot profile (default: pepper)")
     parser.add_argument("--checkpoint", help="HA2G checkpoint directory (default: the shipped one)")
     parser.add_argument("--backend", help="torch, onnxruntime, tensorrt or auto (default: the params file's)")
@@ -351,9 +436,12 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     print("1/4 synthesising the speech sample with espeak-ng")
     wav, transcript = synthesize_speech(out)
-    print(f"2/4 running the bringup on {args.robot} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, loopback only)")
-    recording, retargeter, skeleton, meta = run_bringup(wav, transcript, args.robot, args.checkpoint, args.backend)
-    print("3/4 checking every trajectory against the URDF limits")
+    print(f"2/4 running the bringup on {args.robot}, {args.mode} mode (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, "
+          "loopback only)")
+    played_wav = out / "speech_played.wav"
+    recording, retargeter, skeleton, meta = run_nodes(args.mode, wav, transcript, args.robot, args.checkpoint,
+                                                      args.backend, played_wav)
+    print("3/4 checking every trajectory against the URDF limits, measuring speech-gesture sync")
     motion = merged_motion(recording, retargeter)
     checks = check_recording(recording, retargeter, motion)
     np.savez_compressed(out / "trajectories.npz", joint_names=np.array(retargeter.joint_names),
@@ -367,9 +455,11 @@ def main(argv=None) -> None:
         print("4/4 drawing the robot")
         videos += render(out, retargeter, skeleton, recording, motion, meta, wav, formats)
     summary = summarise(recording, checks, meta, wav, time.monotonic() - began)
-    summary["files"] = [str(p) for p in [wav, transcript, out / "trajectories.npz", *videos]]
+    summary["speech_sync"] = measure_sync(recording, meta, wav, played_wav)
+    summary["files"] = [str(p) for p in [wav, transcript, played_wav, out / "trajectories.npz", *videos]]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: summary[k] for k in ("messages", "latency", "all_within_limits", "files")}, indent=1))
+    print(json.dumps({k: summary[k] for k in ("mode", "messages", "speech_sync", "all_within_limits", "files")
+                      if k in summary}, indent=1))
     if not summary["all_within_limits"]:
         raise SystemExit("some trajectories broke a limit: see summary.json")
 
