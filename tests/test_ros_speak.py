@@ -123,6 +123,11 @@ def test_an_utterance_plays_with_its_speech(harness, speech):
     assert correlation > 0.6
     for group in h.groups:
         assert played_problems(h, group, requested, h.now()) == []
+    # planned and sent a little at a time, as live speech is: no tick plans the whole utterance (on a real clock,
+    # planning 12 s of knots in one tick would send the message after its commit lead)
+    ahead = h.gesture.commit_lead + h.gesture.get_parameter("playback_delay_s").value
+    spans = [seconds(m.points[-1].time_from_start) for m in h.received["left_arm"]]
+    assert len(spans) > 10 and max(spans) < ahead + 1.5  # + the braking tail
 
 
 def test_bad_goals_get_a_clear_result_and_the_node_keeps_speaking(harness, speech):

@@ -941,6 +941,14 @@ class GestureNode(LifecycleNode):
             _, ahead = self.targets.after(now + self.commit_lead)
             if np.abs((ahead if len(ahead) else last[1]) - self.measured).max() < STILL:
                 return False  # standing where the targets are: the controller holds its last point
+        # An utterance's targets reach far ahead; knots are planned (and sent) no further than live speech's
+        # would be, in steps of half that, so that no tick plans for long and every message keeps the commit lead.
+        ahead = self.get_parameter("playback_delay_s").value
+        if end > now + self.commit_lead + ahead:
+            planned_to = self.plan.times[-1] if len(self.plan) else -math.inf
+            if planned_to >= now + self.commit_lead + ahead / 2 and self._replan_from > planned_to:
+                return False
+            end = now + self.commit_lead + ahead
         changed_from, self._replan_from = self._replan_from, math.inf
         return self.plan.update(now, self.commit_lead, self.targets.at, end, self.measured.copy(),
                                 changed_from) > 0
