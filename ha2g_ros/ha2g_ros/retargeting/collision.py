@@ -94,7 +94,7 @@ class SelfCollision:
         self._radii = np.array([s.radius for s in self.shapes])
         self._pair_radii = self._radii[self._first] + self._radii[self._second]
         self._distance = [coal.ComputeDistance(self.shapes[i].geometry, self.shapes[j].geometry) for i, j in self.pairs]
-        self._request = coal.DistanceRequest()  # for measurements, which leave the filter's memory alone
+        self._request = coal.DistanceRequest()  # for measurements, which leave the warm starts and answers alone
         self._result = coal.DistanceResult()
         self.forget()
         self._levers = self._lever_bounds()
