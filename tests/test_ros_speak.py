@@ -93,6 +93,8 @@ def test_an_utterance_plays_with_its_speech(harness, speech):
     motion placed at that start: the lag of its speed profile is within one gesture frame. Every limit holds."""
     from ha2g_ros.retargeting import Retargeter, load_profile
     from ha2g_ros.speech_sync import lag_s
+    from ha2g_ros.trajectory import blend
+    from ha2g_ros.utterance import gesture_weights
 
     h, (audio, words, _, _) = harness, speech
     speaker = Speaker(h)
@@ -115,12 +117,19 @@ def test_an_utterance_plays_with_its_speech(harness, speech):
     retargeter = Retargeter(load_profile("pepper"))
     retargeter.reset(h.gesture.rest)
     meant = np.array([retargeter.solve(d, dt=FRAME_DT) for d in directions])
+    weights = gesture_weights(audio, RATE, len(meant), *(h.gesture.get_parameter(name).value for name in (
+        "vad_threshold_db", "vad_hangover_s", "fade_in_s", "fade_out_s")))
+    meant = np.array([blend(h.gesture.rest, q, w) for q, w in zip(meant, weights)])
     meant_t = start + np.arange(len(meant)) * FRAME_DT
     played_t, played = played_speed(h, start - 1.0, meant_t[-1] + 1.0)
     lag, correlation = lag_s(meant_t, np.linalg.norm(np.gradient(meant, meant_t, axis=0), axis=1),
                              played_t, played, max_lag_s=0.5)
     assert abs(lag) <= FRAME_DT, f"the arms play {lag * 1e3:.0f} ms after the speech's gestures"
     assert correlation > 0.6
+    # in the 3 s pause between the paragraphs the robot comes to rest, as it does with live speech
+    starts, ends = np.array([s for _, s, _ in words]), np.array([e for _, _, e in words])
+    gap = int(np.argmax(starts[1:] - ends[:-1]))  # 3 s: hangover 0.6 + fade-out 1.0, rest, fade-in 0.5
+    assert np.abs(h.played_state(start + ends[gap] + 1.9) - h.gesture.rest).max() < 1e-3
     for group in h.groups:
         assert played_problems(h, group, requested, h.now()) == []
     # planned and sent a little at a time, as live speech is: no tick plans the whole utterance (on a real clock,

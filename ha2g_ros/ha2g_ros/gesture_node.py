@@ -50,7 +50,7 @@ from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE,
 from ha2g_ros.safe_motion import STILL, KnotPlan, MotionLimits, SafeMotion
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
-from ha2g_ros.utterance import GENERATING, PLAYING, SCHEDULED, Utterance, UtteranceError
+from ha2g_ros.utterance import GENERATING, PLAYING, SCHEDULED, Utterance, UtteranceError, gesture_weights
 from ha2g_ros.voice_activity import SAMPLE_RATE, EnergyVAD, VadConfig
 
 FRAME_DT = 1.0 / FPS
@@ -789,8 +789,11 @@ class GestureNode(LifecycleNode):
         self.targets.truncate_from(begin)
         while self.skeleton_frames and self.skeleton_frames[-1][0] >= begin:
             self.skeleton_frames.pop()
-        weight = 1.0 if self.get_parameter("enabled").value else 0.0
-        targets = [blend(self.rest, qi, weight) for qi in q[first:]]
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+        # in pauses the robot rests as with live speech, but it is ready (faded in) when the words start
+        weights = gesture_weights(utterance.mono, utterance.sample_rate, len(q), get("vad_threshold_db"),
+                                  get("vad_hangover_s"), get("fade_in_s"), get("fade_out_s")) * get("enabled")
+        targets = [blend(self.rest, qi, w) for qi, w in zip(q[first:], weights[first:])]
         # from where the motion is at `begin` to the first frame, eased, so that it plays in full at its time
         last = self.targets.last()
         t_from, q_from = last if last is not None else (begin, self._previous_target(begin)[0])
@@ -801,7 +804,7 @@ class GestureNode(LifecycleNode):
         for t, target, dirs in zip(times[first:], targets, directions[first:]):
             self.targets.append(float(t), target)
             self._add_skeleton_frame(float(t), dirs)
-        self.weight = weight
+        self.weight = float(weights[-1])
         self._replan_from = min(self._replan_from, begin)
         utterance.stage = SCHEDULED
         self._publish_speech(utterance.samples, utterance.sample_rate, utterance.channels, start,

@@ -126,3 +126,30 @@ def voiced_span(mono: np.ndarray, rate: int, threshold_db: float) -> tuple[float
     if not len(voiced):
         return 0.0, 0.0
     return voiced[0] * frame / rate, (voiced[-1] + 1) * frame / rate
+
+
+def gesture_weights(mono: np.ndarray, rate: int, n_frames: int, threshold_db: float, hangover_s: float,
+                    fade_in_s: float, fade_out_s: float, fps: float = 15.0) -> np.ndarray:
+    """Gesture weight (0 = rest pose, 1 = full gesture) of each frame i at i / fps, as live speech gets it from the
+    voice activity detector (speech above threshold_db, pauses shorter than hangover_s inside it), but knowing the
+    future: the fade in ends where the speech starts instead of starting there, so the first words get their
+    gestures in full; the fade out starts where the speech (with its hangover) ends."""
+    frame = max(1, int(round(0.02 * rate)))
+    n = len(mono) // frame
+    level = 10 * np.log10(np.mean(mono[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1) + 1e-12)
+    voiced = np.flatnonzero(level > threshold_db)
+    times = np.arange(n_frames) / fps
+    if not len(voiced):
+        return np.zeros(n_frames)
+    # speech segments: voiced frames closer than the hangover belong together; each ends hangover_s after its last
+    starts, ends = voiced[:1] * 0.02, []
+    gaps = np.flatnonzero(np.diff(voiced) * 0.02 > hangover_s)
+    starts = np.concatenate([starts, voiced[gaps + 1] * 0.02])
+    ends = np.concatenate([(voiced[gaps] + 1) * 0.02, [(voiced[-1] + 1) * 0.02]]) + hangover_s
+    k = np.searchsorted(starts, times, side="right")  # segments started at or before each frame
+    after_start = k > 0
+    inside = after_start & (times < ends[np.maximum(k - 1, 0)])
+    since_end = np.where(after_start, times - ends[np.maximum(k - 1, 0)], np.inf)
+    until_start = np.where(k < len(starts), starts[np.minimum(k, len(starts) - 1)] - times, np.inf)
+    fading = np.maximum(1 - since_end / fade_out_s, 1 - until_start / fade_in_s)
+    return np.where(inside, 1.0, np.clip(fading, 0.0, 1.0))
