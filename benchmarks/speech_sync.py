@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
 
 SENTENCES = ["Hello, and welcome to this little demonstration.",
+             "Nice to meet you, and thank you for coming.",
              "I am a robot, and I move my arms while I speak, the way people do.",
              "A wide gesture for something big, and a small one for a detail.",
              "After a short pause, I go on with the next idea.",
