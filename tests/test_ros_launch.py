@@ -3,6 +3,7 @@
 controller, a failing node ending the launch with its reason in the ROS log, `ros2 param set` on a live node, clean
 shutdown on repeated SIGINT; and the params file's precedence against a command-line `-p`, in a real process."""
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -154,10 +155,13 @@ def user_params(tmp_path_factory, checkpoint):
 @pytest.fixture(scope="module")
 def launched(ros2_tooling, user_params, speech, tmp_path_factory):
     _, _, wav, transcript = speech
+    folder = tmp_path_factory.mktemp("launch")
     launch = Launched(["namespace:=robot1", f"params_file:={user_params}", "audio_source:=file",
-                       f"audio_file:={wav}", f"transcript_file:={transcript}",
+                       f"audio_file:={wav}", f"transcript_file:={transcript}", "speech_player:=wav",
+                       f"speech_wav:={folder / 'relayed.wav'}",
                        "remappings:=" + " ".join(f"{s}:={t}" for s, t in CONTROLLER_REMAPS.items())],
-                      ros2_tooling, tmp_path_factory.mktemp("launch") / "launch.log")
+                      ros2_tooling, folder / "launch.log")
+    launch.relayed = folder / "relayed.wav"
     yield launch
     launch.kill()
     print(f"\nros2 launch (namespace robot1, file audio) ran {time.monotonic() - launch.started:.1f} s")
@@ -202,7 +206,10 @@ def test_repeated_sigint_stops_the_launch_cleanly(launched):
     assert launched.wait(60) == 0, launched.output()[-4000:]
     output = launched.output()
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-4000:]
-    assert output.count("process has finished cleanly") == 2, output[-4000:]
+    assert output.count("process has finished cleanly") == 3, output[-4000:]
+    # the speech player heard the live voice the gesture node relayed, and wrote it out as it stopped
+    played = json.loads(launched.relayed.with_name("relayed.wav.json").read_text())
+    assert played["played_messages"] > 10 and played["refused_messages"] == 0, played
 
 
 @pytest.mark.slow

@@ -20,34 +20,41 @@ def say(*args, timeout=120):
 
 
 @pytest.fixture
-def robot(rclpy_context, checkpoint):
-    """A gesture node and a simulated robot spinning in the background, as `ha2g-bringup --simulated-robot` runs."""
+def robot(checkpoint, request):
+    """A gesture node and a simulated robot spinning in the background, as `ha2g-bringup --simulated-robot` runs,
+    in a namespace of their own: an earlier test's nodes, still in the ROS graph for a moment after they were
+    destroyed, must not answer (or swallow) this test's goals."""
+    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from ha2g_interfaces.msg import SpeechAudio
     from ha2g_ros.bringup import create_nodes
 
-    nodes = create_nodes(rclpy_context, gesture_overrides=[Parameter("checkpoint", value=str(checkpoint)),
+    namespace = f"/say_{request.node.name.replace('test_', '')[:40]}"
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["test", "--ros-args", "-r", f"__ns:={namespace}"])
+    nodes = create_nodes(context, gesture_overrides=[Parameter("checkpoint", value=str(checkpoint)),
                                                            Parameter("robot_description_wait_s", value=0.0)],
                          microphone=False, simulated_robot=True)
     heard = []
     nodes[0].create_subscription(SpeechAudio, "speech_audio", heard.append, 10)
-    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    yield nodes[0], heard
+    yield nodes[0], heard, ["--ros-args", "-r", f"__ns:={namespace}"]
     executor.shutdown()
     spinner.join(10)
     for node in nodes:
         node.destroy_node()
+    context.try_shutdown()
 
 
 def test_say_speaks_with_gestures_through_the_action(robot):
-    gesture, heard = robot
-    done = say("Hello, I am a robot. I move my arms while I speak.")
+    gesture, heard, ros_args = robot
+    done = say("Hello, I am a robot. I move my arms while I speak.", *ros_args)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("done:"), done.stdout
     speech, = [m for m in heard if m.utterance_id]
@@ -57,8 +64,8 @@ def test_say_speaks_with_gestures_through_the_action(robot):
 
 
 def test_any_tts_command_that_writes_a_wav_can_speak(robot):
-    gesture, heard = robot
-    done = say("--tts", "espeak-ng -w {wav} {text}", "Any voice will do.")
+    gesture, heard, ros_args = robot
+    done = say("--tts", "espeak-ng -w {wav} {text}", "Any voice will do.", *ros_args)
     assert done.returncode == 0, done.stderr
     speech, = [m for m in heard if m.utterance_id]
     assert speech.sample_rate == 22_050  # espeak-ng's own rate, passed as it is
@@ -74,5 +81,5 @@ def test_say_errors_are_one_clear_line():
 
 
 def test_a_failing_tts_command_is_named(robot):
-    done = say("--tts", "false {wav}", "Hello")
+    done = say("--tts", "false {wav}", "Hello", *robot[2])
     assert done.returncode == 1 and "the TTS command 'false' failed" in done.stderr
