@@ -1,10 +1,12 @@
 """ha2g-say as a user runs it: a real process, espeak-ng speech, the speak action of a gesture node (here in the test
 process, real time, with the simulated robot), and its clear errors."""
 import os
+import signal
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,26 @@ def test_say_errors_are_one_clear_line():
 def test_a_failing_tts_command_is_named(robot):
     done = say("--tts", "false {wav}", "Hello", *robot[2])
     assert done.returncode == 1 and "the TTS command 'false' failed" in done.stderr
+
+
+def test_listen_says_every_text_on_the_say_topic(robot, rclpy_context):
+    import rclpy
+    from std_msgs.msg import String
+
+    gesture, heard, ros_args = robot
+    listener = subprocess.Popen(SAY + ["--listen", *ros_args], env=dict(os.environ), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("texter", context=rclpy_context, namespace=ros_args[-1].split(":=")[1])
+    try:
+        publisher = node.create_publisher(String, "say", 10)
+        deadline = time.monotonic() + 60
+        while not [m for m in heard if m.utterance_id] and time.monotonic() < deadline:
+            if publisher.get_subscription_count():
+                publisher.publish(String(data="Hello from the topic."))
+                time.sleep(3.0)  # espeak-ng and the goal take a moment; one utterance is enough
+            time.sleep(0.1)
+        assert [m for m in heard if m.utterance_id], "nothing was said"
+    finally:
+        node.destroy_node()
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(20) == 0, listener.stdout.read()

@@ -233,3 +233,21 @@ def test_live_voice_is_relayed_stamped_to_meet_its_gestures(harness, speech):
     assert np.allclose(stamps[1:], stamps[:-1] + durations[:-1], atol=2e-3)  # contiguous, as spoken
     relayed = np.concatenate([np.frombuffer(m.samples, np.float32) for m in heard])
     assert np.allclose(relayed, audio[:len(relayed)], atol=1e-4)
+
+
+def test_stereo_speech_at_48_khz_is_spoken_and_republished_as_it_came(harness, speech):
+    """Any rate, interleaved channels: the gestures follow the mono mix, speech_audio carries the original."""
+    from scipy.signal import resample_poly
+
+    h, audio = harness, speech[0][:5 * RATE]
+    left = resample_poly(audio, 3, 1).astype(np.float32)  # 48 kHz
+    stereo = np.stack([left, 0.5 * left], axis=1).reshape(-1)
+    speaker = Speaker(h)
+    _, feedback, result_future = speaker.send(goal_of(stereo, rate=48_000, channels=2, text="hello and welcome"))
+    status, result = speaker.finish(result_future, within_s=10.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.duration_s == pytest.approx(5.0) and result.frames == 75
+    speech_out, = [m for m in speaker.heard if m.utterance_id]
+    assert (speech_out.sample_rate, speech_out.channels) == (48_000, 2)
+    assert np.array_equal(np.frombuffer(speech_out.samples, np.float32), stereo)
+    assert sum(len(m) for m in h.received.values()) > 0
