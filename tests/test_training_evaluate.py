@@ -89,7 +89,7 @@ def test_ship_relabels_the_default_speaker_and_writes_a_readme(ted_culture_dir, 
     assert meta["speakers"][0] == meta["default_speaker"]["name"] and meta["speakers"][0] in real_train
     assert set(meta["default_speaker"]["candidates"]) == real_train
     readme = (dest / "README.md").read_text()
-    assert "**ted_culture**, 7 training sequences, sampling weight 1" in readme and "synthetic**" not in readme
+    assert "**ted_culture** (training sequences: 7, sampling weight 1)" in readme and "synthetic**" not in readme
     assert "non-commercial" in readme and "| model |" in readme and "tiny_expressive" in readme
     assert "BEAT speech-only takes" in readme and "espeak-ng speech" in readme
     assert {p.name for p in dest.iterdir()} >= {"model.safetensors", "config.json", "vocab.json", "README.md",

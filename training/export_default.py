@@ -86,7 +86,8 @@ def choose_default_speaker(model, vocab, speakers: list[str], candidates: list[s
 
 
 def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHECKPOINT,
-         clips_dir: str | Path = ted_culture.DEFAULT_DIR, compare: dict[str, str] | None = None) -> Path:
+         clips_dir: str | Path = ted_culture.DEFAULT_DIR, compare: dict[str, str] | None = None,
+         chosen_by: str = "the best validation epoch (validation FGD)") -> Path:
     """`<run>/best` -> `dest`: default speaker chosen on the validation clip, evaluated (beside the checkpoints of
     `compare`, e.g. a copy of the previous default), with a README."""
     best = Path(run) / "best"
@@ -109,7 +110,7 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
              espeak=True)
     train_config = (Path(run) / "train_config.yaml").read_text()
     (dest / "README.md").write_text(README.format(
-        epoch=meta.get("epoch"), step=meta.get("step"), mix=training_mix(index, train_config), size=size / 2**20,
+        epoch=meta.get("epoch"), chosen_by=chosen_by, mix=training_mix(index, train_config), size=size / 2**20,
         graphs=graphs / 2**20, n_words=len(vocab), speaker=meta["speakers"][0], train_config=train_config,
         report=(dest / "report.md").read_text()))
     return dest
@@ -127,7 +128,7 @@ def training_mix(index: dict, train_config: str) -> str:
         weight = float(weights.get(source, 1.0))
         if counts.get(source):
             used = "not used (sampling weight 0)" if weight == 0 else f"sampling weight {weight:g}"
-            lines.append(f"* **{source}**, {counts[source]} training sequences, {used}: {what}")
+            lines.append(f"* **{source}** (training sequences: {counts[source]}, {used}): {what}")
     return "\n".join(lines)
 
 
@@ -164,7 +165,7 @@ use (docs/training.md). None of the training data is in this package.
 ## What it was trained on (honestly)
 {mix}
 
-Stopped after epoch {epoch} (step {step}), the best validation epoch. Default style (speaker id 0): `{speaker}`, a
+The weights of epoch {epoch}: {chosen_by}. Default style (speaker id 0): `{speaker}`, a
 real training speaker chosen on the validation clip among the real training speakers (`meta.default_speaker` in
 config.json lists the candidates' scores).
 
@@ -205,6 +206,8 @@ def main() -> None:
     shipping.add_argument("--feature-net", help="FGD feature net directory")
     shipping.add_argument("--clips", default=str(ted_culture.DEFAULT_DIR))
     shipping.add_argument("--dest", default=str(DEFAULT_CHECKPOINT))
+    shipping.add_argument("--chosen-by", default="the best validation epoch (validation FGD)",
+                          help="how <run>/best was chosen, for the README")
     shipping.add_argument("--compare", nargs="*", default=[], metavar="NAME=DIR",
                           help="checkpoints evaluated beside it, e.g. 'old default=DIR' (a copy: dest is replaced)")
     args = parser.parse_args()
@@ -214,7 +217,8 @@ def main() -> None:
         print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}, sources {index['sources']}")
     else:
         compare = dict(item.split("=", 1) for item in args.compare)
-        print(f"shipped to {ship(args.run, args.data, args.feature_net, Path(args.dest), args.clips, compare)}")
+        dest = ship(args.run, args.data, args.feature_net, Path(args.dest), args.clips, compare, args.chosen_by)
+        print(f"shipped to {dest}")
 
 
 if __name__ == "__main__":
