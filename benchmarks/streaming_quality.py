@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # nothing here uses ROS; set as every script does
 os.environ.setdefault("ROS_DOMAIN_ID", "77")
 
-SETTINGS = [(4, 0), (4, 4), (4, 8), (6, 0), (6, 4), (6, 6), (6, 8), (8, 6), (10, 0), (10, 4), (10, 8), (10, 15),
+SETTINGS = [(2, 0), (2, 1), (3, 0), (4, 0), (4, 4), (4, 8), (6, 0), (6, 4), (6, 6), (6, 8), (8, 6), (10, 0), (10, 4), (10, 8), (10, 15),
             (15, 0), (15, 8), (15, 15), (30, 0)]
 CHUNK = 1600  # 100 ms of audio per push, like a microphone node
 

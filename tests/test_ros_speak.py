@@ -217,8 +217,17 @@ def test_a_second_utterance_queues_or_preempts(rclpy_context, checkpoint, speech
         h.close()
 
 
-def test_live_voice_is_relayed_stamped_to_meet_its_gestures(harness, speech):
-    h, audio = harness, speech[0]
+@pytest.mark.parametrize("latency", [{}, {"hop_frames": 2, "lookahead_frames": 1, "playback_delay_s": 0.55}],
+                         ids=["defaults", "low-lag setting of docs/speech.md"])
+def test_live_voice_is_relayed_stamped_to_meet_its_gestures(rclpy_context, checkpoint, speech, latency):
+    h, audio = Harness(rclpy_context, checkpoint, **latency), speech[0]
+    try:
+        relayed_voice_meets_its_gestures(h, audio)
+    finally:
+        h.close()
+
+
+def relayed_voice_meets_its_gestures(h, audio):
     heard = []
     h.robot.create_subscription(SpeechAudio, "speech_audio", heard.append, 100)
     h.spin(0.2)  # discovery of the new subscription
@@ -233,6 +242,7 @@ def test_live_voice_is_relayed_stamped_to_meet_its_gestures(harness, speech):
     assert np.allclose(stamps[1:], stamps[:-1] + durations[:-1], atol=2e-3)  # contiguous, as spoken
     relayed = np.concatenate([np.frombuffer(m.samples, np.float32) for m in heard])
     assert np.allclose(relayed, audio[:len(relayed)], atol=1e-4)
+    assert h.gesture.stats["late_frames"] == 0 and all(h.received.values())  # its gestures came in time
 
 
 def test_stereo_speech_at_48_khz_is_spoken_and_republished_as_it_came(harness, speech):
