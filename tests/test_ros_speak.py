@@ -261,3 +261,21 @@ def test_stereo_speech_at_48_khz_is_spoken_and_republished_as_it_came(harness, s
     assert (speech_out.sample_rate, speech_out.channels) == (48_000, 2)
     assert np.array_equal(np.frombuffer(speech_out.samples, np.float32), stereo)
     assert sum(len(m) for m in h.received.values()) > 0
+
+
+def test_a_clock_jump_back_ends_the_utterance_and_the_node_speaks_again(harness, speech):
+    """A restarted simulation: the utterance's start and end lie on the old time line; it ends at once (aborted,
+    saying why) instead of holding the robot for as long as the clock went back."""
+    h, (audio, words, _, _) = harness, speech
+    speaker = Speaker(h)
+    _, feedback, result_future = speaker.send(goal_of(audio, words=words))
+    start = speaker.scheduled(feedback)
+    h.spin(start - h.now() + 1.0)
+    pose = h.played_state()
+    h.t -= 900.0  # the simulation restarts its clock (and its controllers, holding the pose they had)
+    h.set_pose(pose)
+    status, result = speaker.finish(result_future, within_s=1.0)
+    assert status == GoalStatus.STATUS_ABORTED and "clock jumped back" in result.message
+    _, _, again = speaker.send(goal_of(audio[:3 * RATE], text="hello and welcome"))
+    status, result = speaker.finish(again, within_s=6.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message

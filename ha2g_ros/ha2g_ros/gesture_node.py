@@ -557,6 +557,8 @@ class GestureNode(LifecycleNode):
             self.get_logger().warning(f"the ROS clock jumped back by {self._last_tick_s - now:.1f} s: restarting the "
                                       "stream and planning afresh from the robot's measured pose",
                                       throttle_duration_sec=5.0)
+            for utterance in list(self.utterances):  # its start and end belong to the old time line
+                self._end_utterance(utterance, "aborted", "the ROS clock jumped back", now)
             self._restart_stream()
             self.targets, self.plan = Timeline(), KnotPlan(self.plan.motion, self.plan.body)
             self._sent_end = None
