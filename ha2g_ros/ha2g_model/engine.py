@@ -101,6 +101,7 @@ class GestureEngine:
         self.backend = create_backend(backend, source, device=device, precision=precision, **(backend_options or {}))
         self.rest = normalize_directions(self.skeleton.rest_directions(), self.skeleton).astype(np.float32)
         self.last_compute_s = 0.0
+        self.windows_run = 0  # streaming windows the model ran (idle ones excluded)
         self._lock = threading.Lock()  # push_* may come from an audio thread while another thread pulls
         self.reset()
 
@@ -250,11 +251,15 @@ class GestureEngine:
         with self._lock:
             self._words = sorted(self._words + words, key=lambda w: w[1])
 
-    def pull_frames(self) -> tuple[np.ndarray, np.ndarray]:
-        """Run the windows that are due; return the new frames: times_s (n,), unit directions (n, n_bones, 3)."""
+    def pull_frames(self, idle=None) -> tuple[np.ndarray, np.ndarray]:
+        """Run the windows that are due; return the new frames: times_s (n,), unit directions (n, n_bones, 3).
+
+        `idle(first_s, end_s)`, if given, is asked for each due window with the span of the frames it would emit; when
+        it says True (nobody sees them: silence, the robot resting), the model does not run and those frames are the
+        rest pose, as at the start of a stream. The stream's clocks go on exactly as if it had run."""
         with self._lock:
             while self._n_samples >= self._samples_for_next_window():
-                self._stream_window()
+                self._stream_window(idle)
             ready, self._ready = self._ready, []
         return self._frames_out(ready)
 
@@ -291,24 +296,27 @@ class GestureEngine:
         """Samples the stream must have before the next window (frames up to self._next_end) can run."""
         return frame_to_sample(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES
 
-    def _stream_window(self) -> None:
+    def _stream_window(self, idle=None) -> None:
         """Run the next window, frames [end - 34, end) with end = self._next_end; emit its frames up to
-        end - lookahead; move self._next_end on by a hop."""
+        end - lookahead; move self._next_end on by a hop. An idle window (pull_frames) emits the rest pose."""
         c, n_pre = self.config, self.model_config.n_pre_poses
         end = self._next_end
         start, first = end - WINDOW_FRAMES, self._next_frame
-        frames = self._run_window(self._stream_spectrogram(start), self._words, start,
-                                  self._history(start, start + n_pre), self._stream_noise)
-        # Bend the prediction through the last emitted frame (the bend fades out over `blend` frames)...
-        new = frames[first - start:]
-        blend = max(c.lookahead_frames, n_pre)
-        bend = np.clip(1 - np.arange(1, len(new) + 1) / (blend + 1), 0, None)[:, None]
-        new = new + bend * (self._history(first - 1, first)[0] - frames[first - 1 - start])
-        # ... and cross-fade it with what the previous window predicted for the frames not emitted yet.
-        n = len(self._pending)
-        w = (np.arange(1, n + 1) / (n + 1))[:, None]
-        new[:n] = (1 - w) * self._pending + w * new[:n]
         n_emit = max(0, end - c.lookahead_frames - first)  # 0 while the stream is younger than the lookahead
+        if idle is not None and n_emit and idle(first / FPS, (first + n_emit) / FPS):
+            new = np.repeat(self.rest[None], end - first, axis=0)
+        else:
+            frames = self._run_window(self._stream_spectrogram(start), self._words, start,
+                                      self._history(start, start + n_pre), self._stream_noise)
+            # Bend the prediction through the last emitted frame (the bend fades out over `blend` frames)...
+            new = frames[first - start:]
+            blend = max(c.lookahead_frames, n_pre)
+            bend = np.clip(1 - np.arange(1, len(new) + 1) / (blend + 1), 0, None)[:, None]
+            new = new + bend * (self._history(first - 1, first)[0] - frames[first - 1 - start])
+            # ... and cross-fade it with what the previous window predicted for the frames not emitted yet.
+            n = len(self._pending)
+            w = (np.arange(1, n + 1) / (n + 1))[:, None]
+            new[:n] = (1 - w) * self._pending + w * new[:n]
         if n_emit:
             self._ready.append((first, new[:n_emit]))
         self._emitted = np.concatenate((self._emitted, new[:n_emit]))[-WINDOW_FRAMES:]
@@ -356,6 +364,7 @@ class GestureEngine:
         out = self.backend.run(spec[None], word_ids[None], seed[None].astype(np.float32),
                                np.array([self.config.speaker], np.int64), noise[None])
         self.last_compute_s = time.perf_counter() - began
+        self.windows_run += 1
         return out[0]
 
     def _word_ids(self, words, start: int) -> np.ndarray:

@@ -566,6 +566,7 @@ class GestureNode(LifecycleNode):
             self.last_audio_s, self.weight = None, 0.0
         self._last_tick_s = now
         self._run_utterances(now)
+        windows_run = self.engine.windows_run
         try:
             if self._live_paused():
                 self.pending_audio.clear()  # the robot speaks: live speech is neither gestured nor relayed
@@ -574,9 +575,12 @@ class GestureNode(LifecycleNode):
             else:
                 self._ingest_audio()
                 self._ingest_words()
-                times, directions = self.engine.pull_frames()
-            if len(times):
+                # frames of silence while the robot rests become the rest pose whatever the model says: not run
+                times, directions = self.engine.pull_frames(idle=lambda begin, end: self.weight == 0.0 and not (
+                    self.get_parameter("enabled").value and self.vad.speaking_during(begin, end)))
+            if self.engine.windows_run > windows_run:
                 self.compute_s.append(self.engine.last_compute_s)
+            if len(times):
                 self._add_frames(times, directions, self.now_s())  # after the window: its time counts
                 self._report_timing()
             failed = False
@@ -1007,7 +1011,8 @@ class GestureNode(LifecycleNode):
     def _report_timing(self) -> None:
         if self.timing_pub.get_subscription_count() == 0 and time.monotonic() - self._last_report <= 10.0:
             return
-        compute, latency = np.array(self.compute_s) * 1e3, np.array(self.latency_s or [math.nan]) * 1e3
+        compute = np.array(self.compute_s or [math.nan]) * 1e3
+        latency = np.array(self.latency_s or [math.nan]) * 1e3
         report = {"compute_ms_mean": float(compute.mean()), "compute_ms_p95": float(np.percentile(compute, 95)),
                   "latency_ms_mean": float(latency.mean()), "latency_ms_p95": float(np.percentile(latency, 95)),
                   "hop_ms": self.get_parameter("hop_frames").value * FRAME_DT * 1e3,

@@ -62,6 +62,10 @@ class EnergyVAD:
         del self._changes[:-64]  # a few minutes of turns is more history than any caller looks back
         return self.speaking
 
+    def speaking_during(self, begin: float, end: float) -> bool:
+        """Whether speech was on at any stream time in [begin, end)."""
+        return self.speaking_at(begin) or any(speaking and begin <= t < end for t, speaking in self._changes)
+
     def speaking_at(self, t: float) -> bool:
         """The decision in force at stream time `t` (s), for frames that lag behind the newest audio."""
         for change_t, speaking in reversed(self._changes):
