@@ -255,6 +255,25 @@ def test_stream_starts_from_rest_and_reset_restarts(model, speech):
     assert np.abs(f1[0] - rest).mean() < np.abs(f1[len(f1) // 2] - rest).mean() + 1e-6
 
 
+def test_idle_windows_do_not_run_the_model_and_emit_the_rest_pose(model, speech):
+    """What the node asks in silence while the robot rests: the frames come on time, as the rest pose, without the
+    model; when it no longer says idle, the model runs again from the rest pose, as a fresh stream starts."""
+    engine = GestureEngine(model, hop_frames=6, lookahead_frames=4)
+    half = len(speech) // 2
+    idle_spans = []
+    engine.push_audio(speech[:half])
+    t1, f1 = engine.pull_frames(idle=lambda begin, end: idle_spans.append((begin, end)) or True)
+    assert engine.windows_run == 0 and len(t1) > 20
+    np.testing.assert_allclose(f1, np.broadcast_to(TED_EXPRESSIVE.rest_directions(), f1.shape), atol=1e-6)
+    begins = [begin for begin, _ in idle_spans]  # each window: from its first frame not emitted yet ...
+    assert begins[0] == 0 and np.all(np.diff(begins) > 0)
+    assert idle_spans[-1][1] == pytest.approx(t1[-1] + 1 / 15 + 4 / 15)  # ... to its end: + the lookahead
+    engine.push_audio(speech[half:])
+    t2, f2 = engine.pull_frames(idle=lambda begin, end: False)
+    assert engine.windows_run > 0 and t2[0] == pytest.approx(t1[-1] + 1 / 15)  # no frame lost or repeated
+    assert np.isfinite(f2).all() and np.abs(f2 - TED_EXPRESSIVE.rest_directions()).max() > 1e-3
+
+
 def test_stream_follows_whole_utterance_with_full_context(model, speech):
     """With a long lookahead every emitted frame has seen the same audio as the whole-utterance windows, so the
     stream stays close to the offline result (a random model diverges more than a trained one)."""

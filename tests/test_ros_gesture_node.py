@@ -412,3 +412,16 @@ def test_a_playback_delay_shorter_than_the_pipeline_is_refused(rclpy_context, ch
     with pytest.raises(ValueError, match="shorter than the pipeline's worst-case latency"):
         GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
                                                                 Parameter("playback_delay_s", value=0.2)])
+
+
+def test_silence_at_rest_runs_no_model_windows_and_speech_does(rclpy_context, checkpoint, speech):
+    """A microphone in a quiet room: nobody would see the model's frames while the robot rests, so none is run."""
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        before = h.gesture.engine.windows_run
+        h.play(np.zeros(3 * RATE, np.float32))
+        assert h.gesture.engine.windows_run == before and h.gesture.stats["frames"] > 20
+        h.play(speech[0][:3 * RATE])
+        assert h.gesture.engine.windows_run > before and h.gesture.weight > 0
+    finally:
+        h.close()

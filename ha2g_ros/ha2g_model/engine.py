@@ -254,8 +254,8 @@ class GestureEngine:
     def pull_frames(self, idle=None) -> tuple[np.ndarray, np.ndarray]:
         """Run the windows that are due; return the new frames: times_s (n,), unit directions (n, n_bones, 3).
 
-        `idle(first_s, end_s)`, if given, is asked for each due window with the span of the frames it would emit; when
-        it says True (nobody sees them: silence, the robot resting), the model does not run and those frames are the
+        `idle(first_s, end_s)`, if given, is asked for each due window with the span of the frames it would emit or
+        hand on to the next window (the lookahead); when it says True (nobody sees them: silence, the robot resting), the model does not run and those frames are the
         rest pose, as at the start of a stream. The stream's clocks go on exactly as if it had run."""
         with self._lock:
             while self._n_samples >= self._samples_for_next_window():
@@ -303,7 +303,7 @@ class GestureEngine:
         end = self._next_end
         start, first = end - WINDOW_FRAMES, self._next_frame
         n_emit = max(0, end - c.lookahead_frames - first)  # 0 while the stream is younger than the lookahead
-        if idle is not None and n_emit and idle(first / FPS, (first + n_emit) / FPS):
+        if idle is not None and idle(first / FPS, end / FPS):  # the frames it emits or hands on to the next
             new = np.repeat(self.rest[None], end - first, axis=0)
         else:
             frames = self._run_window(self._stream_spectrogram(start), self._words, start,
