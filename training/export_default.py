@@ -3,8 +3,10 @@
     python -m training.export_default data      --out data/default_windows    # real clips + BEAT + synthetic corpus
     python -m training.train_feature_net --data data/default_windows --out runs/feature_net --epochs 30
     nice -n 19 python -m training.train --config training/configs/compact_english.yaml
-    python -m training.export_default ship  --run runs/compact_english --data data/default_windows \
-        --feature-net runs/feature_net [--compare "old default=<copy of the previous default>"]
+    python -m training.export_default ship  --run runs/ship --data data/default_windows \
+        --feature-net runs/feature_net [--compare "old default=<copy of the previous default>"] [--chosen-by ...]
+
+`ship` takes `<run>/best`: copy the chosen checkpoint there (the default is runs/compact_english_real_only/epoch_0005).
 
 The data: the 12 real TED-Culture clips (../shared/data/ted_culture, 4 held out for testing, 1 for validation), the
 BEAT take with motion (../shared/data/beat_scott, real English with fingers; training), real windows cut with stride 2
@@ -110,7 +112,7 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
              espeak=True)
     train_config = (Path(run) / "train_config.yaml").read_text()
     (dest / "README.md").write_text(README.format(
-        epoch=meta.get("epoch"), chosen_by=chosen_by, mix=training_mix(index, train_config), size=size / 2**20,
+        epochs=meta["epoch"] + 1 if meta.get("epoch") is not None else "?", chosen_by=chosen_by, mix=training_mix(index, train_config), size=size / 2**20,
         graphs=graphs / 2**20, n_words=len(vocab), speaker=meta["speakers"][0], train_config=train_config,
         report=(dest / "report.md").read_text()))
     return dest
@@ -165,7 +167,7 @@ use (docs/training.md). None of the training data is in this package.
 ## What it was trained on (honestly)
 {mix}
 
-The weights of epoch {epoch}: {chosen_by}. Default style (speaker id 0): `{speaker}`, a
+The weights after {epochs} epochs: {chosen_by}. Default style (speaker id 0): `{speaker}`, a
 real training speaker chosen on the validation clip among the real training speakers (`meta.default_speaker` in
 config.json lists the candidates' scores).
 
@@ -178,15 +180,20 @@ validation set): HA2G FGD 5.306, BC 0.641, Diversity 173.899. Those are not comp
 ```
 python -m training.export_default data --out data/default_windows
 python -m training.train_feature_net --data data/default_windows --out runs/feature_net --epochs 30
-nice -n 19 python -m training.train --config training/configs/compact_english.yaml [overrides]
-python -m training.export_default ship --run runs/compact_english --data data/default_windows \\
-    --feature-net runs/feature_net --compare "old default=<copy of the previous default>"
+nice -n 19 python -m training.train --config training/configs/compact_english.yaml
+mkdir -p runs/ship && cp -r runs/compact_english_real_only/epoch_0005 runs/ship/best \\
+    && cp runs/compact_english_real_only/train_config.yaml runs/ship/       # the checkpoint chosen (below)
+python -m training.export_default ship --run runs/ship --data data/default_windows \\
+    --feature-net runs/feature_net --compare "old default=<copy of the previous default>" --chosen-by "..."
 ```
 Training configuration used (`train_config.yaml` of the run, overrides applied):
 ```yaml
 {train_config}```
 
 ## Evaluation
+Measured by `training/evaluate.py` as `ship` ran it; what the numbers mean, why the previous default posed and moved
+as it did, and where this one still falls short: docs/training.md, "The shipped default".
+
 {report}
 """
 
