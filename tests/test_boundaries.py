@@ -23,7 +23,7 @@ def _imported_top_level_names(path: Path) -> set[str]:
     ("ha2g_model", {"rclpy", "ha2g_ros", "training"}),
     ("ha2g_ros", {"training"}),
     ("ha2g_ros/retargeting", {"rclpy", "torch", "training"}),
-    ("training", {"rclpy", "ha2g_ros"}),
+    ("training", {"rclpy"}),
 ])
 def test_no_source_file_crosses_a_boundary(package, forbidden):
     root = REPO if package == "training" else REPO / "ha2g_ros"  # training/ sits beside the package folder
@@ -31,6 +31,22 @@ def test_no_source_file_crosses_a_boundary(package, forbidden):
     assert files, f"no sources under {package}"
     crossings = {str(f.relative_to(REPO)): sorted(_imported_top_level_names(f) & forbidden) for f in files}
     assert {f: names for f, names in crossings.items() if names} == {}
+
+
+def test_training_uses_only_the_ros_free_parts_of_ha2g_ros():
+    """Robot metrics (retargeting) and espeak-ng speech (tts) in evaluation, never the nodes."""
+    allowed = ("ha2g_ros.retargeting", "ha2g_ros.tts")
+    found = {}
+    for path in sorted((REPO / "training").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                if name.split(".")[0] == "ha2g_ros" and not name.startswith(allowed):
+                    found.setdefault(str(path.relative_to(REPO)), []).append(name)
+    assert found == {}
+    loaded = _modules_after_import("import training.evaluate, training.vocabulary, ha2g_ros.tts")
+    assert "rclpy" not in loaded
 
 
 def _modules_after_import(statement: str) -> set[str]:

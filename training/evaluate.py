@@ -241,7 +241,7 @@ def beat_speech_only(folder: str | Path) -> list[tuple[np.ndarray, list]]:
 
 def espeak_utterances() -> list[tuple[np.ndarray, list]]:
     """The robot demo's paragraphs in espeak-ng's voice, with the word timings espeak-ng reports."""
-    from ha2g_ros.demo import SPEECH
+    from ha2g_ros.tts import SPEECH
     from training.synthetic import Espeak
 
     espeak = Espeak()

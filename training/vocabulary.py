@@ -7,7 +7,7 @@ trained, so they help only as far as similar spellings do; what they avoid is co
 index. Sources, all offline:
   * every word of the training sequences (most frequent first);
   * every BEAT transcript found (English speech, motion-capture takes and speech-only takes alike);
-  * the sentences the robot demo speaks (ha2g_ros.demo.SPEECH);
+  * the sentences the robot demo speaks (ha2g_ros.tts.SPEECH);
   * scikit-learn's English stop-word list (318 function words; scikit-learn comes with librosa). No larger list of
     common English words is installed here; a FastText model given as `word_vectors` covers the rest at training
     time, and `Vocab.index` maps inflected forms of known words onto them at run time.
@@ -23,7 +23,7 @@ from training.windows import Sequence
 
 
 def robot_sentences_words() -> list[str]:
-    from ha2g_ros.demo import SPEECH
+    from ha2g_ros.tts import SPEECH
 
     return [w for paragraph in SPEECH for sentence in paragraph for w in sentence.split()]
 

@@ -27,17 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ha2g_ros.tts import SAMPLE_RATE, SENTENCE_GAP_S, synthesize_paragraphs
+from ha2g_ros.tts import DEMO_PARAGRAPH_GAP_S, SAMPLE_RATE, SENTENCE_GAP_S, SPEECH, synthesize_paragraphs
 
-# Two paragraphs with a long pause between them: the robot gestures, comes to rest in the silence, resumes.
-SPEECH = (
-    ("Hello, and welcome to this little demonstration.",
-     "I am a robot, and I move my arms while I speak, the way people do.",
-     "A wide gesture for something big, and a small one for a detail."),
-    ("After a short silence, my arms come to rest.",
-     "Then I start again, and the gestures come back smoothly."),
-)
-PARAGRAPH_GAP_S = 3.0  # longer than the VAD hangover + fade-out: the robot reaches its rest pose
 
 
 def synthesize_speech(out_dir: Path, paragraphs=SPEECH) -> tuple[Path, Path]:
@@ -47,7 +38,7 @@ def synthesize_speech(out_dir: Path, paragraphs=SPEECH) -> tuple[Path, Path]:
     from ha2g_ros.transcript import to_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    audio, words = synthesize_paragraphs(paragraphs, paragraph_gap_s=PARAGRAPH_GAP_S)
+    audio, words = synthesize_paragraphs(paragraphs, paragraph_gap_s=DEMO_PARAGRAPH_GAP_S)
     audio = np.concatenate([audio, np.zeros(int(SENTENCE_GAP_S * SAMPLE_RATE), np.float32)])
     wav, transcript = out_dir / "speech.wav", out_dir / "speech.json"
     soundfile.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")

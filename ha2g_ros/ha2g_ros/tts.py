@@ -1,4 +1,5 @@
 """Text to speech with word timings, offline: espeak-ng (the demo's voice, ha2g-say's default, the tests' speech).
+No ROS: training/ uses it too.
 
 espeak-ng's command line gives audio only; each word's end is measured from the voiced length of the sentence's
 prefix ending with that word (synthesize_sentence).
@@ -16,6 +17,16 @@ SAMPLE_RATE = 16_000
 ESPEAK_RATE = 22_050  # espeak-ng's output rate
 SENTENCE_GAP_S = 0.35
 SILENCE_DB = -50.0
+# The demo's speech (also in the English vocabulary and the espeak-ng coupling checks of training/): two paragraphs
+# with a long pause between them, so the robot gestures, comes to rest in the silence and resumes.
+SPEECH = (
+    ("Hello, and welcome to this little demonstration.",
+     "I am a robot, and I move my arms while I speak, the way people do.",
+     "A wide gesture for something big, and a small one for a detail."),
+    ("After a short silence, my arms come to rest.",
+     "Then I start again, and the gestures come back smoothly."),
+)
+DEMO_PARAGRAPH_GAP_S = 3.0  # longer than the VAD hangover + fade-out: the robot reaches its rest pose
 
 
 def espeak(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
