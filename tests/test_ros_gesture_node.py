@@ -425,3 +425,14 @@ def test_silence_at_rest_runs_no_model_windows_and_speech_does(rclpy_context, ch
         assert h.gesture.engine.windows_run > before and h.gesture.weight > 0
     finally:
         h.close()
+
+
+def test_the_skeleton_preview_keeps_only_frames_still_to_come(rclpy_context, checkpoint, speech):
+    """Nobody listens to gesture_skeleton here: the frames kept for it must not pile up over hours of speech."""
+    h = Harness(rclpy_context, checkpoint)
+    try:
+        h.play(speech[0][:6 * RATE])
+        due_ahead = (h.gesture.get_parameter("playback_delay_s").value + 0.5) * 15
+        assert 0 < len(h.gesture.skeleton_frames) <= due_ahead
+    finally:
+        h.close()

@@ -978,10 +978,12 @@ class GestureNode(LifecycleNode):
 
     def _publish_preview(self) -> None:
         """The previews cost a tenth of the node's time: built only for someone listening."""
+        now = self.now_s()
+        while len(self.skeleton_frames) > 1 and self.skeleton_frames[1][0] <= now:
+            self.skeleton_frames.popleft()  # kept from the frame due now on, listened to or not
         wants_state, wants_markers = (p.get_subscription_count() > 0 for p in (self.preview_pub, self.marker_pub))
         if not (wants_state or wants_markers):
             return
-        now = self.now_s()
         q = self.targets.at(now)
         if q is None:
             return
@@ -990,8 +992,6 @@ class GestureNode(LifecycleNode):
             state = JointState(name=self.joint_names, position=q.tolist())
             state.header.stamp = stamp
             self.preview_pub.publish(state)
-        while len(self.skeleton_frames) > 1 and self.skeleton_frames[1][0] <= now:
-            self.skeleton_frames.popleft()
         due = self.skeleton_frames[0][1] if self.skeleton_frames and self.skeleton_frames[0][0] <= now else None
         if wants_markers and due is not None:
             self.marker_pub.publish(self._skeleton_markers(due, stamp))
