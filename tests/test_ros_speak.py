@@ -147,7 +147,7 @@ def test_bad_goals_get_a_clear_result_and_the_node_keeps_speaking(harness, speec
     cases = {
         "NaN": goal_of(np.where(np.arange(len(short)) == 100, np.nan, short)),
         "no audio samples": goal_of([]),
-        "sample_rate 100 Hz": goal_of(short, rate=100),
+        "sample rate 100 Hz": goal_of(short, rate=100),
         "do not split into 2": goal_of(short[:-1], channels=2),
         "scaled to [-1, 1]": goal_of(short * 30000),
         "outside the audio": goal_of(short, words=[("hello", 0.2, 0.5), ("late", 4.0, 4.5)]),

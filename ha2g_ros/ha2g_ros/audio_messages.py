@@ -29,6 +29,7 @@ MIN_SAMPLE_RATE = 4_000  # below this, speech is unintelligible: a wrong paramet
 MAX_SAMPLE_RATE = 192_000
 MAX_CHANNELS = 32
 INT16_SCALE = 32768.0
+PEAK_TOLERANCE = 1e-3  # float samples may overshoot [-1, 1] by a rounding error, not more
 
 # PortAudio sample formats, as carried by audio_common_msgs/AudioInfo.format (mgonzs13/audio_common).
 _PA_FLOAT32, _PA_INT32, _PA_INT16, _PA_INT8, _PA_UINT8 = 1, 2, 8, 16, 32
@@ -72,10 +73,22 @@ def check_format(sample_rate: int, channels: int) -> None:
         raise AudioMessageError(f"channel count {channels} is outside [1, {MAX_CHANNELS}]")
 
 
-def _to_mono(interleaved: np.ndarray, channels: int) -> np.ndarray:
+def pcm_frames(interleaved, channels: int, peak_tolerance: float = PEAK_TOLERANCE) -> np.ndarray:
+    """Interleaved float PCM -> float32 (frames, channels). AudioMessageError names what is wrong: no samples, a
+    count that does not split into the channels, NaN/Inf, samples outside [-1, 1] (more than peak_tolerance)."""
+    interleaved = np.asarray(interleaved, dtype=np.float32)
+    if interleaved.size == 0:
+        raise AudioMessageError("empty audio: no audio samples")
     if interleaved.size % channels:
         raise AudioMessageError(f"{interleaved.size} samples do not split into {channels} interleaved channels")
-    return interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    finite = np.isfinite(interleaved)
+    if not finite.all():
+        raise AudioMessageError(f"audio contains {int((~finite).sum())} NaN/Inf samples")
+    peak = float(np.abs(interleaved).max())
+    if peak > 1.0 + peak_tolerance:
+        raise AudioMessageError(f"samples must lie in [-1, 1], peak is {peak:.3g}: PCM must be scaled to [-1, 1] "
+                                "(int16 divided by 32768)")
+    return interleaved.reshape(-1, channels)
 
 
 def _s16le_bytes_to_float(data) -> np.ndarray:
@@ -129,13 +142,8 @@ def to_chunk(msg, sample_rate: int, channels: int) -> AudioChunk:
         interleaved = _s16le_bytes_to_float(msg.data)
     else:
         raise AudioMessageError(f"{kind} is not an audio message this package understands")
-    if interleaved.size == 0:
-        raise AudioMessageError("empty audio message")
-    if not np.isfinite(interleaved).all():
-        raise AudioMessageError(f"audio contains {int((~np.isfinite(interleaved)).sum())} NaN/Inf samples")
-    if np.abs(interleaved).max() > 1.0 + 1e-3:
-        raise AudioMessageError(f"float audio must lie in [-1, 1], peak is {float(np.abs(interleaved).max()):.3g}")
-    return AudioChunk(_to_mono(interleaved, int(channels)), int(sample_rate))
+    mono = pcm_frames(interleaved, int(channels)).mean(axis=1, dtype=np.float32)
+    return AudioChunk(mono, int(sample_rate))
 
 
 def from_samples(samples: np.ndarray, type_name: str, sample_rate: int, stamp=None):

@@ -29,7 +29,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from ha2g_ros.audio_messages import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError, check_format
+from ha2g_ros.audio_messages import (MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError, check_format,
+                                     pcm_frames)
 
 OUTPUTS = ("sounddevice", "wav")
 TICK_S = 0.1  # ROS time between WAV writes (and diagnostics checks)
@@ -42,7 +43,6 @@ CLOCK_JUMP_BACK_S = 0.5  # the ROS clock going back more than this (a restarted 
 MAX_AHEAD_S = 60.0  # speech stamped further ahead than this is a clock mismatch, not a plan
 MAX_BUFFERED_S = 300.0  # speech held for the future, in total (300 s of 48 kHz mono float32 = 58 MB)
 STOP_FADE_S = 0.005  # a stopped utterance fades out over this, from its stop stamp on
-PEAK_TOLERANCE = 1e-3  # float samples may overshoot [-1, 1] by a rounding error, not more
 LATE_HINT_S = 10.0  # later than this is no transport delay: the stamp is probably on another clock or unset
 RESAMPLER_PAD = 128  # zeros (at the lower of the two rates) resampled with each message on both sides
 SPEECH_QUEUE = 50  # messages held for the node: 5 s of 100 ms chunks
@@ -65,19 +65,10 @@ class TimelineFull(ValueError):
 def speech_samples(msg: SpeechAudio) -> np.ndarray:
     """A SpeechAudio message's samples as float32 (frames, channels); AudioMessageError names what is wrong."""
     check_format(msg.sample_rate, msg.channels)
-    interleaved = np.asarray(msg.samples, dtype=np.float32)
-    if interleaved.size == 0:
+    if not len(msg.samples):
         raise AudioMessageError("empty speech message: no samples (an empty message stops an utterance only "
                                 "when it names the utterance_id)")
-    if interleaved.size % msg.channels:
-        raise AudioMessageError(f"{interleaved.size} samples do not split into {msg.channels} interleaved channels")
-    finite = np.isfinite(interleaved)
-    if not finite.all():
-        raise AudioMessageError(f"speech contains {int((~finite).sum())} NaN/Inf samples")
-    peak = float(np.abs(interleaved).max())
-    if peak > 1.0 + PEAK_TOLERANCE:
-        raise AudioMessageError(f"samples must lie in [-1, 1], peak is {peak:.3g}")
-    return interleaved.reshape(-1, msg.channels)
+    return pcm_frames(msg.samples, msg.channels)
 
 
 def match_channels(frames: np.ndarray, channels: int) -> np.ndarray:

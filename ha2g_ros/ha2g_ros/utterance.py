@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ha2g_ros.audio_messages import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ha2g_ros.audio_messages import AudioMessageError, check_format, pcm_frames
 from ha2g_ros.transcript import MAX_WORD_CHARS, MAX_WORDS, spread_words
 
 GENERATING, SCHEDULED, PLAYING = 0, 1, 2  # the action's feedback stages
@@ -58,20 +58,12 @@ class Utterance:
     def from_goal(cls, goal_handle, now_s: float, max_duration_s: float, voice_threshold_db: float) -> "Utterance":
         goal = goal_handle.request
         rate, channels = int(goal.sample_rate), int(goal.channels)
-        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-            raise UtteranceError(f"sample_rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
-        if not 1 <= channels <= MAX_CHANNELS:
-            raise UtteranceError(f"channels {channels} is outside [1, {MAX_CHANNELS}]")
-        samples = np.asarray(goal.samples, dtype=np.float32)
-        if not len(samples):
-            raise UtteranceError("the utterance has no audio samples")
-        if len(samples) % channels:
-            raise UtteranceError(f"{len(samples)} samples do not split into {channels} interleaved channels")
-        if not np.isfinite(samples).all():
-            raise UtteranceError(f"the audio holds {int((~np.isfinite(samples)).sum())} NaN or infinite samples")
-        if np.abs(samples).max() > 1.0 + 1e-6:
-            raise UtteranceError(f"samples reach {np.abs(samples).max():.3g}: PCM must be scaled to [-1, 1] "
-                                 "(int16 divided by 32768)")
+        try:
+            check_format(rate, channels)
+            # a TTS engine's float32 is exactly in range: no rounding overshoot tolerated
+            samples = pcm_frames(goal.samples, channels, peak_tolerance=1e-6).reshape(-1)
+        except AudioMessageError as error:
+            raise UtteranceError(str(error)) from None
         duration = len(samples) / channels / rate
         if duration > max_duration_s:
             raise UtteranceError(f"the utterance lasts {duration:.1f} s, more than max_utterance_s "
