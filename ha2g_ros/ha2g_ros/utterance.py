@@ -15,8 +15,10 @@ import numpy as np
 
 from ha2g_ros.audio_messages import AudioMessageError, check_format, pcm_frames
 from ha2g_ros.transcript import MAX_WORD_CHARS, MAX_WORDS, spread_words
+from ha2g_ros.voice_activity import FRAME, SAMPLE_RATE, frame_levels_db
 
 GENERATING, SCHEDULED, PLAYING = 0, 1, 2  # the action's feedback stages
+VOICE_FRAME_S = FRAME / SAMPLE_RATE  # the voice activity detector's frame: 20 ms
 WORD_SLACK_S = 0.5  # a word may end this much after the audio (rounding in a TTS engine's timings); it is clipped
 
 
@@ -107,17 +109,17 @@ def timed_words(goal, mono: np.ndarray, rate: int, duration_s: float,
     return spread_words([w[:MAX_WORD_CHARS] for w in text], begin, end) if end > begin else []
 
 
+def voiced_frames(mono: np.ndarray, rate: int, threshold_db: float) -> np.ndarray:
+    """Indices of the 20 ms frames louder than threshold_db (dBFS RMS), as the voice activity detector decides."""
+    return np.flatnonzero(frame_levels_db(mono, max(1, round(VOICE_FRAME_S * rate))) > threshold_db)
+
+
 def voiced_span(mono: np.ndarray, rate: int, threshold_db: float) -> tuple[float, float]:
-    """Seconds of the first and last 20 ms frame louder than threshold_db (dBFS RMS), or (0, 0)."""
-    frame = max(1, int(0.02 * rate))
-    n = len(mono) // frame
-    if not n:
-        return 0.0, 0.0
-    rms = np.sqrt(np.mean(mono[:n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
-    voiced = np.flatnonzero(20 * np.log10(np.maximum(rms, 1e-10)) > threshold_db)
+    """Seconds of the first and last voiced 20 ms frame, or (0, 0)."""
+    voiced = voiced_frames(mono, rate, threshold_db)
     if not len(voiced):
         return 0.0, 0.0
-    return voiced[0] * frame / rate, (voiced[-1] + 1) * frame / rate
+    return voiced[0] * VOICE_FRAME_S, (voiced[-1] + 1) * VOICE_FRAME_S
 
 
 def gesture_weights(mono: np.ndarray, rate: int, n_frames: int, threshold_db: float, hangover_s: float,
@@ -126,18 +128,14 @@ def gesture_weights(mono: np.ndarray, rate: int, n_frames: int, threshold_db: fl
     voice activity detector (speech above threshold_db, pauses shorter than hangover_s inside it), but knowing the
     future: the fade in ends where the speech starts instead of starting there, so the first words get their
     gestures in full; the fade out starts where the speech (with its hangover) ends."""
-    frame = max(1, int(round(0.02 * rate)))
-    n = len(mono) // frame
-    level = 10 * np.log10(np.mean(mono[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1) + 1e-12)
-    voiced = np.flatnonzero(level > threshold_db)
+    voiced = voiced_frames(mono, rate, threshold_db)
     times = np.arange(n_frames) / fps
     if not len(voiced):
         return np.zeros(n_frames)
     # speech segments: voiced frames closer than the hangover belong together; each ends hangover_s after its last
-    starts, ends = voiced[:1] * 0.02, []
-    gaps = np.flatnonzero(np.diff(voiced) * 0.02 > hangover_s)
-    starts = np.concatenate([starts, voiced[gaps + 1] * 0.02])
-    ends = np.concatenate([(voiced[gaps] + 1) * 0.02, [(voiced[-1] + 1) * 0.02]]) + hangover_s
+    gaps = np.flatnonzero(np.diff(voiced) * VOICE_FRAME_S > hangover_s)
+    starts = np.concatenate([voiced[:1], voiced[gaps + 1]]) * VOICE_FRAME_S
+    ends = (np.concatenate([voiced[gaps], voiced[-1:]]) + 1) * VOICE_FRAME_S + hangover_s
     k = np.searchsorted(starts, times, side="right")  # segments started at or before each frame
     after_start = k > 0
     inside = after_start & (times < ends[np.maximum(k - 1, 0)])

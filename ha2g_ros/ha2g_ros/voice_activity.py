@@ -21,10 +21,10 @@ class VadConfig:
     hangover_s: float = 0.6  # silence shorter than this is a pause within speech
 
 
-def frame_levels_db(samples: np.ndarray) -> np.ndarray:
-    """RMS level in dBFS of each whole 20 ms frame of `samples` (float32 in [-1, 1])."""
-    n = len(samples) // FRAME
-    frames = np.asarray(samples[: n * FRAME], dtype=np.float64).reshape(n, FRAME)
+def frame_levels_db(samples: np.ndarray, frame: int = FRAME) -> np.ndarray:
+    """RMS level in dBFS of each whole frame of `samples` (float32 in [-1, 1]); 20 ms frames at 16 kHz by default."""
+    n = len(samples) // frame
+    frames = np.asarray(samples[: n * frame], dtype=np.float64).reshape(n, frame)
     return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
 
 
