@@ -114,6 +114,7 @@ def run_nodes(mode: str, wav: Path, transcript: Path, robot: str, checkpoint: st
     `stream`: the microphone node plays it as live audio."""
     import rclpy
     import soundfile
+    from action_msgs.msg import GoalStatus
     from rclpy.action import ActionClient
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -179,7 +180,7 @@ def run_nodes(mode: str, wav: Path, transcript: Path, robot: str, checkpoint: st
                 raise RuntimeError(f"the demo did not finish within {timeout_s} s")
         if mode == "speak":
             outcome = result.result().result
-            if result.result().status != 4:  # action_msgs/GoalStatus.STATUS_SUCCEEDED
+            if result.result().status != GoalStatus.STATUS_SUCCEEDED:
                 raise RuntimeError(f"the utterance did not play: {outcome.message}")
             meta["speech_start_s"] = outcome.start_time.sec + outcome.start_time.nanosec * 1e-9
             meta["request_to_ready_s"] = round(outcome.ready_after_s, 3)
