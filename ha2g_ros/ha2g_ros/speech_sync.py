@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ha2g_ros.voice_activity import frame_levels_db
+
 RATE_HZ = 100.0  # both signals are compared on this grid: 10 ms steps, well under the 67 ms of one gesture frame
 FLOOR_DB = -80.0  # silence: the level below which loudness differences mean nothing
 
@@ -15,11 +17,8 @@ FLOOR_DB = -80.0  # silence: the level below which loudness differences mean not
 def loudness(samples: np.ndarray, sample_rate: int, start_s: float, rate_hz: float = RATE_HZ):
     """(times, RMS level in dBFS, floored at FLOOR_DB) of mono `samples` heard from ROS time start_s on, one value
     per 1/rate_hz. Decibels, as hearing goes: on a linear scale a few loud syllables decide the correlation."""
-    hop = int(round(sample_rate / rate_hz))
-    n = len(samples) // hop
-    frames = np.asarray(samples[:n * hop], np.float64).reshape(n, hop)
-    level = 10 * np.log10(np.maximum(np.mean(frames ** 2, axis=1), 10 ** (FLOOR_DB / 10)))
-    return start_s + (np.arange(n) + 0.5) / rate_hz, level
+    level = np.maximum(frame_levels_db(samples, int(round(sample_rate / rate_hz))), FLOOR_DB)
+    return start_s + (np.arange(len(level)) + 0.5) / rate_hz, level
 
 
 def speed(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
