@@ -187,6 +187,42 @@ def test_backend_from_checkpoint_directory(tmp_path, model):
     np.testing.assert_array_equal(create_backend("torch", tmp_path).run(*inputs), eager(model, *inputs))
 
 
+# --- torch on CUDA (GPU machines only) -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    return "cuda"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision, cuda_graph, tolerance", [("fp32", False, 1e-3), ("fp32", True, 1e-3),
+                                                              ("fp16", False, 3e-2), ("fp16", True, 3e-2)])
+def test_torch_cuda_matches_the_cpu_model(cuda, precision, cuda_graph, tolerance):
+    """cuDNN's GRUs in fp32 / fp16, eagerly or replayed from the batch-1 CUDA graph, against the CPU model: batch 1
+    twice (a replay must read each call's new inputs) and batch 3 (runs eagerly beside the graph)."""
+    model = make_model("tiny_expressive")
+    backend = create_backend("torch", model, device=cuda, precision=precision, cuda_graph=cuda_graph)
+    assert next(model.parameters()).device.type == "cpu"  # the caller's module stays where it was
+    for batch, seed in ((1, 0), (1, 1), (3, 2)):
+        inputs = window_inputs(model.config, batch, seed=seed)
+        out, reference = backend.run(*inputs), eager(model, *inputs)
+        assert out.shape == reference.shape and out.dtype == np.float32
+        difference = float(np.abs(out - reference).max())
+        assert difference < tolerance, f"batch {batch}: max |CUDA {precision} - CPU fp32| = {difference:.2e}"
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_is_the_eager_cuda_window(cuda):
+    model = make_model("tiny_expressive")
+    graphed = create_backend("torch", model, device=cuda, precision="fp16", cuda_graph=True)
+    plain = create_backend("torch", model, device=cuda, precision="fp16")
+    for seed in range(3):
+        inputs = window_inputs(model.config, 1, seed=seed)
+        np.testing.assert_allclose(graphed.run(*inputs), plain.run(*inputs), atol=2e-3)
+
+
 # --- TensorRT (GPU machines only) ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,27 @@ def test_arm_only_data_trains_with_mirroring_and_never_learns_its_placeholders(t
     _assert_same(_params(tmp_path / "rest")[0], _params(tmp_path / "garbage")[0], atol=0)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_training_on_cuda_with_mixed_precision(tmp_path, amp):
+    """The whole loop on a GPU under autocast (fp16 through the loss scaler), GAN on: finite losses that fall, and a
+    best checkpoint that loads on the CPU with its ONNX graphs."""
+    data = _arm_only_data(tmp_path / "data")
+    cfg = TrainConfig.from_yaml("training/configs/smoke.yaml", [
+        f"data={data}", f"out={tmp_path / 'run'}", "epochs=8", "batch_size=4", "gan_warmup_epochs=2",
+        "mirror=0.5", "checkpoint_every=100", "device=cuda", f"amp={amp}"])
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and rows[-1]["gan"]
+    for row in rows:
+        assert all(math.isfinite(v) for k, v in row.items() if k.startswith(("train_", "val_")))
+    assert rows[-1]["train_huber"] < rows[0]["train_huber"]
+    model, _, _ = load_checkpoint(tmp_path / "run" / "best")
+    assert next(model.parameters()).device.type == "cpu"
+    assert set(checkpoint_graphs(tmp_path / "run" / "best")) == {"encode", "decode"}
+
+
 def test_unknown_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown training options"):
         TrainConfig.from_yaml("training/configs/smoke.yaml", ["learning_rate=1"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 
-import librosa
 import numpy as np
 from scipy import linalg
 
@@ -88,6 +87,8 @@ def velocity_histogram_distance(generated: np.ndarray, truth: np.ndarray, skelet
 
 def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """(n_frames,) RMS loudness in dB per 15 fps frame, centred on the frame's time."""
+    import librosa  # here, not at the top: training.train imports this module for frechet_distance alone
+
     hop = SAMPLE_RATE // FPS
     rms = librosa.feature.rms(y=audio, frame_length=2 * hop, hop_length=hop, center=True)[0]
     db = 20 * np.log10(np.maximum(rms, 1e-5))
@@ -145,6 +146,8 @@ def beat_consistency(directions: np.ndarray, audio: np.ndarray, skeleton: Skelet
     motion_beats = [t / FPS for t in range(2, len(velocity) - 1)
                     if velocity[t] < velocity[t - 1] and velocity[t] < velocity[t + 1]
                     and max(velocity[t - 1], velocity[t + 1]) - velocity[t] >= threshold]
+    import librosa
+
     onsets = librosa.onset.onset_detect(y=audio.astype(np.float32), sr=SAMPLE_RATE, units="time")
     if not motion_beats or len(onsets) == 0:
         return None

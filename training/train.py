@@ -122,6 +122,8 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if dev.type == "cuda":
+        if dev.index is None:  # torch.cuda.set_device refuses a bare "cuda" (torch 2.11)
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if world > 1:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
