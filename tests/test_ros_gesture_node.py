@@ -184,7 +184,8 @@ def test_bad_startup_parameters_are_rejected(rclpy_context, checkpoint, tmp_path
     for name, value, message in [("sample_rate", 100, "sample_rate"), ("backend", "cuda-magic", "backend"),
                                  ("audio_type", "sensor_msgs/msg/Image", "audio_type"),
                                  ("robot_description", '<robot name="box"><link name="base_link"/></robot>', "joints"),
-                                 ("robot", "no_such_robot", "no_such_robot")]:
+                                 ("robot", "no_such_robot", "no_such_robot"), ("precision", "fp64", "precision"),
+                                 ("precision", "fp16", "fp16")]:  # device cpu: fp16 is for CUDA only
         with pytest.raises(Exception, match=message):
             GestureNode(context=rclpy_context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
                                                                     Parameter(name, value=value)])
