@@ -86,7 +86,7 @@ def package_folder(checkout: Path) -> Path:
 
 
 def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, domain: int,
-            profile: Path | None = None) -> dict:
+            profile: Path | None = None, state_rate_hz: float = 50.0) -> dict:
     """Start the checkout's gesture node, stream `wav`, measure it, stop it with SIGINT. `profile`: run the node
     under py-spy, writing its collapsed stacks there (the CPU figures are then py-spy's own)."""
     import rclpy
@@ -111,7 +111,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     context = rclpy.context.Context()
     rclpy.init(context=context)
     retargeter = Retargeter(load_profile("pepper"))
-    robot = SimulatedRobot(retargeter.groups, dict(zip(retargeter.joint_names, retargeter.rest_pose())),
+    robot = SimulatedRobot(retargeter.groups, dict(zip(retargeter.joint_names, retargeter.rest_pose())), state_rate_hz,
                            context=context)
     listener = rclpy.create_node("footprint_listener", context=context)
     trajectories, timing = [], []
@@ -160,6 +160,8 @@ def main() -> None:
                         "stacks written here)")
     parser.add_argument("--silence-after", type=float, metavar="S", help="speech for the first S seconds only, "
                         "silence after it (the measured window starts at the first trajectory): the resting cost")
+    parser.add_argument("--joint-states-hz", type=float, default=50.0,
+                        help="rate of the simulated robot's joint_states (ros2_control: 50-1000 Hz)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_footprint.json")
     args = parser.parse_args()
     from ha2g_ros.demo import loopback_environment
@@ -171,14 +173,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wav = speech_file(Path(tmp), args.seconds + 60, args.silence_after)
         if args.profile:
-            measure(REPO, wav, args.seconds, args.checkpoint, domain, profile=args.profile)
+            measure(REPO, wav, args.seconds, args.checkpoint, domain, args.profile, args.joint_states_hz)
             return
         for name, checkout in checkouts.items():
             measure(checkout, wav, 3.0, args.checkpoint, domain)  # untimed: primes caches (ONNX export, files)
-            results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain)
+            results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain,
+                                    state_rate_hz=args.joint_states_hz)
             print(name, json.dumps(results[name]))
     result = {"seconds": args.seconds, "speech": "ted_culture clips" if SHARED.is_dir() else "espeak-ng",
-              "silence_after_s": args.silence_after,
+              "silence_after_s": args.silence_after, "joint_states_hz": args.joint_states_hz,
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
               **results}

@@ -532,7 +532,7 @@ class GestureNode(LifecycleNode):
     # --- the pipeline, every tick ---
     def on_tick(self) -> None:
         self.take_audio()
-        self._take(self.joint_states_sub, JOINT_STATES_QUEUE, lambda msg, info: self.on_joint_states(msg))
+        self.take_joint_states()
         self._run_pipeline()
         self._publish_preview()
         self._publish_diagnostics()
@@ -551,6 +551,22 @@ class GestureNode(LifecycleNode):
     def take_audio(self) -> None:
         """The audio messages that came since the last tick, into pending_audio (on_audio)."""
         self._take(self.audio_sub, AUDIO_QUEUE, lambda msg, info: self.on_audio(msg, self._arrival(info)))
+
+    def take_joint_states(self) -> None:
+        """The joint_states that came since the last tick, the newest of each publisher and set of joints read
+        (on_joint_states): a ros2_control robot publishes at its controller rate, 100-1000 Hz, and a newer reading
+        of the same joints from the same source supersedes the older ones. Arms and hands may come from different
+        publishers, or one publisher may alternate between them: each kind of message keeps its newest."""
+        newest: dict[tuple, JointState] = {}
+
+        def keep(msg: JointState, info: dict) -> None:
+            kind = (bytes(info["publisher_gid"]["data"]), tuple(msg.name))
+            newest.pop(kind, None)  # re-inserted: read in the order their newest messages came
+            newest[kind] = msg
+
+        self._take(self.joint_states_sub, JOINT_STATES_QUEUE, keep)
+        for msg in newest.values():
+            self.on_joint_states(msg)
 
     def _arrival(self, info: dict) -> float:
         """ROS time (s) at which a polled message arrived: the middleware's reception stamp when ROS time is the

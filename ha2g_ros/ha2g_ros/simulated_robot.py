@@ -17,7 +17,8 @@ STATE_RATE_HZ = 50.0  # a typical ros2_control joint_state_broadcaster publishes
 
 
 class SimulatedRobot(Node):
-    def __init__(self, groups: dict[str, list[str]], start: dict[str, float], **kwargs):
+    def __init__(self, groups: dict[str, list[str]], start: dict[str, float], state_rate_hz: float = STATE_RATE_HZ,
+                 **kwargs):
         super().__init__("simulated_robot", **kwargs)
         now = self.now_s()
         self.groups = {g: list(joints) for g, joints in groups.items()}
@@ -27,7 +28,7 @@ class SimulatedRobot(Node):
         for group in groups:
             self.create_subscription(JointTrajectory, f"{group}/joint_trajectory", self._on_trajectory(group), 10)
         self.state_pub = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
-        self.create_timer(1.0 / STATE_RATE_HZ, self.publish_state)
+        self.create_timer(1.0 / state_rate_hz, self.publish_state)
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
