@@ -92,7 +92,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from std_msgs.msg import String
+    from diagnostic_msgs.msg import DiagnosticArray
     from trajectory_msgs.msg import JointTrajectory
 
     from ha2g_ros.microphone_node import MicrophoneNode
@@ -116,7 +116,10 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     listener = rclpy.create_node("footprint_listener", context=context)
     trajectories, timing = [], []
     listener.create_subscription(JointTrajectory, "left_arm/joint_trajectory", trajectories.append, 50)
-    listener.create_subscription(String, "gesture_timing", lambda m: timing.append(json.loads(m.data)), 50)
+    # The node's figures from /diagnostics, which it publishes anyway (once a second): a gesture_timing subscriber
+    # would make it publish a report every hop, which a robot's node does not.
+    listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: timing.append(
+        {kv.key: kv.value for status in m.status for kv in status.values}), 50)
     executor = SingleThreadedExecutor(context=context)
     for node in (robot, listener):
         executor.add_node(node)
@@ -141,7 +144,8 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
             executor.spin_once(timeout_sec=0.01)
         share = (cpu_seconds(child.pid) - cpu0) / (time.monotonic() - wall0)
         rss = memory_mb(child.pid)
-        report = timing[-1] if timing else {}
+        report = {k: float(v) for k, v in timing[-1].items() if k in ("compute_ms_mean", "late_frames", "frames")} \
+            if timing else {}
         return {"checkout": str(checkout), "start_to_first_trajectory_s": round(start_s, 2),
                 "cpu_share_of_one_core": round(share, 4), "peak_rss_mb": round(rss, 1),
                 "trajectories_per_s": round((len(trajectories) - n0) / seconds, 2),
