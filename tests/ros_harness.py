@@ -26,6 +26,7 @@ from ha2g_ros.transcript import to_json
 RATE = 16_000
 CHUNK = 1_600  # 100 ms
 HOP_PARAMS = {"hop_frames": 6, "lookahead_frames": 6, "playback_delay_s": 1.2}
+STYLE_SEED = 0  # the styles sampled per utterance (style_per_utterance, on by default) are the same every run
 
 
 class Harness:
@@ -42,7 +43,7 @@ class Harness:
 
         # no robot_state_publisher here: the profile's URDF at once
         overrides = {"checkpoint": str(checkpoint), "audio_type": audio_type, "use_sim_time": True,
-                     "robot_description_wait_s": 0.0, **HOP_PARAMS, **params}
+                     "robot_description_wait_s": 0.0, "seed": STYLE_SEED, **HOP_PARAMS, **params}
         self.gesture = GestureNode(context=context, cli_args=cli_args,
                                    parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         self.robot = rclpy.create_node("robot", context=context)

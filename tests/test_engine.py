@@ -103,6 +103,39 @@ def test_utterance_seed_makes_style_reproducible_and_different(model, speech):
     assert np.abs(GestureEngine(model, seed=4).generate_utterance(speech) - seeded).max() > 1e-3
 
 
+def test_style_per_utterance_gives_each_utterance_its_own_reproducible_style(model, speech):
+    varied = GestureEngine(model, seed=3, style_per_utterance=True)
+    first, second = varied.generate_utterance(speech), varied.generate_utterance(speech)
+    assert np.abs(first - second).max() > 1e-3  # the same speech, said twice, is not gestured twice alike
+    again = GestureEngine(model, seed=3, style_per_utterance=True)
+    np.testing.assert_array_equal(again.generate_utterance(speech), first)  # the sequence of styles is the seed's
+    np.testing.assert_array_equal(again.generate_utterance(speech), second)
+    again.reconfigure(seed=3)  # a reconfigured engine starts the sequence again
+    np.testing.assert_array_equal(again.generate_utterance(speech), first)
+    fixed = GestureEngine(model, seed=3)
+    np.testing.assert_array_equal(fixed.generate_utterance(speech), fixed.generate_utterance(speech))
+
+
+def test_new_style_changes_the_stream_only_with_style_per_utterance(model, speech):
+    def streamed(engine, new_style_at):
+        frames = []
+        for i in range(0, len(speech), 1600):
+            if i == new_style_at:
+                engine.new_style()
+            engine.push_audio(speech[i:i + 1600])
+            frames.append(engine.pull_frames()[1])
+        return np.concatenate(frames)
+
+    half = (len(speech) // 2) // 1600 * 1600
+    for per_utterance, changed in ((False, False), (True, True)):
+        plain = streamed(GestureEngine(model, seed=3, style_per_utterance=per_utterance), None)
+        restyled = streamed(GestureEngine(model, seed=3, style_per_utterance=per_utterance), half)
+        assert len(plain) == len(restyled) > 30
+        cut = len(plain) // 2 - 10  # frames well before the new style: computed with the old one
+        np.testing.assert_array_equal(plain[:cut], restyled[:cut])
+        assert (np.abs(plain - restyled).max() > 1e-3) == changed
+
+
 def test_utterance_words_and_speaker_change_the_motion(model, vocab, speech):
     engine = GestureEngine(model, vocab)
     silent_text = engine.generate_utterance(speech)

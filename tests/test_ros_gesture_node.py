@@ -315,6 +315,26 @@ def test_joint_states_from_several_fast_publishers_keep_the_robot_seen(rclpy_con
     assert all(h.received[g] for g in h.groups), {g: len(m) for g, m in h.received.items()}
 
 
+def test_live_speech_after_a_rest_takes_a_style_of_its_own(rclpy_context, checkpoint, speech):
+    """style_per_utterance (the default): once the robot has rested, the next speech is gestured in a newly drawn
+    style, not mid-sentence; with it off the style never changes."""
+    audio = speech[0]
+    for per_utterance in (True, False):
+        h = Harness(rclpy_context, checkpoint, style_per_utterance=per_utterance)
+        try:
+            h.play(audio[: 2 * RATE])
+            during = h.gesture.engine._stream_noise.copy()
+            h.play(audio[2 * RATE: 3 * RATE])
+            np.testing.assert_array_equal(h.gesture.engine._stream_noise, during)  # speaking: the style holds
+            h.play(np.zeros(4 * RATE, np.float32))  # hangover, fade-out, rest
+            assert h.gesture.weight == 0.0
+            h.play(audio[3 * RATE: 5 * RATE])
+            assert h.gesture.weight > 0.0
+        finally:
+            h.close()
+        assert np.array_equal(h.gesture.engine._stream_noise, during) != per_utterance
+
+
 def test_a_robot_resting_through_silence_gets_no_messages(rclpy_context, checkpoint, speech):
     """Silence keeps streaming (a microphone in a quiet room): once the robot has faded to rest and stands there,
     the node sends nothing more (the controller holds its last point), although frames keep coming."""

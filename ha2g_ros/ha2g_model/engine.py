@@ -49,6 +49,10 @@ class EngineConfig:
     # Both modes.
     speaker: int = 0  # gesture style: a speaker id (checkpoints loaded from disk default to their recommended one)
     seed: int | None = None  # None: deterministic style (z = mu); an int: sampled style noise, reproducible
+    # False: every utterance and stream has the same style (z = mu, or the seed's noise). True: each draws its own
+    # style noise from a generator seeded once by `seed` (None: by the OS), so that sentences differ in posture as a
+    # person's do (new_style() for a stream; docs/training.md: posture variety across clips 0.50x -> 0.61x of real).
+    style_per_utterance: bool = False
     # Whole utterance.
     stride_frames: int = 30  # window stride; 34 - 30 = 4 frames overlap = the seed frames (as the official code)
     fade_frames: int = 10  # frames blended back to the rest pose at the end when fade_to_rest is asked
@@ -70,6 +74,8 @@ class EngineConfig:
             problems.append(f"fade_frames must be >= 0, got {self.fade_frames}")
         if self.seed is not None and not isinstance(self.seed, int):
             problems.append(f"seed must be None or an int, got {self.seed!r}")
+        if not isinstance(self.style_per_utterance, bool):
+            problems.append(f"style_per_utterance must be true or false, got {self.style_per_utterance!r}")
         if problems:
             raise ValueError("invalid EngineConfig: " + "; ".join(problems))
 
@@ -103,6 +109,8 @@ class GestureEngine:
         self.last_compute_s = 0.0
         self.windows_run = 0  # streaming windows the model ran (idle ones excluded)
         self._lock = threading.Lock()  # push_* may come from an audio thread while another thread pulls
+        self._style_lock = threading.Lock()  # the style generator: utterances may run on another thread
+        self._style_rng = np.random.default_rng(self.config.seed)
         self.reset()
 
     @classmethod
@@ -124,6 +132,8 @@ class GestureEngine:
         self._check_speaker(config.speaker)
         with self._lock:
             self.config = config
+        with self._style_lock:
+            self._style_rng = np.random.default_rng(config.seed)
         self.reset()
 
     # --- style --------------------------------------------------------------------------------------------------
@@ -375,9 +385,20 @@ class GestureEngine:
     def _noise(self) -> np.ndarray:
         """The style noise of one utterance / stream: zeros (z = mu) unless a seed is set."""
         shape = (self.model_config.n_levels, self.model_config.z_dim)
+        if self.config.style_per_utterance:
+            with self._style_lock:
+                return self._style_rng.standard_normal(shape).astype(np.float32)
         if self.config.seed is None:
             return np.zeros(shape, np.float32)
         return np.random.default_rng(self.config.seed).standard_normal(shape).astype(np.float32)
+
+    def new_style(self) -> None:
+        """With style_per_utterance, the stream's next windows take a new style (the node calls it when live speech
+        starts after a rest); without, nothing changes."""
+        if self.config.style_per_utterance:
+            noise = self._noise()
+            with self._lock:
+                self._stream_noise = noise
 
     def _check_words(self, words) -> list[tuple[str, float, float]]:
         if words is None:

@@ -132,7 +132,11 @@ PARAMS = (
           (1, 30)),
     Param("lookahead_frames", 4, "Future audio frames the model sees before it commits a frame (adds latency).",
           (0, 30)),
-    Param("seed", -1, "Seed of the sampling noise; -1 = deterministic generation.", (-1, 2**31 - 1)),
+    Param("seed", -1, "Seed of the style noise: -1 = none (with style_per_utterance false: the deterministic "
+          "style z = mu; true: a different sequence of styles each start); else reproducible.", (-1, 2**31 - 1)),
+    Param("style_per_utterance", True, "Each utterance, and live speech after each rest, takes a style (average "
+          "posture, amplitude) of its own, sampled from the model's style space, as a person's sentences differ; "
+          "false: one style throughout."),
     Param("audio_type", "std_msgs/msg/Int16MultiArray", "Message type on `audio`.", choices=AUDIO_TYPES),
     Param("sample_rate", 16000, "Sample rate (Hz) of `audio` when the message does not carry it.",
           (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)),
@@ -345,8 +349,8 @@ class GestureNode(LifecycleNode):
         self.engine = GestureEngine.from_checkpoint(
             get("checkpoint") or None, backend=get("backend"), hop_frames=get("hop_frames"),
             lookahead_frames=get("lookahead_frames"), speaker=get("speaker"),
-            seed=None if get("seed") < 0 else get("seed"), device=get("device"), precision=get("precision"),
-            backend_options=options)
+            seed=None if get("seed") < 0 else get("seed"), style_per_utterance=get("style_per_utterance"),
+            device=get("device"), precision=get("precision"), backend_options=options)
         # One window on silence now: the first window of a process is several times slower (allocations, caches),
         # and would otherwise make the first gesture frames late.
         try:
@@ -382,6 +386,7 @@ class GestureNode(LifecycleNode):
         self.chunk_arrivals: deque[tuple[float, float]] = deque(maxlen=200)  # (stream end s, arrival ROS s)
         self.last_audio_s: float | None = None  # ROS time of the newest audio chunk
         self.weight = 0.0  # 0 = rest pose, 1 = full gesture
+        self._rested_style = False  # a new style drawn for the speech after this rest (style_per_utterance)
         self.targets = Timeline()  # the gesture frames the plan follows
         self._replan_from = math.inf  # earliest target time changed since the plan was last extended
         self._joint_index = {name: i for i, name in enumerate(self.joint_names)}
@@ -598,6 +603,9 @@ class GestureNode(LifecycleNode):
                 self.pending_text.clear()
                 times, directions = np.zeros(0), None
             else:
+                if self.weight == 0.0 and not self._rested_style:  # at rest: the next speech takes a new style
+                    self.engine.new_style()
+                self._rested_style = self.weight == 0.0
                 self._ingest_audio()
                 self._ingest_words()
                 # frames of silence while the robot rests become the rest pose whatever the model says: not run

@@ -1,0 +1,80 @@
+"""Posture variety across speakers: one style for every utterance (z = mu) vs a style drawn per utterance.
+
+    python benchmarks/style_variety.py [--checkpoint DIR] [--draws 8]
+
+The 4 held-out TED-Culture clips (4 speakers the model never saw) are generated whole, as the speak action does,
+once with the deterministic style and --draws times with `style_per_utterance` (each draw: a new seed, so each
+clip gets its own style). Reported per setting, as ratios to the real motion: how much the average elbow/wrist
+posture varies across the clips (issue 15's goal: >= 0.8), wrist excursion, the arm-speed histogram distance to
+the truth (a mismatched real clip: 0.302), loudness/arm-speed alignment, and how often Pepper / NAO have an arm
+joint at a position limit. Four clips make the spread of one draw noisy: read the mean and the range over draws.
+Prints a table, writes benchmarks/results/style_variety.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # nothing here uses ROS; set as every script does
+os.environ.setdefault("ROS_DOMAIN_ID", "77")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
+    parser.add_argument("--clips", type=Path, default=REPO.parent / "shared" / "data" / "ted_culture")
+    parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "style_variety.json")
+    args = parser.parse_args()
+
+    from ha2g_model.engine import GestureEngine
+    from training import ted_culture
+    from training.evaluate import generate_clip, limit_rows
+    from training.metrics import mean_posture, posture_spread, sequence_metrics, wrist_excursion
+
+    clips = [c for c in ted_culture.load_clips(args.clips) if c.name in ted_culture.TEST_CLIPS]
+    engine = GestureEngine.from_checkpoint(args.checkpoint, backend="auto")
+    skeleton = engine.skeleton
+    truth_spread = posture_spread([mean_posture(c.directions, skeleton) for c in clips])
+    truth_excursion = np.mean([wrist_excursion(c.directions, skeleton) for c in clips])
+
+    def measure(**style) -> dict:
+        engine.reconfigure(**style)
+        motions = [generate_clip(engine, clip) for clip in clips]
+        rows = [sequence_metrics(m, c.directions, c.audio, skeleton) for m, c in zip(motions, clips)]
+        limits = limit_rows({"model": motions})["model"]
+        return {"posture_spread_ratio": posture_spread([mean_posture(m, skeleton) for m in motions]) / truth_spread,
+                "wrist_excursion_ratio": float(np.mean([wrist_excursion(m, skeleton) for m in motions])
+                                               / truth_excursion),
+                "vel_hist_dist": float(np.mean([r["vel_hist_dist"] for r in rows])),
+                "loudness_speed_corr": float(np.mean([r["loudness_speed_corr"] for r in rows])),
+                **{f"{robot}_at_limit": limits[robot]["frames_at_limit"] for robot in limits}}
+
+    fixed = measure(seed=None, style_per_utterance=False)
+    draws = [measure(seed=draw, style_per_utterance=True) for draw in range(args.draws)]
+    keys = list(fixed)
+    summary = {k: {"mean": float(np.mean([d[k] for d in draws])), "min": float(min(d[k] for d in draws)),
+                   "max": float(max(d[k] for d in draws))} for k in keys}
+    print(f"{len(clips)} held-out clips; {args.draws} draws of a style per utterance")
+    print(f"{'measure':<24}{'one style (z = mu)':>20}{'per utterance: mean [min, max]':>34}")
+    for k in keys:
+        s = summary[k]
+        print(f"{k:<24}{fixed[k]:>20.3f}{s['mean']:>16.3f} [{s['min']:.3f}, {s['max']:.3f}]")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped default"),
+                                    "clips": [c.name for c in clips], "one_style": fixed,
+                                    "per_utterance": summary, "draws": draws}, indent=1))
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
