@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "ha2g_ros"))  # the package folder: ha2g_model, ha2g_ros
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # nothing here uses ROS; set as every script does
-os.environ.setdefault("ROS_DOMAIN_ID", "77")
-
-from engine import machine  # noqa: E402  (benchmarks/ is on the path of a script run from it)
-from streaming_quality import CHUNK, load_clips, stream  # noqa: E402
-from timing import stats_ms  # noqa: E402
+# engine.py puts the package folder on the path and keeps ROS on loopback, as every benchmark script does
+from engine import REPO, machine  # benchmarks/ is on the path of a script run from it
+from streaming_quality import CHUNK, load_clips, stream
+from timing import stats_ms
 
 # name -> (backend, device kind, precision, backend options)
 VARIANTS = {
