@@ -383,7 +383,8 @@ class GestureEngine:
         return np.asarray(frame_word_indices(words, self.vocab, start / FPS, WINDOW_FRAMES), np.int64)
 
     def _noise(self) -> np.ndarray:
-        """The style noise of one utterance / stream: zeros (z = mu) unless a seed is set."""
+        """The style noise of one utterance / stream: the next draw of the style generator with
+        style_per_utterance, else zeros (z = mu) unless a seed is set."""
         shape = (self.model_config.n_levels, self.model_config.z_dim)
         if self.config.style_per_utterance:
             with self._style_lock:
