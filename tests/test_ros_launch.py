@@ -202,6 +202,13 @@ def test_ros2_param_get_and_set_on_the_live_namespaced_node(launched, controller
 @pytest.mark.slow
 def test_repeated_sigint_stops_the_launch_cleanly(launched):
     """A terminal's Ctrl-C signals the whole process group; launch then forwards its own SIGINT to each node."""
+    # all three nodes up and the voice relayed for a while (so the test stands alone, not only after the others)
+    up = ("[robot1.gesture_node]: robot", "[robot1.microphone_node]: playing", "[robot1.speech_player]: writing")
+    deadline = time.monotonic() + 120
+    while not all(line in launched.output() for line in up) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(line in launched.output() for line in up), launched.output()[-4000:]
+    time.sleep(3.0)
     os.killpg(launched.process.pid, signal.SIGINT)
     assert launched.wait(60) == 0, launched.output()[-4000:]
     output = launched.output()

@@ -57,6 +57,9 @@ def configuration_errors(*node_errors) -> tuple:
     return (*node_errors, InvalidParameterValueException, ValueError, OSError, BackendError)
 
 
+SIGINT_POLL_S = 0.1  # the longest a node's spin loop waits before it sees a SIGINT or SIGTERM
+
+
 def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) -> None:
     """The `ros2 run` entry point of one node: spin it until Ctrl-C or shutdown, then clean up in order.
 
@@ -67,38 +70,53 @@ def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) ->
     named by the caller."""
     default_environment()
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    _interrupt_once()  # before rclpy.init: rclpy's own SIGINT handler (it wakes the executor) chains to this one
-    rclpy.init(args=args)
+    interrupted = _stop_on_signals()
+    # rclpy's own handlers would shut the context down from another thread while a callback still uses it
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     # Named before its constructor runs, so a constructor that fails still has the node's logger to report through.
     node = node_class.__new__(node_class)
-    constructed = False
+    constructed, executor = False, None
     try:
         node.__init__()
         constructed = True
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not interrupted and rclpy.ok():
+            executor.spin_once(timeout_sec=SIGINT_POLL_S)
+    except ExternalShutdownException:
         pass
     except configuration_errors(*node_errors) as error:
         _logger_of(node, executable).fatal(str(error))
         raise SystemExit(1) from None
     finally:
+        if executor is not None:
+            executor.shutdown()
         if constructed:
             node.destroy_node()
         rclpy.try_shutdown()  # also destroys a half-built node: the context tracks every node it created
 
 
-def _interrupt_once() -> None:
-    """The first SIGINT raises KeyboardInterrupt; later ones are ignored, so they cannot break into the clean-up
-    with a second traceback (launch forwards SIGINT to a node that the terminal's Ctrl-C already reached)."""
+def _stop_on_signals() -> list:
+    """SIGINT or SIGTERM stops the spin loop of run_node: the handler sets a flag (the returned list is non-empty)
+    that the loop reads between callbacks, and later signals are ignored (launch forwards SIGINT to a node that the
+    terminal's Ctrl-C already reached). Nothing is raised or shut down under a running callback: a KeyboardInterrupt
+    lands wherever the interpreter happens to be (inside rclpy's Task constructor it left a half-built task whose
+    destructor printed a traceback), and rclpy's own handlers invalidate the context from another thread."""
     import signal
 
-    def on_sigint(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
+    interrupted = []
 
-    signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum, frame):
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
+        interrupted.append(signum)
+
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, on_signal)
+    return interrupted
 
 
 def _logger_of(node, executable: str):
