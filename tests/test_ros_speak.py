@@ -170,7 +170,6 @@ def test_bad_goals_get_a_clear_result_and_the_node_keeps_speaking(harness, speec
 
 def test_cancel_fades_to_rest_within_limits_and_stops_the_speech(harness, speech):
     h, (audio, words, _, _) = harness, speech
-    h.gesture.engine.reconfigure(style_per_utterance=False)  # one style: the motion is regenerated below
     speaker = Speaker(h)
     requested = h.now()
     handle, feedback, result_future = speaker.send(goal_of(audio, words=words))
