@@ -100,11 +100,12 @@ def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) ->
 
 
 def _stop_on_signals() -> list:
-    """SIGINT or SIGTERM stops the spin loop of run_node: the handler sets a flag (the returned list is non-empty)
-    that the loop reads between callbacks, and later signals are ignored (launch forwards SIGINT to a node that the
-    terminal's Ctrl-C already reached). Nothing is raised or shut down under a running callback: a KeyboardInterrupt
-    lands wherever the interpreter happens to be (inside rclpy's Task constructor it left a half-built task whose
-    destructor printed a traceback), and rclpy's own handlers invalidate the context from another thread."""
+    """SIGINT or SIGTERM stops the spin loop of run_node and ha2g-bringup: the handler sets a flag (the returned
+    list is non-empty) that the loop reads between callbacks, and later signals are ignored (launch forwards SIGINT
+    to a node that the terminal's Ctrl-C already reached). Nothing is raised or shut down under a running callback:
+    a KeyboardInterrupt lands wherever the interpreter happens to be (inside rclpy's Task constructor it left a
+    half-built task whose destructor printed a traceback), and rclpy's own handlers invalidate the context from
+    another thread."""
     import signal
 
     interrupted = []
@@ -229,6 +230,7 @@ def main(argv=None) -> None:
     args, ros_args = parse_args(argv)
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from ha2g_ros.microphone_node import MicrophoneError
     from ha2g_ros.speech_player import SpeechPlayerError
@@ -238,7 +240,9 @@ def main(argv=None) -> None:
         raise SystemExit(f"ha2g-bringup: params file {params} does not exist")
     if ros_args and ros_args[0] != "--ros-args":
         ros_args = ["--ros-args"] + ros_args
-    rclpy.init(args=["ha2g-bringup", "--ros-args", "--params-file", str(params), *ros_args[1:]])
+    interrupted = _stop_on_signals()  # as in run_node: a flag, no exception, no rclpy handlers
+    rclpy.init(args=["ha2g-bringup", "--ros-args", "--params-file", str(params), *ros_args[1:]],
+               signal_handler_options=SignalHandlerOptions.NO)
     nodes, executor = [], None
     try:
         mic, gesture = overrides(args)
@@ -254,11 +258,11 @@ def main(argv=None) -> None:
         for node in nodes:
             executor.add_node(node)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.1)
+        while not interrupted and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+            executor.spin_once(timeout_sec=SIGINT_POLL_S)
     except configuration_errors(MicrophoneError, SpeechPlayerError) as error:
         raise SystemExit(f"ha2g-bringup: {error}") from None
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         if executor is not None:
