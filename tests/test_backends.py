@@ -226,11 +226,9 @@ def test_cuda_graph_replay_is_the_eager_cuda_window(cuda):
 # --- TensorRT (GPU machines only) ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gpu():
+def gpu(cuda):
     pytest.importorskip("tensorrt")
-    if not torch.cuda.is_available():
-        pytest.skip("TensorRT needs a CUDA GPU")
-    return "cuda"
+    return cuda
 
 
 @pytest.mark.gpu
