@@ -3,8 +3,10 @@
     python benchmarks/style_variety.py [--checkpoint DIR] [--draws 8]
 
 The 4 held-out TED-Culture clips (4 speakers the model never saw) are generated whole, as the speak action does,
-once with the deterministic style and --draws times with `style_per_utterance` (each draw: a new seed, so each
-clip gets its own style). Reported per setting, as ratios to the real motion: how much the average elbow/wrist
+and streamed, as the node gestures live speech: once with the deterministic style, and --draws times with
+`style_per_utterance` (each draw: a new seed, so each clip gets its own style), with the style noise alone and with
+the noise and a real training speaker's posture (what the engine draws from checkpoints that record the postures).
+Reported per setting, as ratios to the real motion: how much the average elbow/wrist
 posture varies across the clips (issue 15's goal: >= 0.8), wrist excursion, the arm-speed histogram distance to
 the truth (a mismatched real clip: 0.302), loudness/arm-speed alignment, and how often Pepper / NAO have an arm
 joint at a position limit. Four clips make the spread of one draw noisy: read the mean and the range over draws.
@@ -37,7 +39,7 @@ def main() -> int:
 
     from ha2g_model.engine import GestureEngine
     from training import ted_culture
-    from training.evaluate import generate_clip, limit_rows
+    from training.evaluate import generate_clip, limit_rows, stream_clip
     from training.metrics import mean_posture, posture_spread, sequence_metrics, wrist_excursion
 
     clips = [c for c in ted_culture.load_clips(args.clips) if c.name in ted_culture.TEST_CLIPS]
@@ -46,9 +48,12 @@ def main() -> int:
     truth_spread = posture_spread([mean_posture(c.directions, skeleton) for c in clips])
     truth_excursion = np.mean([wrist_excursion(c.directions, skeleton) for c in clips])
 
-    def measure(**style) -> dict:
+    postures = engine.postures
+
+    def measure(make=generate_clip, with_postures=True, **style) -> dict:
         engine.reconfigure(**style)
-        motions = [generate_clip(engine, clip) for clip in clips]
+        engine.postures = postures if with_postures else None
+        motions = [make(engine, clip) for clip in clips]
         rows = [sequence_metrics(m, c.directions, c.audio, skeleton) for m, c in zip(motions, clips)]
         limits = limit_rows({"model": motions})["model"]
         return {"posture_spread_ratio": posture_spread([mean_posture(m, skeleton) for m in motions]) / truth_spread,
@@ -58,20 +63,23 @@ def main() -> int:
                 "loudness_speed_corr": float(np.mean([r["loudness_speed_corr"] for r in rows])),
                 **{f"{robot}_at_limit": limits[robot]["frames_at_limit"] for robot in limits}}
 
-    fixed = measure(seed=None, style_per_utterance=False)
-    draws = [measure(seed=draw, style_per_utterance=True) for draw in range(args.draws)]
-    keys = list(fixed)
-    summary = {k: {"mean": float(np.mean([d[k] for d in draws])), "min": float(min(d[k] for d in draws)),
-                   "max": float(max(d[k] for d in draws))} for k in keys}
-    print(f"{len(clips)} held-out clips; {args.draws} draws of a style per utterance")
-    print(f"{'measure':<24}{'one style (z = mu)':>20}{'per utterance: mean [min, max]':>34}")
-    for k in keys:
-        s = summary[k]
-        print(f"{k:<24}{fixed[k]:>20.3f}{s['mean']:>16.3f} [{s['min']:.3f}, {s['max']:.3f}]")
+    results = {}
+    for mode, make in (("whole", generate_clip), ("streamed", stream_clip)):
+        fixed = measure(make, seed=None, style_per_utterance=False)
+        settings = {"noise": False, "noise + posture": True} if postures is not None else {"noise": False}
+        drawn = {name: [measure(make, with_postures, seed=draw, style_per_utterance=True)
+                        for draw in range(args.draws)] for name, with_postures in settings.items()}
+        summary = {name: {k: {"mean": float(np.mean([d[k] for d in draws])), "min": float(min(d[k] for d in draws)),
+                              "max": float(max(d[k] for d in draws))} for k in fixed} for name, draws in drawn.items()}
+        results[mode] = {"one_style": fixed, "per_utterance": summary, "draws": drawn}
+        print(f"\n{mode}: {len(clips)} held-out clips; {args.draws} draws of a style per utterance: mean [min, max]")
+        print(f"{'measure':<24}{'one style (z = mu)':>20}" + "".join(f"{name:>30}" for name in summary))
+        for k in fixed:
+            print(f"{k:<24}{fixed[k]:>20.3f}" + "".join(
+                f"{s[k]['mean']:>14.3f} [{s[k]['min']:.3f}, {s[k]['max']:.3f}]" for s in summary.values()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped default"),
-                                    "clips": [c.name for c in clips], "one_style": fixed,
-                                    "per_utterance": summary, "draws": draws}, indent=1))
+                                    "clips": [c.name for c in clips], **results}, indent=1))
     print(f"-> {args.out}")
     return 0
 

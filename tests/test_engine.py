@@ -12,7 +12,7 @@ from ha2g_model.checkpoint import save_checkpoint
 from ha2g_model.config import HA2GConfig
 from ha2g_model.engine import DEFAULT_CHECKPOINT, EngineConfig, GestureEngine
 from ha2g_model.model import HA2G
-from ha2g_model.skeleton import TED_EXPRESSIVE, denormalize_directions, normalize_directions
+from ha2g_model.skeleton import TED_EXPRESSIVE, denormalize_directions, normalize_directions, offset_posture
 from ha2g_model.text import Vocab
 
 WORDS = ["so", "we", "move", "our", "hands", "when", "we", "speak", "about", "big", "ideas"]
@@ -420,6 +420,47 @@ def test_checkpoint_recommended_speaker_is_the_default(tmp_path, model):
     save_checkpoint(tmp_path, model, vocab, {"speakers": ["ann", "bob", "cyd"], "default_speaker": {"name": "cyd"}})
     assert GestureEngine.from_checkpoint(tmp_path).speaker == 2
     assert GestureEngine.from_checkpoint(tmp_path, speaker=1).speaker == 1  # an explicit choice wins
+
+
+def test_style_per_utterance_draws_a_real_speakers_posture_the_checkpoint_records(tmp_path, model, speech):
+    """A checkpoint's posture_offsets: each utterance (and stream) takes one speaker's, on top of the style noise;
+    one style (style_per_utterance false) keeps the model's own posture; a malformed table is a clear error."""
+    vocab = Vocab([f"w{i}" for i in range(model.config.n_words - 4)])
+    forearm = TED_EXPRESSIVE.bone_index("left_elbow", "left_wrist")
+    offsets = np.zeros((2, 42, 3), np.float32)
+    offsets[:, forearm, 0] = (0.6, -0.6)  # one speaker holds the left forearm one way, the other the other way
+    save_checkpoint(tmp_path / "postures", model, vocab,
+                    {"posture_offsets": {"ann": offsets[0].ravel().tolist(), "bob": offsets[1].ravel().tolist()}})
+
+    def engines():
+        """Two engines that draw the same styles: one with the speakers' postures, one with all-zero offsets."""
+        posed, own = (GestureEngine.from_checkpoint(tmp_path / "postures", seed=3, style_per_utterance=True)
+                      for _ in range(2))
+        own.postures = np.zeros_like(own.postures)
+        return posed, own
+
+    def one_of_the_postures(posed_motion, own_motion, weight=1.0):
+        gaps = [np.abs(posed_motion - offset_posture(own_motion, o * weight, TED_EXPRESSIVE)).max() for o in offsets]
+        return min(gaps) < 1e-5 and max(gaps) > 0.1
+
+    posed, own = engines()
+    np.testing.assert_array_equal(posed.postures, offsets)
+    fade = 1 - np.array([x * x * (3 - 2 * x) for x in np.arange(1, 11) / 10], np.float32)  # the fade to rest
+    for _ in range(3):
+        first, model_motion = posed.generate_utterance(speech), own.generate_utterance(speech)
+        weight = np.concatenate((np.ones(len(first) - 10, np.float32), fade))[:, None, None]
+        assert one_of_the_postures(first, model_motion, weight)
+        np.testing.assert_allclose(first[-1], model_motion[-1], atol=1e-6)  # back at rest at the end
+    drawn = [posed.generate_utterance(speech)[:-10, forearm, 0].mean() for _ in range(6)]
+    assert max(drawn) - min(drawn) > 0.3  # utterances take both postures
+    posed, own = engines()
+    assert one_of_the_postures(stream(posed, speech, 1600)[1], stream(own, speech, 1600)[1])  # a stream takes one
+    one_style = GestureEngine.from_checkpoint(tmp_path / "postures", seed=3)
+    np.testing.assert_array_equal(one_style.generate_utterance(speech),
+                                  GestureEngine(model, seed=3).generate_utterance(speech))  # the model's own posture
+    save_checkpoint(tmp_path / "bad", model, vocab, {"posture_offsets": {"ann": [0.1, 0.2]}})
+    with pytest.raises(ValueError, match="posture_offsets"):
+        GestureEngine.from_checkpoint(tmp_path / "bad")
 
 
 def test_default_checkpoint_missing_is_a_clear_error():

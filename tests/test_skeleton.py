@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ha2g_model.skeleton import (TED_EXPRESSIVE, TED_GESTURE, denormalize_directions, directions_to_positions,
-                                 get_skeleton, mirror_directions, mirrored_bones, normalize_directions,
-                                 positions_to_directions, resample_frames, skeleton_for_pose_dim, skeleton_statistics,
-                                 to_body_frame)
+                                 get_skeleton, mirror_directions, mirrored_bones, normalize_directions, offset_posture,
+                                 positions_to_directions, posture_bones, resample_frames, skeleton_for_pose_dim,
+                                 skeleton_statistics, to_body_frame)
 
 
 @pytest.mark.parametrize("skeleton, n_joints, n_bones, level_dims", [
@@ -108,7 +108,7 @@ def test_gesture_skeleton_positions_round_trip():
     s = TED_GESTURE
     rng = np.random.default_rng(0)
     directions = s.rest_directions()[None] + 0.1 * rng.normal(size=(5, 9, 3))
-    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    directions = (directions / np.linalg.norm(directions, axis=-1, keepdims=True)).astype(np.float32)
     np.testing.assert_allclose(positions_to_directions(directions_to_positions(directions, s), s), directions,
                                atol=1e-6)
 
@@ -193,3 +193,34 @@ def test_mirrored_bones_pair_the_sides_of_ted_expressive():
     as_torch = mirror_directions(torch.from_numpy(_asymmetric_poses(s)), s)
     assert isinstance(as_torch, torch.Tensor)
     np.testing.assert_allclose(as_torch.numpy(), mirror_directions(_asymmetric_poses(s), s))
+
+
+@pytest.mark.parametrize("skeleton", [TED_GESTURE, TED_EXPRESSIVE])
+def test_a_posture_offset_moves_the_arms_and_the_hands_turn_with_their_forearms(skeleton):
+    wobble = np.sin(np.arange(40) / 5)[:, None, None] * np.array([0.2, 0.1, -0.15], np.float32)
+    directions = skeleton.rest_directions()[None] + wobble  # a moving pose
+    directions = (directions / np.linalg.norm(directions, axis=-1, keepdims=True)).astype(np.float32)
+    offsets = np.random.default_rng(0).normal(scale=0.3, size=(skeleton.n_bones, 3)).astype(np.float32)
+    moved = offset_posture(directions, offsets, skeleton)
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=-1), 1.0, atol=1e-5)  # still unit directions
+    arm = list(posture_bones(skeleton))
+    assert len(arm) == 7  # trunk, two shoulders, upper arms, forearms
+    expected = directions[:, arm] + offsets[arm]
+    np.testing.assert_allclose(moved[:, arm], expected / np.linalg.norm(expected, axis=-1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(offset_posture(directions, np.zeros_like(offsets), skeleton), directions, atol=1e-6)
+    hands = {side: [b for b, (parent, _) in enumerate(skeleton.bones)
+                    if skeleton.joint_names[parent].startswith((f"{side}_wrist", f"{side}_index", f"{side}_middle",
+                                                                f"{side}_pinky", f"{side}_ring", f"{side}_thumb"))]
+             for side in ("left", "right")}
+    head = [b for b in range(skeleton.n_bones) if b not in arm and all(b not in h for h in hands.values())]
+    assert len(head) == {"ted_gesture": 2, "ted_expressive": 5}[skeleton.name]  # neck to nose, eyes and ears
+    np.testing.assert_array_equal(moved[:, head], directions[:, head])  # the head keeps its direction
+    for side, hand in hands.items():
+        if not hand:
+            continue
+        forearm = skeleton.bone_index(f"{side}_elbow", f"{side}_wrist")
+        assert np.abs(moved[:, hand] - directions[:, hand]).max() > 0.05  # the hand turned...
+        angles = lambda d: np.einsum("tc,tbc->tb", d[:, forearm], d[:, hand])  # noqa: E731
+        np.testing.assert_allclose(angles(moved), angles(directions), atol=1e-5)  # ... with the forearm, rigidly
+        np.testing.assert_allclose(np.einsum("tbc,tdc->tbd", moved[:, hand], moved[:, hand]),
+                                   np.einsum("tbc,tdc->tbd", directions[:, hand], directions[:, hand]), atol=1e-5)

@@ -10,7 +10,8 @@ from ha2g_model.skeleton import TED_EXPRESSIVE
 from training import ted_culture
 from training.data import WindowDataset
 from training.windows import (N_FRAMES, WINDOW_SAMPLES, Sequence, WindowFilter, filter_positions, load_vocab,
-                              load_windows, read_index, rejection_reason, speaker_split, write_dataset)
+                              load_windows, read_index, rejection_reason, speaker_posture_offsets, speaker_split,
+                              write_dataset)
 
 
 def test_shared_clips_round_trip(ted_culture_dir, tmp_path):
@@ -124,3 +125,38 @@ def test_data_sets_from_before_the_mask_load_with_every_bone_valid(tmp_path):
     (tmp_path / "w" / "index.json").write_text(json.dumps(index | {"format": "ha2g_windows/9"}))
     with pytest.raises(ValueError, match="unknown format"):
         load_windows(tmp_path / "w", "train")
+
+
+def test_speaker_posture_offsets_are_the_real_training_speakers_arm_postures(tmp_path):
+    """Each real training speaker's average arm posture relative to their mean; fingers, head, synthetic speakers,
+    other splits and bones a source lacks are left out."""
+    forearm = TED_EXPRESSIVE.bone_index("left_elbow", "left_wrist")
+    finger = TED_EXPRESSIVE.bone_index("left_wrist", "left_index_1")
+
+    def speaker(name, source, forearm_direction, valid=None):
+        seq = _still_sequence(name, name)
+        seq.source = source
+        seq.directions = seq.directions.copy()
+        seq.directions[:, forearm] = forearm_direction
+        seq.directions[:, finger] = forearm_direction  # a finger pose of its own: not a posture bone
+        seq.valid = valid
+        return seq
+
+    lacks_forearm = np.ones(42, dtype=bool)
+    lacks_forearm[forearm] = False
+    sequences = [speaker("a", "ted_culture", [1.0, 0, 0]), speaker("b", "beat", [0, 1.0, 0]),
+                 speaker("c", "synthetic", [0, 0, 1.0]), speaker("d", "recordings", [0, 0, -1.0], lacks_forearm),
+                 speaker("e", "ted_culture", [-1.0, 0, 0])]
+    write_dataset(sequences, tmp_path / "w", "ted_expressive", flt=WindowFilter(enabled=False),
+                  split_of={"a": "train", "b": "train", "c": "train", "d": "train", "e": "val"})
+    offsets = speaker_posture_offsets(tmp_path / "w")
+    assert set(offsets) == {"a", "b", "d"}  # real training speakers only
+    table = {name: np.asarray(values).reshape(42, 3) for name, values in offsets.items()}
+    mean = np.array([0.5, 0.5, 0.0])  # of a's and b's forearms: d has none
+    np.testing.assert_allclose(table["a"][forearm], [0.5, -0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(table["b"][forearm], np.array([0, 1.0, 0]) - mean, atol=1e-6)
+    np.testing.assert_array_equal(table["d"][forearm], 0.0)
+    for name in table:  # the other bones: the same rest posture (offset 0), or not posture bones
+        others = np.delete(table[name], forearm, axis=0)
+        np.testing.assert_allclose(others, 0.0, atol=1e-6)
+    assert speaker_posture_offsets(tmp_path / "w", "test") == {}

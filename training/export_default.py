@@ -16,6 +16,7 @@ split 20 / 2 / 2 (train / val / test); the training config decides how much of i
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from training import beat, synthetic, ted_culture
 from training.evaluate import evaluate, generate_clip
 from training.metrics import mean_metrics, sequence_metrics
 from training.vocabulary import english_vocabulary, function_words, robot_sentences_words, transcript_words
-from training.windows import read_index, write_dataset
+from training.windows import read_index, speaker_posture_offsets, write_dataset
 
 MAX_BYTES = 30 * 1024 * 1024
 REAL_SOURCES = ("ted_culture", "beat")  # the default style is one of their training speakers
@@ -102,6 +103,7 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
     meta["default_speaker"] = {"name": meta["speakers"][chosen], "chosen_on": list(ted_culture.VAL_CLIPS),
                                "candidates": scores}
     meta["speakers"] = relabel_speaker(model, meta["speakers"], chosen)
+    meta["posture_offsets"] = speaker_posture_offsets(data)  # runs from before training recorded them
     save_checkpoint(dest, model, vocab, meta)
     graphs = sum(f.stat().st_size for f in export_checkpoint_graphs(dest).values())  # robots run these, torch-free
     size = (dest / "model.safetensors").stat().st_size
@@ -116,6 +118,17 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
         graphs=graphs / 2**20, n_words=len(vocab), speaker=meta["speakers"][0], train_config=train_config,
         report=(dest / "report.md").read_text()))
     return dest
+
+
+def record_posture_offsets(checkpoint: str | Path, data: str) -> dict[str, list[float]]:
+    """Write the posture offsets of the training speakers of `data` (the windows the checkpoint was trained on)
+    into the checkpoint's meta, for checkpoints written before training recorded them; nothing else changes (the
+    weights and their ONNX graphs stay as they are)."""
+    config_file = Path(checkpoint) / "config.json"
+    described = json.loads(config_file.read_text())
+    described.setdefault("meta", {})["posture_offsets"] = offsets = speaker_posture_offsets(data)
+    config_file.write_text(json.dumps(described, indent=1))
+    return offsets
 
 
 def training_mix(index: dict, train_config: str) -> str:
@@ -169,7 +182,9 @@ use (docs/training.md). None of the training data is in this package.
 
 The weights after {epochs} epochs: {chosen_by}. Default style (speaker id 0): `{speaker}`, a
 real training speaker chosen on the validation clip among the real training speakers (`meta.default_speaker` in
-config.json lists the candidates' scores).
+config.json lists the candidates' scores). `meta.posture_offsets` holds each real training speaker's average arm
+posture relative to theirs all: with a style per utterance (the gesture node's default) each utterance takes one of
+them (docs/training.md).
 
 This is far from the paper's setting (TED Expressive, about 276k real windows, 100 epochs on a GPU): a few minutes
 of real motion, one English speaker, CPU training of a narrow model. Official TED Expressive numbers (paper, on their
@@ -217,8 +232,15 @@ def main() -> None:
                           help="how <run>/best was chosen, for the README")
     shipping.add_argument("--compare", nargs="*", default=[], metavar="NAME=DIR",
                           help="checkpoints evaluated beside it, e.g. 'old default=DIR' (a copy: dest is replaced)")
+    postures = sub.add_parser("postures", help="record the training speakers' postures in an existing checkpoint "
+                                                "(style_per_utterance draws them)")
+    postures.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    postures.add_argument("--data", required=True, help="the windows data set it was trained on")
     args = parser.parse_args()
-    if args.command == "data":
+    if args.command == "postures":
+        offsets = record_posture_offsets(args.checkpoint, args.data)
+        print(f"{args.checkpoint}: the postures of {len(offsets)} real training speakers ({', '.join(offsets)})")
+    elif args.command == "data":
         index = build_data(args.out, args.synthetic, seed=args.seed, clips_dir=args.clips,
                            beat_dir=args.beat or None)
         print(f"{args.out}: windows {index['windows']}, rejected {index['rejected']}, sources {index['sources']}")

@@ -56,7 +56,7 @@ from ha2g_model.onnx_export import export_checkpoint_graphs
 from ha2g_model.text import load_word_vectors, with_generic_unknown
 from training.data import WindowBatches, WindowDataset
 from training.metrics import frechet_distance
-from training.windows import N_SEED, load_vocab
+from training.windows import N_SEED, load_vocab, speaker_posture_offsets
 
 
 @dataclass
@@ -374,7 +374,8 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     optimisation = Optimisation(g, d, opt_g, opt_d, scaler, amp, device, cfg.seed)
     chunks = [batches.chunk(a) for a in range(cfg.accumulate)]
 
-    meta = {"train_config": cfg_dict, "speakers": index["speakers"], "data_sources": index["sources"]}
+    meta = {"train_config": cfg_dict, "speakers": index["speakers"], "data_sources": index["sources"],
+            "posture_offsets": speaker_posture_offsets(cfg.data)}
     writer = _tensorboard(out / "tb") if lead else None
     log = open(out / "log.jsonl", "a") if lead else None
     started = time.time()

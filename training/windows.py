@@ -49,7 +49,7 @@ from tqdm import tqdm
 from ha2g_model.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, SILENCE_PEAK, SPEC_COLS, TOP_DB, WINDOW_SAMPLES,
                               frame_to_column, frame_to_sample, log_mel, window_spectrogram)
 from ha2g_model.skeleton import (FPS, Skeleton, directions_to_positions, get_skeleton, normalize_directions,
-                                 skeleton_statistics)
+                                 posture_bones, skeleton_statistics)
 from ha2g_model.text import Vocab, frame_word_indices
 from ha2g_model.words import validate_words
 
@@ -476,6 +476,44 @@ def load_windows(data_dir: str | Path, split: str, names: Iterable[str] = WINDOW
         parts.append(cut_windows(tensors, np.arange(shard["n"]), names))
     arrays = {key: np.concatenate([p[key] for p in parts]) if key in names else None for key in WINDOW_ARRAYS}
     return Windows(**arrays, index=index)
+
+
+def speaker_posture_offsets(data_dir: str | Path, split: str = "train") -> dict[str, list[float]]:
+    """How the average posture of each speaker with real motion in `split` differs from the average over those
+    speakers: {speaker: (n_bones * 3) differences of unit bone directions} on the bones that place the arms
+    (ha2g_model.skeleton.posture_bones), 0 on the others, on a bone the speaker's source lacks and with a single
+    speaker. Checkpoints record them (meta "posture_offsets"): with a style per utterance the engine moves the
+    model's motion by one, drawn per utterance, because the model's learnt styles vary the average posture far less
+    than real speakers do (docs/training.md). Synthetic sequences are not real motion and are left out."""
+    from safetensors import safe_open
+
+    index = read_index(data_dir)
+    skeleton = get_skeleton(index["skeleton"])
+    real = np.array([s["source"] != "synthetic" for s in index["sequences"]])
+    sums, counts = {}, {}  # speaker index -> (n_bones, 3) sum of valid unit directions, (n_bones,) how many
+    for shard in index["shards"][split]:
+        with safe_open(str(Path(data_dir) / shard["file"]), framework="numpy") as f:
+            keys = set(f.keys()) & {"dir_vec", "valid", "frame", "speaker", "sequence", "start"}
+            windows = cut_windows({key: f.get_tensor(key) for key in keys}, np.arange(shard["n"]),
+                                  ("dir_vec", "valid", "speaker", "sequence"))
+        keep = real[windows["sequence"]]
+        for speaker in np.unique(windows["speaker"][keep]):
+            rows = keep & (windows["speaker"] == speaker)
+            valid = windows["valid"][rows]
+            sums[speaker] = sums.get(speaker, 0) + (windows["dir_vec"][rows] * valid[..., None]).sum(axis=(0, 1))
+            counts[speaker] = counts.get(speaker, 0) + valid.sum(axis=(0, 1))
+    if not sums:
+        return {}
+    speakers = sorted(sums)
+    arm = np.isin(np.arange(skeleton.n_bones), posture_bones(skeleton))
+    has = np.stack([(counts[s] > 0) & arm for s in speakers])  # (n_speakers, n_bones)
+    postures = np.stack([sums[s] / np.maximum(counts[s], 1)[:, None] for s in speakers])
+    postures /= np.linalg.norm(postures, axis=-1, keepdims=True) + 1e-8
+    n_with = has.sum(axis=0)  # speakers that have each bone
+    mean = (postures * has[..., None]).sum(axis=0) / np.maximum(n_with, 1)[:, None]
+    offsets = np.where((has & (n_with > 1))[..., None], postures - mean, 0.0)
+    return {index["speakers"][s]: [round(float(v), 6) for v in offsets[k].reshape(skeleton.pose_dim)]
+            for k, s in enumerate(speakers)}
 
 
 def load_vocab(data_dir: str | Path) -> Vocab:

@@ -33,7 +33,7 @@ import numpy as np
 from ha2g_model.audio import (SAMPLE_RATE, SILENCE_PEAK, TOP_DB, WINDOW_FRAMES, WINDOW_SAMPLES, frame_to_sample,
                               log_mel, resample, validate_audio, window_spectrogram)
 from ha2g_model.backends import ModelSource, create_backend
-from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions
+from ha2g_model.skeleton import FPS, Skeleton, denormalize_directions, normalize_directions, offset_posture
 from ha2g_model.text import frame_word_indices
 from ha2g_model.words import validate_words
 
@@ -49,9 +49,11 @@ class EngineConfig:
     # Both modes.
     speaker: int = 0  # gesture style: a speaker id (checkpoints loaded from disk default to their recommended one)
     seed: int | None = None  # None: deterministic style (z = mu); an int: sampled style noise, reproducible
-    # False: every utterance and stream has the same style (z = mu, or the seed's noise). True: each draws its own
-    # style noise from a generator seeded once by `seed` (None: by the OS), so that sentences differ in posture as a
-    # person's do (new_style() for a stream; docs/training.md: posture variety across clips 0.50x -> 0.61x of real).
+    # False: every utterance and stream has the same style (z = mu, or the seed's noise) and the model's own average
+    # posture. True: each draws its own style noise and, from checkpoints that record them (meta "posture_offsets"),
+    # the average posture of one of the real training speakers, from a generator seeded once by `seed` (None: by the
+    # OS), so that sentences differ in posture as people do (new_style() for a stream; docs/training.md: posture
+    # variety across held-out clips 0.50x of real -> 0.61x with the noise alone -> 1.30x with the postures too).
     style_per_utterance: bool = False
     # Whole utterance.
     stride_frames: int = 30  # window stride; 34 - 30 = 4 frames overlap = the seed frames (as the official code)
@@ -106,6 +108,7 @@ class GestureEngine:
         self._check_speaker(self.config.speaker)
         self.backend = create_backend(backend, source, device=device, precision=precision, **(backend_options or {}))
         self.rest = normalize_directions(self.skeleton.rest_directions(), self.skeleton).astype(np.float32)
+        self.postures = _posture_offsets(source.meta, self.skeleton)  # (n, n_bones, 3) or None
         self.last_compute_s = 0.0
         self.windows_run = 0  # streaming windows the model ran (idle ones excluded)
         self._lock = threading.Lock()  # push_* may come from an audio thread while another thread pulls
@@ -169,7 +172,7 @@ class GestureEngine:
         stride, n_pre = self.config.stride_frames, self.model_config.n_pre_poses
         n_windows = max(1, -(-(n_frames - n_pre) // stride))  # ceil: every frame covered by some window
         out = np.zeros(((n_windows - 1) * stride + WINDOW_FRAMES, self.model_config.pose_dim), np.float32)
-        noise = self._noise()
+        noise, posture = self._style()
         seed = np.repeat(self.rest[None], n_pre, axis=0)
         overlap = WINDOW_FRAMES - stride
         ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None].astype(np.float32)
@@ -188,11 +191,13 @@ class GestureEngine:
                 out[start:start + WINDOW_FRAMES] = frames
                 seed = out[start + stride:start + stride + n_pre]  # this window's frames where the next one starts
         out = out[:n_frames]
+        posture_weight = np.ones(n_frames, np.float32)
         if fade_to_rest and self.config.fade_frames:
             n = min(self.config.fade_frames, n_frames)
             w = _smoothstep(np.arange(1, n + 1) / n)[:, None]
             out[-n:] = (1 - w) * out[-n:] + w * self.rest
-        return self._directions(out)
+            posture_weight[-n:] = 1 - w[:, 0]  # the posture fades to rest with the motion
+        return self._directions(out, posture * posture_weight[:, None, None])
 
     def _utterance_windows(self, spec, words, n_windows: int, noise):
         """A generator, primed with next(): send it each window's seed (4, D) in turn, receive its frames (34, D).
@@ -243,7 +248,7 @@ class GestureEngine:
             self._pending = np.zeros((0, self.model_config.pose_dim), np.float32)  # predicted, not yet emitted
             self._next_end = self.config.hop_frames  # end frame (exclusive) of the next window to run
             self._ready: list[tuple[int, np.ndarray]] = []  # (first frame index, frames) awaiting pull_frames
-            self._stream_noise = self._noise()
+            self._stream_noise, self._stream_posture = self._style()
             self._ref_db = _silence_db()
 
     def push_audio(self, samples) -> None:
@@ -295,7 +300,7 @@ class GestureEngine:
             return np.zeros(0), np.zeros((0, self.skeleton.n_bones, 3), np.float32)
         first = ready[0][0]
         frames = np.concatenate([f for _, f in ready])
-        return (first + np.arange(len(frames))) / FPS, self._directions(frames)
+        return (first + np.arange(len(frames))) / FPS, self._directions(frames, self._stream_posture)
 
     @property
     def stream_time_s(self) -> float:
@@ -382,32 +387,40 @@ class GestureEngine:
             return np.zeros(WINDOW_FRAMES, np.int64)
         return np.asarray(frame_word_indices(words, self.vocab, start / FPS, WINDOW_FRAMES), np.int64)
 
-    def _noise(self) -> np.ndarray:
-        """The style noise of one utterance / stream: the next draw of the style generator with
-        style_per_utterance, else zeros (z = mu) unless a seed is set."""
+    def _style(self) -> tuple[np.ndarray, np.ndarray]:
+        """The style of one utterance / stream: style noise (n_levels, z_dim) and a posture offset (n_bones, 3).
+        With style_per_utterance, the next draws of the style generator: noise, and a real training speaker's
+        average posture where the checkpoint records them. Else zero noise (z = mu) unless a seed is set, and the
+        model's own posture (offset 0)."""
         shape = (self.model_config.n_levels, self.model_config.z_dim)
+        posture = np.zeros((self.skeleton.n_bones, 3), np.float32)
         if self.config.style_per_utterance:
             with self._style_lock:
-                return self._style_rng.standard_normal(shape).astype(np.float32)
+                noise = self._style_rng.standard_normal(shape).astype(np.float32)
+                if self.postures is not None:
+                    posture = self.postures[self._style_rng.integers(len(self.postures))]
+            return noise, posture
         if self.config.seed is None:
-            return np.zeros(shape, np.float32)
-        return np.random.default_rng(self.config.seed).standard_normal(shape).astype(np.float32)
+            return np.zeros(shape, np.float32), posture
+        return np.random.default_rng(self.config.seed).standard_normal(shape).astype(np.float32), posture
 
     def new_style(self) -> None:
         """With style_per_utterance, the stream's next windows take a new style (the node calls it when live speech
         starts after a rest); without, nothing changes."""
         if self.config.style_per_utterance:
-            noise = self._noise()
+            style = self._style()
             with self._lock:
-                self._stream_noise = noise
+                self._stream_noise, self._stream_posture = style
 
     def _check_words(self, words) -> list[tuple[str, float, float]]:
         if words is None:
             return []
         return validate_words(words, "words")
 
-    def _directions(self, normalised: np.ndarray) -> np.ndarray:
-        return denormalize_directions(normalised, self.skeleton).astype(np.float32)
+    def _directions(self, normalised: np.ndarray, posture: np.ndarray) -> np.ndarray:
+        """Model space (T, pose_dim) -> unit directions (T, n_bones, 3) moved by the posture offset(s)."""
+        directions = denormalize_directions(normalised, self.skeleton).astype(np.float32)
+        return offset_posture(directions, posture, self.skeleton) if np.any(posture) else directions
 
 
 def _default_speaker(meta: dict) -> int:
@@ -415,6 +428,22 @@ def _default_speaker(meta: dict) -> int:
     name = (meta.get("default_speaker") or {}).get("name")
     speakers = meta.get("speakers") or []
     return speakers.index(name) if name in speakers else 0
+
+
+def _posture_offsets(meta: dict, skeleton: Skeleton) -> np.ndarray | None:
+    """The real training speakers' posture offsets a checkpoint records (training.windows.speaker_posture_offsets),
+    as (n, n_bones, 3); None when it records none (older and official checkpoints)."""
+    offsets = meta.get("posture_offsets")
+    if not offsets:
+        return None
+    try:
+        table = np.asarray(list(offsets.values()), dtype=np.float32)
+    except (AttributeError, TypeError, ValueError):
+        table = None
+    if table is None or table.shape[1:] != (skeleton.pose_dim,) or not np.isfinite(table).all():
+        raise ValueError(f"the checkpoint's meta posture_offsets must map speaker names to {skeleton.pose_dim} finite "
+                         "numbers each (training.windows.speaker_posture_offsets)")
+    return table.reshape(len(table), skeleton.n_bones, 3)
 
 
 def _audio_slice(audio: np.ndarray, audio_start: int, start_frame: int) -> np.ndarray:

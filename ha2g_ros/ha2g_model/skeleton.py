@@ -312,6 +312,44 @@ def mirror_directions(directions, skeleton: Skeleton):
     return directions[..., list(mirrored_bones(skeleton)), :] * _like(flip, directions)
 
 
+ARM_CHAIN_JOINTS = ("neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+                    "right_wrist")
+
+
+def posture_bones(skeleton: Skeleton) -> tuple[int, ...]:
+    """The bones that place the arms (trunk, shoulders, upper arms, forearms: those ending at an ARM_CHAIN_JOINTS
+    joint): what a speaker's average posture is made of."""
+    chain = {skeleton.joint_names.index(name) for name in ARM_CHAIN_JOINTS if name in skeleton.joint_names}
+    return tuple(b for b, (_, child) in enumerate(skeleton.bones) if child in chain)
+
+
+def offset_posture(directions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """Unit directions (T, n_bones, 3) moved to another average posture: `offsets` ((n_bones, 3), or (T, n_bones, 3)
+    to vary it per frame) added to the posture_bones (re-normalised; other bones' offsets are ignored), and each
+    hand turned with its forearm (the rotation that takes the old forearm direction to the new one), so that the
+    fingers keep their pose relative to it. A NumPy float32 array out."""
+    _check_bone_shape(directions, skeleton, "directions")
+    offsets = np.broadcast_to(np.asarray(offsets, np.float32), directions.shape)
+    out = np.array(directions, dtype=np.float32)
+    arm = list(posture_bones(skeleton))
+    moved = out[:, arm] + offsets[:, arm]
+    out[:, arm] = moved / (np.linalg.norm(moved, axis=-1, keepdims=True) + 1e-8)
+    for side in ("left", "right"):
+        if f"{side}_wrist" not in skeleton.joint_names or f"{side}_index_1" not in skeleton.joint_names:
+            continue
+        forearm = skeleton.bone_index(f"{side}_elbow", f"{side}_wrist")
+        hand = [b for b, (_, child) in enumerate(skeleton.bones)
+                if skeleton.joint_names[child].startswith(f"{side}_")
+                and skeleton.joint_names[child].split("_")[1] in FINGER_NAMES]
+        a, b = directions[:, forearm], out[:, forearm]  # (T, 3) unit, before and after
+        axis, cos = np.cross(a, b), np.sum(a * b, axis=-1)
+        v = axis[:, None, :]
+        h = out[:, hand]
+        # Rodrigues with an unnormalised axis: R h = h + v x h + v x (v x h) / (1 + cos)
+        out[:, hand] = h + np.cross(v, h) + np.cross(v, np.cross(v, h)) / np.maximum(1 + cos, 1e-6)[:, None, None]
+    return out
+
+
 def resample_frames(frames, src_fps: float, dst_fps: float = FPS):
     """Resample a sequence (T, ...) from `src_fps` to `dst_fps` by linear interpolation in time.
 

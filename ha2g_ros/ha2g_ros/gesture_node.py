@@ -134,9 +134,10 @@ PARAMS = (
           (0, 30)),
     Param("seed", -1, "Seed of the style noise: -1 = none (with style_per_utterance false: the deterministic "
           "style z = mu; true: a different sequence of styles each start); else reproducible.", (-1, 2**31 - 1)),
-    Param("style_per_utterance", True, "Each utterance, and live speech after each rest, takes a style (average "
-          "posture, amplitude) of its own, sampled from the model's style space, as a person's sentences differ; "
-          "false: one style throughout."),
+    Param("style_per_utterance", True, "Each utterance, and live speech after each rest, takes a style of its own: "
+          "style noise from the model's style space (amplitude, manner) and the average arm posture of one of the "
+          "real speakers the checkpoint was trained on (where it records them), as people's postures differ; "
+          "false: one style and the model's own posture throughout."),
     Param("audio_type", "std_msgs/msg/Int16MultiArray", "Message type on `audio`.", choices=AUDIO_TYPES),
     Param("sample_rate", 16000, "Sample rate (Hz) of `audio` when the message does not carry it.",
           (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)),
