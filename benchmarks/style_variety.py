@@ -10,7 +10,8 @@ Reported per setting, as ratios to the real motion: how much the average elbow/w
 posture varies across the clips (issue 15's goal: >= 0.8), wrist excursion, the arm-speed histogram distance to
 the truth (a mismatched real clip: 0.302), loudness/arm-speed alignment, and how often Pepper / NAO have an arm
 joint at a position limit. Four clips make the spread of one draw noisy: read the mean and the range over draws.
-Prints a table, writes benchmarks/results/style_variety.json.
+Prints a table, writes benchmarks/results/style_variety.json and style_variety.png (each clip's average pose, seen
+from the front: the real speakers, then each setting's first draw).
 """
 from __future__ import annotations
 
@@ -50,10 +51,14 @@ def main() -> int:
 
     postures = engine.postures
 
-    def measure(make=generate_clip, with_postures=True, **style) -> dict:
+    examples = {"real speakers": [c.directions for c in clips]}  # whole-utterance motion of each setting's first draw
+
+    def measure(make=generate_clip, with_postures=True, example=None, **style) -> dict:
         engine.reconfigure(**style)
         engine.postures = postures if with_postures else None
         motions = [make(engine, clip) for clip in clips]
+        if example and make is generate_clip:
+            examples.setdefault(example, motions)
         rows = [sequence_metrics(m, c.directions, c.audio, skeleton) for m, c in zip(motions, clips)]
         limits = limit_rows({"model": motions})["model"]
         return {"posture_spread_ratio": posture_spread([mean_posture(m, skeleton) for m in motions]) / truth_spread,
@@ -65,9 +70,9 @@ def main() -> int:
 
     results = {}
     for mode, make in (("whole", generate_clip), ("streamed", stream_clip)):
-        fixed = measure(make, seed=None, style_per_utterance=False)
+        fixed = measure(make, example="one style", seed=None, style_per_utterance=False)
         settings = {"noise": False, "noise + posture": True} if postures is not None else {"noise": False}
-        drawn = {name: [measure(make, with_postures, seed=draw, style_per_utterance=True)
+        drawn = {name: [measure(make, with_postures, f"per utterance: {name}", seed=draw, style_per_utterance=True)
                         for draw in range(args.draws)] for name, with_postures in settings.items()}
         summary = {name: {k: {"mean": float(np.mean([d[k] for d in draws])), "min": float(min(d[k] for d in draws)),
                               "max": float(max(d[k] for d in draws))} for k in fixed} for name, draws in drawn.items()}
@@ -78,10 +83,38 @@ def main() -> int:
             print(f"{k:<24}{fixed[k]:>20.3f}" + "".join(
                 f"{s[k]['mean']:>14.3f} [{s[k]['min']:.3f}, {s[k]['max']:.3f}]" for s in summary.values()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot_average_poses(examples, skeleton, [c.name for c in clips], args.out.with_suffix(".png"))
     args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped default"),
                                     "clips": [c.name for c in clips], **results}, indent=1))
     print(f"-> {args.out}")
     return 0
+
+
+def plot_average_poses(examples: dict, skeleton, names: list[str], path: Path) -> None:
+    """One panel per setting: each clip's average pose (joint positions averaged over its frames), front view."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ha2g_model.skeleton import directions_to_positions, to_body_frame
+
+    figure, axes = plt.subplots(1, len(examples), figsize=(3.2 * len(examples), 3.8), sharex=True, sharey=True)
+    for ax, (title, motions) in zip(axes, examples.items()):
+        for k, (motion, name) in enumerate(zip(motions, names)):
+            pose = to_body_frame(directions_to_positions(motion, skeleton).mean(axis=0), skeleton)
+            for parent, child in skeleton.bones:
+                ax.plot(-pose[[parent, child], 1], pose[[parent, child], 2], color=f"C{k}", lw=1.5,
+                        label=f"{k + 1}: {name}" if (parent, child) == skeleton.bones[0] else None)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize=6, loc="lower left")
+    figure.suptitle("Average pose of each held-out clip (front view): how much it differs between clips", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    print(f"-> {path}")
 
 
 if __name__ == "__main__":
