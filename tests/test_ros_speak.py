@@ -280,3 +280,18 @@ def test_a_clock_jump_back_ends_the_utterance_and_the_node_speaks_again(harness,
     _, _, again = speaker.send(goal_of(audio[:3 * RATE], text="hello and welcome"))
     status, result = speaker.finish(again, within_s=6.0)
     assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+
+
+def test_voiced_times_are_exact_at_rates_where_20_ms_is_not_whole_samples():
+    """At 11,025 Hz a voice-activity frame is 220 samples (19.95 ms), not 20 ms: speech that starts at 20 s must be
+    found there, not 50 ms later."""
+    from ha2g_ros.utterance import gesture_weights, voiced_span
+
+    rate = 11_025
+    t = np.arange(30 * rate) / rate
+    audio = np.where((t >= 20.0) & (t < 25.0), 0.3 * np.sin(2 * np.pi * 220 * t), 0.0).astype(np.float32)
+    begin, end = voiced_span(audio, rate, -40.0)
+    assert begin == pytest.approx(20.0, abs=220 / rate) and end == pytest.approx(25.0, abs=220 / rate)
+    weights = gesture_weights(audio, rate, 30 * 15, -40.0, hangover_s=0.5, fade_in_s=0.3, fade_out_s=0.3)
+    assert weights[round(20.0 * 15)] == 1.0 and weights[round(19.6 * 15)] < 1.0  # full from the speech's start
+    assert weights[round(25.45 * 15)] == 1.0 and weights[round(26.0 * 15)] < 1.0  # until the hangover ends

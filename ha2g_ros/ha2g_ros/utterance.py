@@ -109,17 +109,19 @@ def timed_words(goal, mono: np.ndarray, rate: int, duration_s: float,
     return spread_words([w[:MAX_WORD_CHARS] for w in text], begin, end) if end > begin else []
 
 
-def voiced_frames(mono: np.ndarray, rate: int, threshold_db: float) -> np.ndarray:
-    """Indices of the 20 ms frames louder than threshold_db (dBFS RMS), as the voice activity detector decides."""
-    return np.flatnonzero(frame_levels_db(mono, max(1, round(VOICE_FRAME_S * rate))) > threshold_db)
+def voiced_frames(mono: np.ndarray, rate: int, threshold_db: float) -> tuple[np.ndarray, float]:
+    """Indices of the 20 ms frames louder than threshold_db (dBFS RMS), as the voice activity detector decides, and
+    the frame's exact length in seconds (whole samples: 20 ms up to rounding where the rate does not divide)."""
+    frame = max(1, round(VOICE_FRAME_S * rate))
+    return np.flatnonzero(frame_levels_db(mono, frame) > threshold_db), frame / rate
 
 
 def voiced_span(mono: np.ndarray, rate: int, threshold_db: float) -> tuple[float, float]:
     """Seconds of the first and last voiced 20 ms frame, or (0, 0)."""
-    voiced = voiced_frames(mono, rate, threshold_db)
+    voiced, frame_s = voiced_frames(mono, rate, threshold_db)
     if not len(voiced):
         return 0.0, 0.0
-    return voiced[0] * VOICE_FRAME_S, (voiced[-1] + 1) * VOICE_FRAME_S
+    return voiced[0] * frame_s, (voiced[-1] + 1) * frame_s
 
 
 def gesture_weights(mono: np.ndarray, rate: int, n_frames: int, threshold_db: float, hangover_s: float,
@@ -128,14 +130,14 @@ def gesture_weights(mono: np.ndarray, rate: int, n_frames: int, threshold_db: fl
     voice activity detector (speech above threshold_db, pauses shorter than hangover_s inside it), but knowing the
     future: the fade in ends where the speech starts instead of starting there, so the first words get their
     gestures in full; the fade out starts where the speech (with its hangover) ends."""
-    voiced = voiced_frames(mono, rate, threshold_db)
+    voiced, frame_s = voiced_frames(mono, rate, threshold_db)
     times = np.arange(n_frames) / fps
     if not len(voiced):
         return np.zeros(n_frames)
     # speech segments: voiced frames closer than the hangover belong together; each ends hangover_s after its last
-    gaps = np.flatnonzero(np.diff(voiced) * VOICE_FRAME_S > hangover_s)
-    starts = np.concatenate([voiced[:1], voiced[gaps + 1]]) * VOICE_FRAME_S
-    ends = (np.concatenate([voiced[gaps], voiced[-1:]]) + 1) * VOICE_FRAME_S + hangover_s
+    gaps = np.flatnonzero(np.diff(voiced) * frame_s > hangover_s)
+    starts = np.concatenate([voiced[:1], voiced[gaps + 1]]) * frame_s
+    ends = (np.concatenate([voiced[gaps], voiced[-1:]]) + 1) * frame_s + hangover_s
     k = np.searchsorted(starts, times, side="right")  # segments started at or before each frame
     after_start = k > 0
     inside = after_start & (times < ends[np.maximum(k - 1, 0)])
