@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ha2g_ros.voice_activity import frame_levels_db
+
 SAMPLE_RATE = 16_000
 ESPEAK_RATE = 22_050  # espeak-ng's output rate
 SENTENCE_GAP_S = 0.35
@@ -48,9 +50,7 @@ def espeak(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
 def voiced_span(audio: np.ndarray, rate: int) -> tuple[int, int]:
     """First and one-past-last sample of the part louder than SILENCE_DB (10 ms frames)."""
     hop = rate // 100
-    n = len(audio) // hop
-    level = 10 * np.log10(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > SILENCE_DB)
+    loud = np.flatnonzero(frame_levels_db(audio, hop) > SILENCE_DB)
     if not len(loud):
         return 0, 0
     return loud[0] * hop, (loud[-1] + 1) * hop
