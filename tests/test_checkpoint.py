@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ha2g_model.checkpoint import WEIGHTS, load_checkpoint, save_checkpoint
+from ha2g_model.checkpoint import WEIGHTS, load_checkpoint, save_checkpoint, update_meta
 from ha2g_model.config import HA2GConfig
 from ha2g_model.model import HA2G
 from ha2g_model.text import Vocab
@@ -158,3 +158,17 @@ def test_save_refuses_mismatched_vocab_and_unserialisable_meta(tmp_path):
         save_checkpoint(tmp_path / "x", model, Vocab(["a"]), {})
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_checkpoint(tmp_path / "x", model, vocab, {"tensor": torch.zeros(1)})
+
+
+def test_update_meta_changes_only_the_meta(saved, tmp_path):
+    path, model, vocab = saved
+    weights = (path / WEIGHTS).read_bytes()
+    update_meta(path, posture_offsets={"ann": [0.0] * 126}, command="replaced")
+    loaded, loaded_vocab, meta = load_checkpoint(path)
+    assert meta["posture_offsets"] == {"ann": [0.0] * 126} and meta["command"] == "replaced"
+    assert meta["metrics"] == {"fgd": 1.5} and loaded_vocab == vocab  # the rest is kept
+    assert (path / WEIGHTS).read_bytes() == weights
+    (tmp_path / "not_ours").mkdir()
+    (tmp_path / "not_ours" / "config.json").write_text(json.dumps({"hidden_size": 4}))
+    with pytest.raises(ValueError, match="is not a"):
+        update_meta(tmp_path / "not_ours", posture_offsets={})

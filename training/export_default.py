@@ -16,13 +16,12 @@ split 20 / 2 / 2 (train / val / test); the training config decides how much of i
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 import yaml
 
-from ha2g_model.checkpoint import load_checkpoint, save_checkpoint
+from ha2g_model.checkpoint import load_checkpoint, save_checkpoint, update_meta
 from ha2g_model.engine import DEFAULT_CHECKPOINT, GestureEngine
 from ha2g_model.onnx_export import export_checkpoint_graphs
 from training import beat, synthetic, ted_culture
@@ -103,7 +102,8 @@ def ship(run: str, data: str, feature_net: str | None, dest: Path = DEFAULT_CHEC
     meta["default_speaker"] = {"name": meta["speakers"][chosen], "chosen_on": list(ted_culture.VAL_CLIPS),
                                "candidates": scores}
     meta["speakers"] = relabel_speaker(model, meta["speakers"], chosen)
-    meta["posture_offsets"] = speaker_posture_offsets(data)  # runs from before training recorded them
+    if "posture_offsets" not in meta:  # a run from before training recorded them
+        meta["posture_offsets"] = speaker_posture_offsets(data)
     save_checkpoint(dest, model, vocab, meta)
     graphs = sum(f.stat().st_size for f in export_checkpoint_graphs(dest).values())  # robots run these, torch-free
     size = (dest / "model.safetensors").stat().st_size
@@ -124,10 +124,8 @@ def record_posture_offsets(checkpoint: str | Path, data: str) -> dict[str, list[
     """Write the posture offsets of the training speakers of `data` (the windows the checkpoint was trained on)
     into the checkpoint's meta, for checkpoints written before training recorded them; nothing else changes (the
     weights and their ONNX graphs stay as they are)."""
-    config_file = Path(checkpoint) / "config.json"
-    described = json.loads(config_file.read_text())
-    described.setdefault("meta", {})["posture_offsets"] = offsets = speaker_posture_offsets(data)
-    config_file.write_text(json.dumps(described, indent=1))
+    offsets = speaker_posture_offsets(data)
+    update_meta(checkpoint, posture_offsets=offsets)
     return offsets
 
 

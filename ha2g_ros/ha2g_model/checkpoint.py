@@ -216,6 +216,15 @@ def record_graphs(path, files: dict[str, Path], **details) -> None:
     (path / CONFIG).write_text(json.dumps(described, indent=1))
 
 
+def update_meta(path, **entries) -> None:
+    """Set `entries` in the meta of checkpoint `path` (config.json). The weights, and so their graph record, stay as
+    they are."""
+    path = Path(path)
+    described = _read_description(path)
+    described["meta"] = {**described.get("meta", {}), **entries}
+    (path / CONFIG).write_text(json.dumps(described, indent=1))
+
+
 def checkpoint_graphs(path, parts=GRAPHS) -> dict[str, Path]:
     """The shipped ONNX graphs `parts` of checkpoint `path` -> their files, after checking that they were exported
     from this model.safetensors and are intact. Raises GraphError saying why they cannot be used."""
