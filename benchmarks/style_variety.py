@@ -1,6 +1,6 @@
 """Posture variety across speakers: one style for every utterance (z = mu) vs a style drawn per utterance.
 
-    python benchmarks/style_variety.py [--checkpoint DIR] [--draws 8]
+    python benchmarks/style_variety.py [--checkpoint DIR] [--draws 8] [--posture-scale 1.0]
 
 The 4 held-out TED-Culture clips (4 speakers the model never saw) are generated whole, as the speak action does,
 and streamed, as the node gestures live speech: once with the deterministic style, and --draws times with
@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
     parser.add_argument("--clips", type=Path, default=REPO.parent / "shared" / "data" / "ted_culture")
     parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--posture-scale", type=float, default=1.0,
+                        help="what-if: the checkpoint's posture offsets multiplied by this (the engine uses 1)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "style_variety.json")
     args = parser.parse_args()
 
@@ -49,7 +51,7 @@ def main() -> int:
     truth_spread = posture_spread([mean_posture(c.directions, skeleton) for c in clips])
     truth_excursion = np.mean([wrist_excursion(c.directions, skeleton) for c in clips])
 
-    postures = engine.postures
+    postures = None if engine.postures is None else engine.postures * args.posture_scale
 
     examples = {"real speakers": [c.directions for c in clips]}  # whole-utterance motion of each setting's first draw
 
