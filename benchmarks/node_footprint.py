@@ -139,17 +139,21 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                 raise RuntimeError("no trajectory within 120 s")
             executor.spin_once(timeout_sec=0.01)
         start_s = time.monotonic() - started
-        cpu0, wall0, n0 = cpu_seconds(child.pid), time.monotonic(), len(trajectories)
+        cpu0, wall0, n0, reports0 = cpu_seconds(child.pid), time.monotonic(), len(trajectories), len(timing)
         while time.monotonic() - wall0 < seconds:
             executor.spin_once(timeout_sec=0.01)
         share = (cpu_seconds(child.pid) - cpu0) / (time.monotonic() - wall0)
         rss = memory_mb(child.pid)
-        report = {k: float(v) for k, v in timing[-1].items() if k in ("compute_ms_mean", "late_frames", "frames")} \
-            if timing else {}
+        report = {k: float(v) for k, v in timing[-1].items() if k in (
+            "compute_ms_mean", "latency_ms_mean", "latency_ms_p95", "late_frames", "frames")} if timing else {}
+        # diagnostics come once a second: ticks between the first and the last report of the window
+        ticks = [float(r["ticks"]) for r in timing[max(0, reports0 - 1):] if "ticks" in r]
         return {"checkout": str(checkout), "start_to_first_trajectory_s": round(start_s, 2),
                 "cpu_share_of_one_core": round(share, 4), "peak_rss_mb": round(rss, 1),
                 "trajectories_per_s": round((len(trajectories) - n0) / seconds, 2),
-                "compute_ms_mean": report.get("compute_ms_mean"), "late_frames": report.get("late_frames"),
+                "ticks_per_s": round((ticks[-1] - ticks[0]) / (len(ticks) - 1), 1) if len(ticks) > 1 else None,
+                "compute_ms_mean": report.get("compute_ms_mean"), "latency_ms_mean": report.get("latency_ms_mean"),
+                "latency_ms_p95": report.get("latency_ms_p95"), "late_frames": report.get("late_frames"),
                 "frames": report.get("frames")}
     finally:
         stop(child, executor, (microphone, robot, listener), context)

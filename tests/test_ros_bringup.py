@@ -187,6 +187,33 @@ def test_node_executables_end_configuration_errors_in_one_line(command, message)
     assert "[FATAL]" in result.stderr and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_idle_node_stops_on_a_signal(rclpy_context, signal_name):
+    """The spin loop waits without a timeout: an unconfigured gesture node (autostart false: no timer, nothing to do)
+    must still stop at once on Ctrl-C or SIGTERM, cleanly (exit 0), woken by the signal itself."""
+    import signal
+
+    listener = rclpy.create_node("idle_watcher", context=rclpy_context)
+    node = subprocess.Popen([sys.executable, "-m", "ha2g_ros.gesture_node", "--ros-args", "-p", "autostart:=false"],
+                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "gesture_node" not in listener.get_node_names() and time.monotonic() < deadline:
+            assert node.poll() is None, node.communicate()[0]
+            time.sleep(0.1)
+        assert "gesture_node" in listener.get_node_names(), "the node did not come up within 60 s"
+        time.sleep(1.0)  # well inside its spin loop's wait
+        node.send_signal(getattr(signal, signal_name))
+        output, _ = node.communicate(timeout=10)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.communicate()
+        listener.destroy_node()
+    assert node.returncode == 0, output
+    assert "Traceback" not in output, output
+
+
 def test_launch_file_uses_the_one_params_file():
     """The launch file reads share/ha2g_ros/config/gestures.yaml: the installed copy of the bringup's file."""
     tree = ast.parse(LAUNCH_FILE.read_text())

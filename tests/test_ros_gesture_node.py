@@ -457,3 +457,48 @@ def test_the_skeleton_preview_keeps_only_frames_still_to_come(rclpy_context, che
         assert 0 < len(h.gesture.skeleton_frames) <= due_ahead
     finally:
         h.close()
+
+
+def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, checkpoint, speech):
+    """On the system clock (a robot's case, unlike the harness's simulated time) the node ticks when there is work:
+    just after the audio chunk that completes a model window, a few times a second instead of every frame. Every
+    frame is still computed in time and the robot, publishing joint_states at 50 Hz, is seen throughout. Real time:
+    100 ms chunks paced by the wall clock, a simulated robot playing the trajectories."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+
+    from ha2g_ros.gesture_node import GestureNode
+    from ha2g_ros.simulated_robot import SimulatedRobot
+
+    seconds = 6.0
+    gesture = GestureNode(context=rclpy_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(checkpoint)), Parameter("robot_description_wait_s", value=0.0),
+        Parameter("seed", value=0)])
+    robot = SimulatedRobot(gesture.retargeter.groups, dict(zip(gesture.joint_names, gesture.rest)),
+                           context=rclpy_context)
+    speaker = rclpy.create_node("speaker", context=rclpy_context)
+    audio_pub = speaker.create_publisher(message_class(STD_TYPES[0]), "audio", qos_profile_sensor_data)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    for node in (gesture, robot, speaker):
+        executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 20
+        while not audio_pub.get_subscription_count() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        audio = speech[0][: int(seconds * RATE)]
+        began, ticks, windows = time.monotonic(), gesture.stats["ticks"], gesture.engine.windows_run
+        for k, start in enumerate(range(0, len(audio), CHUNK)):
+            while (wait := began + k * CHUNK / RATE - time.monotonic()) > 0:
+                executor.spin_once(timeout_sec=wait)
+            audio_pub.publish(from_samples(audio[start:start + CHUNK], STD_TYPES[0], RATE))
+        ticks = gesture.stats["ticks"] - ticks
+        stats = dict(gesture.stats)
+        windows = gesture.engine.windows_run - windows
+    finally:
+        executor.shutdown()
+        for node in (gesture, robot, speaker):
+            node.destroy_node()
+    assert stats["late_frames"] == 0 and stats["unseen_robot_ticks"] == 0, stats
+    assert stats["frames"] >= seconds * 15 - 2 * (6 + 4), stats  # all but the last hop and lookahead
+    assert ticks < 0.5 * 15 * seconds, f"{ticks} ticks in {seconds} s of speech for {windows} windows"
+    assert all(robot.received.values()), "the robot got no trajectory"

@@ -307,6 +307,11 @@ class GestureEngine:
         """Seconds of audio pushed since the stream started ("now" on the stream clock)."""
         return self._n_samples / SAMPLE_RATE
 
+    @property
+    def next_window_s(self) -> float:
+        """Stream time (s) up to which audio must be pushed before pull_frames runs the next window."""
+        return self._samples_for_next_window() / SAMPLE_RATE
+
     def _samples_for_next_window(self) -> int:
         """Samples the stream must have before the next window (frames up to self._next_end) can run."""
         return frame_to_sample(self._next_end - WINDOW_FRAMES) + WINDOW_SAMPLES

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -57,9 +58,6 @@ def configuration_errors(*node_errors) -> tuple:
     return (*node_errors, InvalidParameterValueException, ValueError, OSError, BackendError)
 
 
-SIGINT_POLL_S = 0.1  # the longest a node's spin loop waits before it sees a SIGINT or SIGTERM
-
-
 def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) -> None:
     """The `ros2 run` entry point of one node: spin it until Ctrl-C or shutdown, then clean up in order.
 
@@ -84,8 +82,9 @@ def run_node(node_class, executable: str, args=None, node_errors: tuple = ()) ->
         constructed = True
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while not interrupted and rclpy.ok():
-            executor.spin_once(timeout_sec=SIGINT_POLL_S)
+        with _woken_by_signals(node):
+            while not interrupted and rclpy.ok():
+                executor.spin_once()
     except ExternalShutdownException:
         pass
     except configuration_errors(*node_errors) as error:
@@ -118,6 +117,37 @@ def _stop_on_signals() -> list:
     for name in (signal.SIGINT, signal.SIGTERM):
         signal.signal(name, on_signal)
     return interrupted
+
+
+@contextmanager
+def _woken_by_signals(node):
+    """While inside, a signal makes the executor's spin_once return, so a spin loop can wait without a timeout (a
+    0.1 s timeout woke an idle node ten times a second, each wake costing as much as a gesture tick). Python runs
+    the handler of _stop_on_signals only once the main thread is back from the middleware's wait; the C-level
+    signal.set_wakeup_fd is read by a thread that triggers a guard condition of `node`, whose (empty) callback ends
+    the wait."""
+    import signal
+    import threading
+
+    guard = node.create_guard_condition(lambda: None)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def wake():
+        while os.read(read_fd, 64):  # empty: the write end closed on leaving
+            guard.trigger()
+
+    thread = threading.Thread(target=wake, name="signal-wake", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_fd)
+        thread.join()
+        os.close(read_fd)
+        node.destroy_guard_condition(guard)
 
 
 def _logger_of(node, executable: str):
@@ -258,8 +288,9 @@ def main(argv=None) -> None:
         for node in nodes:
             executor.add_node(node)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not interrupted and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=SIGINT_POLL_S)
+        with _woken_by_signals(nodes[0]):
+            while not interrupted and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+                executor.spin_once(timeout_sec=None if deadline is None else max(0.0, deadline - time.monotonic()))
     except configuration_errors(MicrophoneError, SpeechPlayerError) as error:
         raise SystemExit(f"ha2g-bringup: {error}") from None
     except ExternalShutdownException:

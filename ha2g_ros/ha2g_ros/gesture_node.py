@@ -67,9 +67,15 @@ AHEAD_LIMIT_S = 0.5
 CLOCK_JUMP_BACK_S = 0.5  # the ROS clock going back more than this (a restarted simulation, a /clock reset)
 CHUNK_S = 0.1  # the usual audio message: 100 ms
 AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 ms chunks)
+# The tick runs when there is work (GestureNode._tick_period): right after the audio chunk that completes the next
+# model window, and at least this often for the rest (fades, the robot's state, diagnostics). 15 ticks a second
+# whether or not a window was due cost the node about a fifth of its CPU time.
+MAX_TICK_S = 0.4
+ARRIVAL_MARGIN_S = 0.002  # a tick for an expected chunk comes this long after it should have arrived
 # joint_states messages held between two ticks: a ros2_control robot publishes at its controller rate (100-1000 Hz),
-# often from several publishers (arms, hands); 1/15 s of all of them must fit, or a slow publisher's joints go unseen.
-JOINT_STATES_QUEUE = 100
+# often from several publishers (arms, hands); MAX_TICK_S of all of them must fit, or a slow publisher's joints go
+# unseen.
+JOINT_STATES_QUEUE = 500
 DIAGNOSTICS_PERIOD_S = 1.0
 # Counters whose growth since the last report makes /diagnostics say WARN, and what they count
 DIAGNOSED = {"late_frames": "late frames (computed after their play time, skipped)",
@@ -238,6 +244,12 @@ class StreamClock:
     def to_ros(self, stream_s: float) -> float:
         return self.offset + stream_s
 
+    def jitter_s(self) -> float:
+        """Spread of the recent chunks' delays (arrival - stream end): how much later than to_ros() says a chunk
+        may arrive."""
+        delays = [d for _, d in self._recent]
+        return max(delays) - min(delays) if delays else 0.0
+
     def to_stream(self, ros_s: float) -> float:
         return ros_s - self.offset
 
@@ -291,6 +303,7 @@ class GestureNode(LifecycleNode):
         self.last_audio_s = None
         self.targets.truncate_from(now + self.commit_lead)
         self._replan_from = min(self._replan_from, now + self.commit_lead)
+        self._next_tick_in(0.0)  # the fade goes out now, not at the next scheduled tick
         self.get_logger().info("inactive: fading to the rest pose and holding it")
         return super().on_deactivate(state)
 
@@ -386,6 +399,7 @@ class GestureNode(LifecycleNode):
         self.pending_text: list[tuple[str, float]] = []  # (message text, arrival ROS s)
         self.chunk_arrivals: deque[tuple[float, float]] = deque(maxlen=200)  # (stream end s, arrival ROS s)
         self.last_audio_s: float | None = None  # ROS time of the newest audio chunk
+        self._chunk_s = 0.0  # stream seconds of the newest audio chunk: the next is expected that much later
         self.weight = 0.0  # 0 = rest pose, 1 = full gesture
         self._rested_style = False  # a new style drawn for the speech after this rest (style_per_utterance)
         self.targets = Timeline()  # the gesture frames the plan follows
@@ -430,6 +444,10 @@ class GestureNode(LifecycleNode):
                                              callback_group=polled)
         # Arrival times: the middleware's reception stamp is on the system clock, which is ROS time unless simulated
         self._stamped_arrivals = not get("use_sim_time")
+        # Ticks while no audio flows: a new stream's first chunk is taken before the chunk that completes its first
+        # window can arrive, so that window runs on time.
+        self._idle_tick_s = min(max((get("hop_frames") + get("lookahead_frames")) * FRAME_DT - CHUNK_S, FRAME_DT),
+                                MAX_TICK_S)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.trajectory_pubs = {g: publisher(JointTrajectory, f"{g}/joint_trajectory", reliable) for g in self.groups}
         self.preview_pub = publisher(JointState, "gesture_joint_states", reliable)
@@ -443,9 +461,8 @@ class GestureNode(LifecycleNode):
         # Standard diagnostics (rqt_robot_monitor, the diagnostic aggregator): the absolute topic, as every node's.
         self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnosed_at, self._diagnosed_stats = -math.inf, dict(self.stats)
-        # One tick per frame: the engine runs a window only once hop_frames of new audio are in, but polling at
-        # the frame rate hands its frames on without waiting up to a further hop for a slower timer.
-        self._keep(self.destroy_timer, self.create_timer(FRAME_DT, self.on_tick))
+        # Re-timed after every tick (_tick_period)
+        self.tick_timer = self._keep(self.destroy_timer, self.create_timer(FRAME_DT, self.on_tick))
         self.configured = True
         self.get_logger().info(
             f"robot {get('robot')!r}: groups {', '.join(f'{g} ({len(j)} joints)' for g, j in self.groups.items())}; "
@@ -486,14 +503,16 @@ class GestureNode(LifecycleNode):
             self._state_layouts[key] = layout
         return layout
 
-    def on_joint_states(self, msg: JointState) -> None:
-        now, tolerance = self.now_s(), self.get_parameter("joint_state_tolerance").value
+    def on_joint_states(self, msg: JointState, arrival_s: float) -> None:
+        """A reading counts from its arrival: a robot that went quiet is trusted joint_states_timeout_s from its last
+        message, however long the ticks in between."""
+        tolerance = self.get_parameter("joint_state_tolerance").value
         where, ours = self._state_layout(msg.name)
         where, ours = where[where < len(msg.position)], ours[where < len(msg.position)]
         values = np.asarray(msg.position, dtype=np.float64)[where]
         plausible = (np.isfinite(values) & (values >= self.lower[ours] - tolerance)
                      & (values <= self.upper[ours] + tolerance))
-        self.measured[ours[plausible]], self.measured_at[ours[plausible]] = values[plausible], now
+        self.measured[ours[plausible]], self.measured_at[ours[plausible]] = values[plausible], arrival_s
         # an implausible joint is unseen from now on: an older reading says nothing about where it is
         self.measured[ours[~plausible]], self.measured_at[ours[~plausible]] = math.nan, -math.inf
         implausible = [f"{self.joint_names[i]}={v!r}" for i, v in zip(ours[~plausible], values[~plausible].tolist())]
@@ -542,6 +561,32 @@ class GestureNode(LifecycleNode):
         self._run_pipeline()
         self._publish_preview()
         self._publish_diagnostics()
+        self._next_tick_in(self._tick_period(self.now_s()))
+
+    def _next_tick_in(self, seconds: float) -> None:
+        self.tick_timer.timer_period_ns = max(1_000_000, round(seconds * 1e9))
+        self.tick_timer.reset()  # counts from now
+
+    def _tick_period(self, now: float) -> float:
+        """Seconds to the next tick. A model window can run once the audio chunk that completes it is in: while audio
+        flows, the tick comes just after that chunk should arrive (from the audio's clock, the chunks' length and
+        their jitter), else every _idle_tick_s. At the frame rate while an expected chunk is late, while utterances
+        are pending or playing (their feedback, their scheduling once generated), while someone watches the preview,
+        and on simulated time: there the arrival times of audio and joint_states are the ticks' own times, which
+        only ticking every frame keeps as exact as they were."""
+        if not self._stamped_arrivals or self.utterances or self.preview_pub.get_subscription_count() \
+                or self.marker_pub.get_subscription_count():
+            return FRAME_DT
+        if self.last_audio_s is None or now - self.last_audio_s > self.get_parameter("audio_timeout_s").value \
+                or not self._chunk_s or self.clock_map.offset is None:
+            return self._idle_tick_s
+        stream_end = self.engine.stream_time_s
+        chunks = math.ceil((self.engine.next_window_s - stream_end) / self._chunk_s - 1e-6)
+        # the jitter is capped: at worst a frame later than ticking every frame would take the chunk
+        jitter = min(self.clock_map.jitter_s(), FRAME_DT)
+        expected = self.clock_map.to_ros(stream_end + chunks * self._chunk_s) + jitter
+        wait = expected + ARRIVAL_MARGIN_S - now
+        return FRAME_DT if wait <= 0 else min(wait, MAX_TICK_S)
 
     @staticmethod
     def _take(sub, limit: int, handle) -> None:
@@ -563,16 +608,16 @@ class GestureNode(LifecycleNode):
         (on_joint_states): a ros2_control robot publishes at its controller rate, 100-1000 Hz, and a newer reading
         of the same joints from the same source supersedes the older ones. Arms and hands may come from different
         publishers, or one publisher may alternate between them: each kind of message keeps its newest."""
-        newest: dict[tuple, JointState] = {}
+        newest: dict[tuple, tuple[JointState, dict]] = {}
 
         def keep(msg: JointState, info: dict) -> None:
             kind = (bytes(info["publisher_gid"]["data"]), tuple(msg.name))
             newest.pop(kind, None)  # re-inserted: read in the order their newest messages came
-            newest[kind] = msg
+            newest[kind] = msg, info
 
         self._take(self.joint_states_sub, JOINT_STATES_QUEUE, keep)
-        for msg in newest.values():
-            self.on_joint_states(msg)
+        for msg, info in newest.values():
+            self.on_joint_states(msg, self._arrival(info))
 
     def _arrival(self, info: dict) -> float:
         """ROS time (s) at which a polled message arrived: the middleware's reception stamp when ROS time is the
@@ -674,6 +719,7 @@ class GestureNode(LifecycleNode):
                     throttle_duration_sec=5.0)
                 self.clock_map = StreamClock()
             self.clock_map.observe(stream_end, arrival)
+            self._chunk_s = len(samples) / SAMPLE_RATE
             self._relay_voice(chunk, stream_end)
             self.chunk_arrivals.append((stream_end, arrival))
             self.last_audio_s = arrival
@@ -750,6 +796,7 @@ class GestureNode(LifecycleNode):
             return SpeakWithGestures.Result(message=f"refused: {error}")
         utterance.finished = Future()
         self.utterances.append(utterance)
+        self._next_tick_in(0.0)  # its generation starts now
         self._feedback(utterance, force=True)
         return await utterance.finished
 
