@@ -323,16 +323,16 @@ def test_live_speech_after_a_rest_takes_a_style_of_its_own(rclpy_context, checkp
         h = Harness(rclpy_context, checkpoint, style_per_utterance=per_utterance)
         try:
             h.play(audio[: 2 * RATE])
-            during = h.gesture.engine._stream_noise.copy()
+            during = h.gesture.engine.stream_style[0]
             h.play(audio[2 * RATE: 3 * RATE])
-            np.testing.assert_array_equal(h.gesture.engine._stream_noise, during)  # speaking: the style holds
+            np.testing.assert_array_equal(h.gesture.engine.stream_style[0], during)  # speaking: the style holds
             h.play(np.zeros(4 * RATE, np.float32))  # hangover, fade-out, rest
             assert h.gesture.weight == 0.0
             h.play(audio[3 * RATE: 5 * RATE])
             assert h.gesture.weight > 0.0
         finally:
             h.close()
-        assert np.array_equal(h.gesture.engine._stream_noise, during) != per_utterance
+        assert np.array_equal(h.gesture.engine.stream_style[0], during) != per_utterance
 
 
 def test_a_robot_resting_through_silence_gets_no_messages(rclpy_context, checkpoint, speech):

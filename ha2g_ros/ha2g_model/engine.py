@@ -417,6 +417,12 @@ class GestureEngine:
             with self._lock:
                 self._stream_noise, self._stream_posture = style
 
+    @property
+    def stream_style(self) -> tuple[np.ndarray, np.ndarray]:
+        """The style the stream is gestured in now, as _style() drew it: (noise, posture offset), copies."""
+        with self._lock:
+            return self._stream_noise.copy(), self._stream_posture.copy()
+
     def _check_words(self, words) -> list[tuple[str, float, float]]:
         if words is None:
             return []

@@ -72,6 +72,7 @@ AUDIO_QUEUE = 50  # audio messages held for the node between ticks (5 s of 100 m
 # whether or not a window was due cost the node about a fifth of its CPU time.
 MAX_TICK_S = 0.4
 ARRIVAL_MARGIN_S = 0.002  # a tick for an expected chunk comes this long after it should have arrived
+LATE_CHUNK_POLL_S = 0.01  # an expected chunk that is late: looked for again this soon (its window's frames wait)
 # joint_states messages held between two ticks: a ros2_control robot publishes at its controller rate (100-1000 Hz),
 # often from several publishers (arms, hands); MAX_TICK_S of all of them must fit, or a slow publisher's joints go
 # unseen.
@@ -570,10 +571,10 @@ class GestureNode(LifecycleNode):
     def _tick_period(self, now: float) -> float:
         """Seconds to the next tick. A model window can run once the audio chunk that completes it is in: while audio
         flows, the tick comes just after that chunk should arrive (from the audio's clock, the chunks' length and
-        their jitter), else every _idle_tick_s. At the frame rate while an expected chunk is late, while utterances
-        are pending or playing (their feedback, their scheduling once generated), while someone watches the preview,
-        and on simulated time: there the arrival times of audio and joint_states are the ticks' own times, which
-        only ticking every frame keeps as exact as they were."""
+        their jitter), else every _idle_tick_s; every LATE_CHUNK_POLL_S while an expected chunk is late. At the frame
+        rate while utterances are pending or playing (their feedback, their scheduling once generated), while someone
+        watches the preview, and on simulated time: there the arrival times of audio and joint_states are the ticks'
+        own times, which only ticking every frame keeps as exact as they were."""
         if not self._stamped_arrivals or self.utterances or self.preview_pub.get_subscription_count() \
                 or self.marker_pub.get_subscription_count():
             return FRAME_DT
@@ -586,7 +587,7 @@ class GestureNode(LifecycleNode):
         jitter = min(self.clock_map.jitter_s(), FRAME_DT)
         expected = self.clock_map.to_ros(stream_end + chunks * self._chunk_s) + jitter
         wait = expected + ARRIVAL_MARGIN_S - now
-        return FRAME_DT if wait <= 0 else min(wait, MAX_TICK_S)
+        return LATE_CHUNK_POLL_S if wait <= 0 else min(wait, MAX_TICK_S)
 
     @staticmethod
     def _take(sub, limit: int, handle) -> None:
