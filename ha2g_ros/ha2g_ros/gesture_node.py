@@ -624,7 +624,13 @@ class GestureNode(LifecycleNode):
         """ROS time (s) at which a polled message arrived: the middleware's reception stamp when ROS time is the
         system clock (exact, whenever the tick takes it), else the tick's own time (at most one tick late)."""
         received = info.get("received_timestamp", 0) if self._stamped_arrivals else 0
-        return received * 1e-9 if received else self.now_s()
+        if received:
+            return received * 1e-9
+        if self._stamped_arrivals:  # a middleware without reception stamps: tick times, every frame as on sim time
+            self._stamped_arrivals = False
+            self.get_logger().info("the middleware gives no reception stamps: arrival times are the ticks' own, "
+                                   "which now come every frame")
+        return self.now_s()
 
     def _run_pipeline(self) -> None:
         now = self.now_s()
