@@ -578,8 +578,7 @@ class GestureNode(LifecycleNode):
         if not self._stamped_arrivals or self.utterances or self.preview_pub.get_subscription_count() \
                 or self.marker_pub.get_subscription_count():
             return FRAME_DT
-        if self.last_audio_s is None or now - self.last_audio_s > self.get_parameter("audio_timeout_s").value \
-                or not self._chunk_s or self.clock_map.offset is None:
+        if self._audio_stopped(now) or not self._chunk_s or self.clock_map.offset is None:
             return self._idle_tick_s
         stream_end = self.engine.stream_time_s
         chunks = math.ceil((self.engine.next_window_s - stream_end) / self._chunk_s - 1e-6)
@@ -676,14 +675,17 @@ class GestureNode(LifecycleNode):
             self.get_logger().error(f"inference failed, restarting the stream and fading to rest: {error!r}",
                                     throttle_duration_sec=5.0)
             self._restart_stream()
-        if failed or self.last_audio_s is None or now - self.last_audio_s > self.get_parameter(
-                "audio_timeout_s").value:
+        if failed or self._audio_stopped(now):
             self._fade_to_rest(now)
         # The commit lead counts from the moment the message goes out, not from the tick's start: a slow window
         # (a loaded CPU) must not eat into the time the message has to reach the controller.
         planned_at = self.now_s()
         if self._extend_plan(planned_at):
             self._publish_trajectories(planned_at)
+
+    def _audio_stopped(self, now: float) -> bool:
+        """No audio yet, or none for audio_timeout_s: the source stopped (a quiet room still sends audio)."""
+        return self.last_audio_s is None or now - self.last_audio_s > self.get_parameter("audio_timeout_s").value
 
     def _ingest_audio(self) -> None:
         chunks, self.pending_audio = self.pending_audio, []
@@ -707,8 +709,7 @@ class GestureNode(LifecycleNode):
             samples = self.resampler(chunk.samples, chunk.sample_rate)
             if not len(samples):
                 continue
-            if self.last_audio_s is not None and arrival - self.last_audio_s > self.get_parameter(
-                    "audio_timeout_s").value:
+            if self.last_audio_s is not None and self._audio_stopped(arrival):
                 # The source paused: the stream clock stood still while ROS time went on. Re-anchor the clock
                 # map on the new audio alone (the new offset is larger, so frame times keep increasing).
                 self.clock_map = StreamClock()
