@@ -7,6 +7,11 @@ track their commands would.
 Shared by the ROS test modules (the `checkpoint` and `speech` fixtures they use live in conftest.py).
 """
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -152,3 +157,26 @@ def played_problems(harness, group, start, end, rate=1000.0):
     index = [harness.index[j] for j in harness.groups[group]]
     lower, upper, vmax = limits(harness, group)
     return harness.controllers[group].problems(start, end, lower, upper, vmax, harness.gesture.amax[index], rate)
+
+
+def interrupt_when(module, ready, *ros_args, sig=signal.SIGINT, ready_timeout_s=30.0, exit_timeout_s=20.0, env=None):
+    """Run node `module` (as `ros2 run` would, `python -m`) with `ros_args`; once ready(output so far) holds, send it
+    `sig` (Ctrl-C by default) and wait for it to end. Returns its exit code and output."""
+    command = [sys.executable, "-m", module, "--ros-args", *ros_args]
+    child = subprocess.Popen(command, env=env or os.environ.copy(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not ready("".join(lines)):
+            assert child.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
+        child.send_signal(sig)
+        code = child.wait(timeout=exit_timeout_s)
+        reader.join(timeout=5)
+        return code, "".join(lines)
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -21,7 +21,7 @@ from ha2g_ros.bringup import SOURCE_CONFIG, params_file  # noqa: E402
 from ha2g_ros.gesture_node import PARAMS  # noqa: E402
 from ha2g_ros.trajectory import validate_trajectory  # noqa: E402
 
-from ros_harness import Harness  # noqa: E402
+from ros_harness import Harness, interrupt_when  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -194,23 +194,19 @@ def test_an_idle_node_stops_on_a_signal(rclpy_context, signal_name):
     import signal
 
     listener = rclpy.create_node("idle_watcher", context=rclpy_context)
-    node = subprocess.Popen([sys.executable, "-m", "ha2g_ros.gesture_node", "--ros-args", "-p", "autostart:=false"],
-                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up_since = []
+
+    def waiting(_output):  # up, and a second later well inside its spin loop's wait
+        if not up_since and "gesture_node" in listener.get_node_names():
+            up_since.append(time.monotonic())
+        return bool(up_since) and time.monotonic() - up_since[0] > 1.0
+
     try:
-        deadline = time.monotonic() + 60
-        while "gesture_node" not in listener.get_node_names() and time.monotonic() < deadline:
-            assert node.poll() is None, node.communicate()[0]
-            time.sleep(0.1)
-        assert "gesture_node" in listener.get_node_names(), "the node did not come up within 60 s"
-        time.sleep(1.0)  # well inside its spin loop's wait
-        node.send_signal(getattr(signal, signal_name))
-        output, _ = node.communicate(timeout=10)
+        code, output = interrupt_when("ha2g_ros.gesture_node", waiting, "-p", "autostart:=false",
+                                      sig=getattr(signal, signal_name), ready_timeout_s=60, exit_timeout_s=10)
     finally:
-        if node.poll() is None:
-            node.kill()
-            node.communicate()
         listener.destroy_node()
-    assert node.returncode == 0, output
+    assert code == 0, output
     assert "Traceback" not in output, output
 
 

@@ -6,10 +6,6 @@ sidecar. The timeline core and the device's time mapping are checked directly to
 """
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import wave
 
@@ -30,7 +26,9 @@ from ha2g_ros.audio_messages import AudioMessageError  # noqa: E402
 from ha2g_ros.speech_player import (Sound, SpeechPlayer, SpeechPlayerError, SpeechTimeline,  # noqa: E402
                                     TimelineFull, WavRecorder, heard_index, render, speech_samples)
 from ha2g_ros.trajectory import to_time  # noqa: E402
+from ros_harness import interrupt_when  # noqa: E402
 
+PLAYER = "ha2g_ros.speech_player"  # the node's module, as `ros2 run` starts it
 T0 = 1000.0  # simulated ROS time when the player starts: far from the wall clock, so sim time must be honoured
 SPEECH_RATE = 16_000
 # Sample comparison with the reference: 16-bit PCM in the WAV (3e-5) plus the resampler's edge ringing that the
@@ -268,34 +266,13 @@ def test_an_empty_message_stops_its_utterance(rclpy_context, tmp_path, voice):
     assert np.abs(wav[other:other + len(second), 0] - second).max() < TOLERANCE
 
 
-def interrupt_when(ready, *args, env=None):
-    """Run `speech_player` (as `ros2 run` would) with `args`; once ready(output so far) holds, Ctrl-C (SIGINT) it.
-    Returns its exit code and output."""
-    command = [sys.executable, "-m", "ha2g_ros.speech_player", "--ros-args", *args]
-    child = subprocess.Popen(command, env=env or os.environ.copy(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not ready("".join(lines)):
-            assert child.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.05)
-        child.send_signal(signal.SIGINT)
-        code = child.wait(timeout=20)
-        reader.join(timeout=5)
-        return code, "".join(lines)
-    finally:
-        if child.poll() is None:
-            child.kill()
-
-
 def test_ctrl_c_stops_the_command_cleanly_and_leaves_the_wav(tmp_path):
     wav = tmp_path / "out.wav"
     info_path = wav.with_name(wav.name + ".json")
-    code, output = interrupt_when(lambda _: info_path.exists() and json.loads(info_path.read_text())["samples"] > 0,
-                                  "-p", "output:=wav", "-p", f"wav_file:={wav}")
+    def written(_output):
+        return info_path.exists() and json.loads(info_path.read_text())["samples"] > 0
+
+    code, output = interrupt_when(PLAYER, written, "-p", "output:=wav", "-p", f"wav_file:={wav}")
     assert code == 0 and "Traceback" not in output, output
     info = json.loads(info_path.read_text())
     assert info["clock"] == "ros" and info["samples"] == len(read_wav(wav)) > 0
@@ -309,7 +286,7 @@ def test_sounddevice_output_runs_on_alsas_null_device(tmp_path):
         pytest.skip("PortAudio has no ALSA host API here: its null device is not available")
     (tmp_path / ".asoundrc").write_text('pcm.!default { type plug slave.pcm "discard" }\npcm.discard { type null }\n')
     env = {**os.environ, "HOME": str(tmp_path)}
-    code, output = interrupt_when(lambda output: "playing /speech_audio on default" in output, env=env)
+    code, output = interrupt_when(PLAYER, lambda output: "playing /speech_audio on default" in output, env=env)
     assert code == 0 and "Traceback" not in output, output
 
 
