@@ -487,6 +487,7 @@ def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, 
             executor.spin_once(timeout_sec=0.05)
         audio = speech[0][: int(seconds * RATE)]
         began, ticks, windows = time.monotonic(), gesture.stats["ticks"], gesture.engine.windows_run
+        played_from = robot.now_s()
         for k, start in enumerate(range(0, len(audio), CHUNK)):
             while (wait := began + k * CHUNK / RATE - time.monotonic()) > 0:
                 executor.spin_once(timeout_sec=wait)
@@ -494,6 +495,13 @@ def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, 
         ticks = gesture.stats["ticks"] - ticks
         stats = dict(gesture.stats)
         windows = gesture.engine.windows_run - windows
+        # what the controllers played, sampled at 1 kHz through every message takeover
+        played = {}
+        for group, joints in gesture.retargeter.groups.items():
+            index = [gesture.joint_names.index(j) for j in joints]
+            played[group] = robot.controllers[group].problems(
+                played_from, robot.now_s(), gesture.lower[index], gesture.upper[index], gesture.vmax[index],
+                gesture.amax[index])
     finally:
         executor.shutdown()
         for node in (gesture, robot, speaker):
@@ -502,3 +510,4 @@ def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, 
     assert stats["frames"] >= seconds * 15 - 2 * (6 + 4), stats  # all but the last hop and lookahead
     assert ticks < 0.5 * 15 * seconds, f"{ticks} ticks in {seconds} s of speech for {windows} windows"
     assert all(robot.received.values()), "the robot got no trajectory"
+    assert played == {group: [] for group in played}, played
