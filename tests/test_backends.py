@@ -136,7 +136,7 @@ def test_model_hash_follows_the_weights():
 
 
 def test_fallback_list_skips_backends_that_cannot_load(model):
-    # On a machine without tensorrt/pycuda/GPU the first entry fails for real and the next one is used.
+    # On a machine without tensorrt or a GPU the first entry fails for real and the next one is used.
     try:
         import tensorrt  # noqa: F401
         pytest.skip("tensorrt is installed here: the fallback from it cannot be shown on CPU this way")
@@ -144,9 +144,8 @@ def test_fallback_list_skips_backends_that_cannot_load(model):
         pass
     backend = create_backend(["tensorrt", "torch"], model)
     assert backend.name == "torch"
-    with pytest.raises(BackendError, match="tensorrt") as error:
+    with pytest.raises(BackendError, match="tensorrt"):
         create_backend(["tensorrt"], model)
-    assert "pycuda" in str(error.value) or "tensorrt" in str(error.value)
 
 
 def test_auto_picks_a_working_backend(tmp_path, model):

@@ -132,6 +132,35 @@ def test_pairs_the_filter_skips_cannot_come_within_reach(robot, ted_culture_clip
         assert (after[skipped] >= within).all(), after[skipped].min()
 
 
+# Pepper's arm joints (left, then right) at the start and end of one step whose both ends keep the margin while the
+# straight way between them passes the margin (found by sampling random steps of about 0.4 rad per joint).
+PASSING_STEPS = [
+    ([1.98, 0.14, -0.25, -0.71, 0.71, 2.0, -1.31, -0.75, 0.93, 1.5], [1.44, 0.56, -1.24, -1.03, 0.61, 1.78, -1.56, -0.85,
+                                                                     0.12, 1.69]),
+    ([-1.69, 1.43, 1.19, -1.01, -1.03, 0.89, -0.26, -1.32, 1.48, -1.76], [-2.04, 0.37, 1.33, -0.96, -1.42, 0.65, -0.01,
+                                                                         -0.88, 0.77, -1.35]),
+]
+
+
+@pytest.mark.parametrize("start, end", PASSING_STEPS, ids=["through_the_body", "past_the_body"])
+def test_a_step_that_passes_through_the_margin_is_shortened(start, end):
+    """The filter judges a step by the distances linearised where it starts, not only by where it ends: a step that
+    swings an arm through (or close past) the body between two poses that both keep the margin is not taken as it
+    is, so fast motion does not tunnel through the margin between frames (nor between the planner's knots)."""
+    rt = Retargeter(load_profile("pepper"))
+    n_arm = len(rt.profile.arm_joints)
+    prev, q = rt.rest_pose(), rt.rest_pose()
+    prev[:n_arm], q[:n_arm] = start, end
+
+    def path_closest(a, b):
+        return min(min(rt.part_distances(a + s * (b - a)).values()) for s in np.linspace(0.0, 1.0, 41))
+
+    ends = min(min(rt.part_distances(x).values()) for x in (prev, q))
+    assert ends > rt.margin + 0.005 and path_closest(prev, q) < rt.margin - 0.02, "not a passing step any more"
+    x = rt.keep_margin(prev, q, rt.lower, rt.upper)
+    assert path_closest(prev, x) >= rt.margin - 1e-3, "the filtered step still passes through the margin"
+
+
 @pytest.mark.parametrize("robot", ["pepper", "tiago_dual"])
 def test_the_played_motion_keeps_the_margin(robot):
     """Arms swung from wide open to crossed over the belly and back, faster than the acceleration limits let the
