@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -121,6 +122,47 @@ def test_file_source_plays_in_real_time_with_its_transcript(rclpy_context, speec
     # real time: 400 samples at 8 kHz = 50 ms per chunk, within timer jitter over the whole run
     elapsed = chunks[-1][0] - chunks[0][0]
     assert elapsed == pytest.approx((len(chunks) - 1) * 0.05, abs=0.5)
+
+
+def test_file_source_loops_with_its_transcript(rclpy_context, speech, tmp_path):  # noqa: F811
+    """loop: true plays the file again from its first sample at its end, transcript included, every chunk once and
+    whole (the last of each playback holding the file's rest)."""
+    import soundfile
+
+    from ha2g_ros.microphone_node import MicrophoneNode
+
+    audio, words, _, _ = speech
+    wav = tmp_path / "two_seconds.wav"
+    soundfile.write(wav, audio[:32000], 16000, subtype="PCM_16")  # 2 s: 3 chunks of 0.6 s and one of 0.2 s
+    transcript = tmp_path / "two_seconds.json"
+    transcript.write_text(json.dumps({"words": [{"word": w, "start": a, "end": b} for w, a, b in words if b <= 2.0]}))
+    node = MicrophoneNode(context=rclpy_context, parameter_overrides=[
+        Parameter("source", value="file"), Parameter("file", value=str(wav)), Parameter("loop", value=True),
+        Parameter("transcript_file", value=str(transcript)), Parameter("chunk_size", value=9600)])
+    listener = rclpy.create_node("listener", context=rclpy_context)
+    chunks, texts = [], []
+    from rclpy.qos import qos_profile_sensor_data
+
+    listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append(np.array(m.data)),
+                                 qos_profile_sensor_data)
+    listener.create_subscription(String, "transcript", texts.append, 10)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        deadline = time.monotonic() + 60.0
+        while len(chunks) < 9 and time.monotonic() < deadline:  # two whole playbacks and the start of a third
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
+    assert [len(c) for c in chunks[:9]] == [9600, 9600, 9600, 3200] * 2 + [9600]
+    played = np.concatenate(chunks[:4])
+    np.testing.assert_array_equal(np.concatenate(chunks[4:8]), played)
+    np.testing.assert_array_equal(chunks[8], played[:9600])
+    assert np.abs(played.astype(float) - audio[:32000] * 32767).max() <= 2  # the file's samples, as 16-bit PCM
+    assert len(texts) >= 3 and len({t.data for t in texts}) == len(texts), "one transcript per playback, each anew"
 
 
 def test_no_input_device_is_a_clear_error(rclpy_context):

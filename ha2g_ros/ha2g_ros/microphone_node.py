@@ -115,7 +115,8 @@ class MicrophoneNode(Node):
             self.loop = get("loop")
             self.position = 0  # next sample of the file to publish
             self.start_monotonic = None
-            self.create_timer(self.chunk / self.rate / 2, self.on_file_timer)
+            # Polls for a subscriber every half chunk; once playing, it is re-timed to each chunk's due time.
+            self.file_timer = self.create_timer(self.chunk / self.rate / 2, self.on_file_timer)
             self.get_logger().info(f"playing {get('file')} ({len(self.audio) / self.rate:.1f} s) in real time on "
                                    f"{self.audio_pub.topic_name} as {self.audio_type}, once a subscriber is there")
         else:
@@ -162,7 +163,15 @@ class MicrophoneNode(Node):
                 self.position, self.start_monotonic = 0, None
             else:
                 self.finished = True
+                self.file_timer.cancel()
                 self.get_logger().info("finished playing the file")
+                return
+        # The next chunk goes out when its last sample is due, as a sound card delivers its blocks: a fixed timer
+        # would send it up to a timer period late, and the listener would take that jitter for the link's.
+        next_due = self.start_monotonic + min(self.position + self.chunk, end) / self.rate \
+            if self.start_monotonic is not None else time.monotonic() + self.chunk / self.rate / 2
+        self.file_timer.timer_period_ns = max(1_000_000, round((next_due - time.monotonic()) * 1e9))
+        self.file_timer.reset()
 
     def destroy_node(self):
         if self.stream is not None:
