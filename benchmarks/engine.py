@@ -69,9 +69,8 @@ def worker(preset: str, variant: str, device: str, repeats: int, batch: int, thr
     from ha2g_model.model import HA2G
 
     name, precision, options = VARIANTS[variant]
-    if threads and name in ("torch", "onnxruntime"):
-        options = {**options, "threads": threads}
     if threads:
+        options = {**options, "threads": threads}
         torch.set_num_threads(threads)  # the eager baseline gets the same number of threads
     torch.manual_seed(0)
     model = HA2G(HA2GConfig.preset(preset)).eval()

@@ -142,7 +142,7 @@ def test_fallback_list_skips_backends_that_cannot_load(model):
         pytest.skip("tensorrt is installed here: the fallback from it cannot be shown on CPU this way")
     except ImportError:
         pass
-    backend = create_backend(["tensorrt", "torch"], model)
+    backend = create_backend(["tensorrt", "torch"], model, threads=1)  # each backend takes the options it knows
     assert backend.name == "torch"
     with pytest.raises(BackendError, match="tensorrt"):
         create_backend(["tensorrt"], model)

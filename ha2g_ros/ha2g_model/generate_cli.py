@@ -84,9 +84,8 @@ def _generate(args) -> int:
                          "pip install imageio-ffmpeg) or --video none")
     words = read_words(args.words) if args.words else words_from_text(args.text, duration) if args.text else None
     backends = args.backend.split(",")
-    threads = {"threads": args.threads} if backends != ["tensorrt"] else None  # TensorRT runs on a GPU
-    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=backends, device=args.device,
-                                           speaker=args.speaker, seed=args.seed, backend_options=threads)
+    engine = GestureEngine.from_checkpoint(args.checkpoint, backend=backends, device=args.device, speaker=args.speaker,
+                                           seed=args.seed, backend_options={"threads": args.threads})
     directions = _generate_file(engine, path, words, fade_to_rest=not args.no_fade)
     skeleton = engine.skeleton
 

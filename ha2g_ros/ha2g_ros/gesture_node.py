@@ -356,10 +356,8 @@ class GestureNode(LifecycleNode):
         from ha2g_model.engine import GestureEngine
         from ha2g_ros.retargeting import Retargeter, load_profile
 
-        options = {}
-        if get("backend") != "tensorrt":
-            options["threads"] = get("threads")
-        if get("backend") in ("torch", "auto") and get("device").startswith("cuda"):
+        options = {"threads": get("threads")}
+        if get("device").startswith("cuda"):
             options["cuda_graph"] = get("cuda_graph")
         self.engine = GestureEngine.from_checkpoint(
             get("checkpoint") or None, backend=get("backend"), hop_frames=get("hop_frames"),

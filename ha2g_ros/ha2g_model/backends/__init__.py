@@ -38,7 +38,8 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # "auto": fastest first, by the measurements in docs/engine.md (a GPU backend fails fast where there is no GPU).
 AUTO_ORDER = {"cpu": ("onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
 PRECISIONS = ("fp32", "fp16")
-# Options each backend understands (see its class); others are refused so that a typo is not silently ignored.
+# Options each backend understands (see its class). A backend gets only its own, so one set of options serves any
+# backend list (`threads` with tensorrt is no error); an option no backend knows is refused, so a typo is not ignored.
 OPTIONS = {"torch": ("cuda_graph", "threads"), "onnxruntime": ("cache_dir", "threads", "providers"),
            "tensorrt": ("cache_dir", "max_batch")}
 
@@ -61,17 +62,17 @@ def create_backend(name_or_list: str | list[str] | tuple[str, ...], model_or_che
     """Load the first backend of `name_or_list` ("auto" = the fastest for `device`) that works.
 
     `model_or_checkpoint` is an `HA2G` module, a checkpoint directory or a `ModelSource`. `options` go to the backends
-    that know them (e.g. `cuda_graph=True` for torch, `cache_dir=` for onnxruntime/tensorrt). Raises `BackendError`
-    listing every failure when none loads.
+    that know them (e.g. `cuda_graph=True` for torch, `cache_dir=` for onnxruntime/tensorrt, `threads` for both CPU
+    backends); a name no backend knows is a ValueError. Raises `BackendError` listing every failure when none loads.
     """
     if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (N = GPU index), got {device!r}")
     names = _expand(name_or_list, device)
     source = ModelSource.of(model_or_checkpoint)
-    unknown = sorted(set(options) - {o for n in names for o in OPTIONS[n]})
+    unknown = sorted(set(options) - {o for known in OPTIONS.values() for o in known})
     if unknown:
-        raise ValueError(f"unknown backend option(s) {unknown} for {names}; known: "
-                         + "; ".join(f"{n}: {', '.join(OPTIONS[n])}" for n in names))
+        raise ValueError(f"unknown backend option(s) {unknown}; known: "
+                         + "; ".join(f"{n}: {', '.join(known)}" for n, known in OPTIONS.items()))
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     failures = []
