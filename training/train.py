@@ -374,8 +374,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     optimisation = Optimisation(g, d, opt_g, opt_d, scaler, amp, device, cfg.seed)
     chunks = [batches.chunk(a) for a in range(cfg.accumulate)]
 
+    # what the checkpoints record, which only rank 0 writes (the posture offsets read the whole training split)
     meta = {"train_config": cfg_dict, "speakers": index["speakers"], "data_sources": index["sources"],
-            "posture_offsets": speaker_posture_offsets(cfg.data)}
+            "posture_offsets": speaker_posture_offsets(cfg.data)} if lead else None
     writer = _tensorboard(out / "tb") if lead else None
     log = open(out / "log.jsonl", "a") if lead else None
     started = time.time()
