@@ -8,7 +8,8 @@ This script's process plays the speech on `audio` in real time (the microphone n
 in for the robot (simulated controllers publishing joint_states) and counts the trajectories. Reported for the node
 process: CPU share of one core while speech streams (user + system time from /proc over the streaming window),
 peak RSS (VmHWM), start to first trajectory (process start; the ONNX cache is primed by an untimed first start),
-and the node's own compute per window. `--baseline CHECKOUT` measures another checkout (e.g. a git worktree of an
+and the node's own compute per window; for the audio, how late its chunks came against their due times (the
+jitter the node sees). `--baseline CHECKOUT` measures another checkout (e.g. a git worktree of an
 older commit) in the same run, one after the other, for a side-by-side comparison on the same load.
 Speech: the real clips of ../shared/data/ted_culture, concatenated (espeak-ng speech where they are absent).
 Results: benchmarks/results/node_footprint.json.
@@ -79,6 +80,17 @@ def stop(child: subprocess.Popen, executor, nodes, context) -> None:
     context.try_shutdown()
 
 
+def chunk_lateness_ms(chunks: list[tuple[float, int]], rate: int = 16000) -> dict:
+    """How late the audio chunks (arrival, samples) of one playback came against their due times (the time of their
+    last sample), relative to the earliest: what the node sees as the link's jitter. Mean and max in ms."""
+    if len(chunks) < 2:
+        return {}
+    arrival, samples = np.array(chunks).T
+    late = arrival - np.cumsum(samples) / rate
+    late -= late.min()
+    return {"mean": round(1e3 * float(late.mean()), 1), "max": round(1e3 * float(late.max()), 1)}
+
+
 def package_folder(checkout: Path) -> Path:
     """Where a checkout's Python packages and config/ lie: <checkout>/ha2g_ros in the two-package layout, the
     checkout itself in the older one."""
@@ -93,6 +105,8 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+    from std_msgs.msg import Int16MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
     from ha2g_ros.microphone_node import MicrophoneNode
@@ -116,6 +130,9 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
     listener = rclpy.create_node("footprint_listener", context=context)
     trajectories, timing = [], []
     listener.create_subscription(JointTrajectory, "left_arm/joint_trajectory", trajectories.append, 50)
+    chunks = []  # (arrival, samples) of the audio the node hears, as the node's own subscription gets it
+    listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append((time.monotonic(), len(m.data))),
+                                 qos_profile_sensor_data)
     # The node's figures from /diagnostics, which it publishes anyway (once a second): a gesture_timing subscriber
     # would make it publish a report every hop, which a robot's node does not.
     listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: timing.append(
@@ -139,7 +156,8 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                 raise RuntimeError("no trajectory within 120 s")
             executor.spin_once(timeout_sec=0.01)
         start_s = time.monotonic() - started
-        cpu0, wall0, n0, reports0 = cpu_seconds(child.pid), time.monotonic(), len(trajectories), len(timing)
+        cpu0, wall0, n0, reports0, c0 = cpu_seconds(child.pid), time.monotonic(), len(trajectories), len(timing), \
+            len(chunks)
         while time.monotonic() - wall0 < seconds:
             executor.spin_once(timeout_sec=0.01)
         share = (cpu_seconds(child.pid) - cpu0) / (time.monotonic() - wall0)
@@ -154,7 +172,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                 "ticks_per_s": round((ticks[-1] - ticks[0]) / (len(ticks) - 1), 1) if len(ticks) > 1 else None,
                 "compute_ms_mean": report.get("compute_ms_mean"), "latency_ms_mean": report.get("latency_ms_mean"),
                 "latency_ms_p95": report.get("latency_ms_p95"), "late_frames": report.get("late_frames"),
-                "frames": report.get("frames")}
+                "frames": report.get("frames"), "audio_chunk_lateness_ms": chunk_lateness_ms(chunks[c0:])}
     finally:
         stop(child, executor, (microphone, robot, listener), context)
 
