@@ -89,32 +89,38 @@ def test_trajectory_topics_follow_remapping(rclpy_context, checkpoint, speech): 
     assert h.received["left_arm"] and h.received["right_arm"]
 
 
-def test_file_source_plays_in_real_time_with_its_transcript(rclpy_context, speech):  # noqa: F811
-    from ha2g_ros.microphone_node import MicrophoneNode
-
-    _, words, wav, transcript = speech
-    node = MicrophoneNode(context=rclpy_context, parameter_overrides=[
-        Parameter("source", value="file"), Parameter("file", value=str(wav)),
-        Parameter("transcript_file", value=str(transcript)), Parameter("sample_rate", value=8000),
-        Parameter("chunk_size", value=400)])
-    listener = rclpy.create_node("listener", context=rclpy_context)
-    chunks, texts = [], []
+def listen_to_file_source(context, overrides, seconds: float, enough=lambda chunks: False) -> tuple[list, list]:
+    """Spin a file-source microphone node (parameter `overrides`) beside a listener for `seconds`, or until
+    `enough(chunks)`: the (arrival time, message) of every audio chunk, and the transcripts."""
     from rclpy.qos import qos_profile_sensor_data
 
+    from ha2g_ros.microphone_node import MicrophoneNode
+
+    node = MicrophoneNode(context=context, parameter_overrides=[Parameter("source", value="file"), *overrides])
+    listener = rclpy.create_node("listener", context=context)
+    chunks, texts = [], []
     listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append((time.monotonic(), m)),
                                  qos_profile_sensor_data)
     listener.create_subscription(String, "transcript", texts.append, 10)
-    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(listener)
     try:
-        deadline = time.monotonic() + 6.0
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not enough(chunks):
             executor.spin_once(timeout_sec=0.01)
     finally:
         executor.shutdown()
         node.destroy_node()
         listener.destroy_node()
+    return chunks, texts
+
+
+def test_file_source_plays_in_real_time_with_its_transcript(rclpy_context, speech):  # noqa: F811
+    _, words, wav, transcript = speech
+    chunks, texts = listen_to_file_source(rclpy_context, [
+        Parameter("file", value=str(wav)), Parameter("transcript_file", value=str(transcript)),
+        Parameter("sample_rate", value=8000), Parameter("chunk_size", value=400)], seconds=6.0)
     assert len(texts) == 1
     message = json.loads(texts[0].data)
     assert message["clock"] == "ros" and [w["word"] for w in message["words"]] == [w for w, _, _ in words]
@@ -129,34 +135,16 @@ def test_file_source_loops_with_its_transcript(rclpy_context, speech, tmp_path):
     whole (the last of each playback holding the file's rest)."""
     import soundfile
 
-    from ha2g_ros.microphone_node import MicrophoneNode
-
     audio, words, _, _ = speech
     wav = tmp_path / "two_seconds.wav"
     soundfile.write(wav, audio[:32000], 16000, subtype="PCM_16")  # 2 s: 3 chunks of 0.6 s and one of 0.2 s
     transcript = tmp_path / "two_seconds.json"
     transcript.write_text(json.dumps({"words": [{"word": w, "start": a, "end": b} for w, a, b in words if b <= 2.0]}))
-    node = MicrophoneNode(context=rclpy_context, parameter_overrides=[
-        Parameter("source", value="file"), Parameter("file", value=str(wav)), Parameter("loop", value=True),
-        Parameter("transcript_file", value=str(transcript)), Parameter("chunk_size", value=9600)])
-    listener = rclpy.create_node("listener", context=rclpy_context)
-    chunks, texts = [], []
-    from rclpy.qos import qos_profile_sensor_data
-
-    listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append(np.array(m.data)),
-                                 qos_profile_sensor_data)
-    listener.create_subscription(String, "transcript", texts.append, 10)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(listener)
-    try:
-        deadline = time.monotonic() + 60.0
-        while len(chunks) < 9 and time.monotonic() < deadline:  # two whole playbacks and the start of a third
-            executor.spin_once(timeout_sec=0.05)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        listener.destroy_node()
+    received, texts = listen_to_file_source(rclpy_context, [
+        Parameter("file", value=str(wav)), Parameter("loop", value=True),
+        Parameter("transcript_file", value=str(transcript)), Parameter("chunk_size", value=9600)],
+        seconds=60.0, enough=lambda chunks: len(chunks) >= 9)  # two whole playbacks and the start of a third
+    chunks = [np.array(m.data) for _, m in received]
     assert [len(c) for c in chunks[:9]] == [9600, 9600, 9600, 3200] * 2 + [9600]
     played = np.concatenate(chunks[:4])
     np.testing.assert_array_equal(np.concatenate(chunks[4:8]), played)
