@@ -206,7 +206,8 @@ def main() -> None:
             results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain,
                                     state_rate_hz=args.joint_states_hz)
             print(name, json.dumps(results[name]))
-    result = {"seconds": args.seconds, "speech": "ted_culture clips" if SHARED.is_dir() else "espeak-ng",
+    result = {"seconds": args.seconds, "checkpoint": args.checkpoint or "shipped",
+              "speech": "ted_culture clips" if SHARED.is_dir() else "espeak-ng",
               "silence_after_s": args.silence_after, "joint_states_hz": args.joint_states_hz,
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
