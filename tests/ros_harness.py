@@ -154,9 +154,14 @@ def played_problems(harness, group, start, end, rate=1000.0):
     """Limit violations of what the group's controller played between ROS times `start` and `end`, sampled at
     `rate` Hz (position, velocity x speed scale, acceleration: the node's contract), and jumps where a message took
     over."""
-    index = [harness.index[j] for j in harness.groups[group]]
-    lower, upper, vmax = limits(harness, group)
-    return harness.controllers[group].problems(start, end, lower, upper, vmax, harness.gesture.amax[index], rate)
+    return controller_problems(harness.gesture, harness.controllers[group], harness.groups[group], start, end, rate)
+
+
+def controller_problems(gesture, controller, joints, start, end, rate=1000.0):
+    """played_problems for any controller (a PlayedMotion) of `joints`, against gesture node `gesture`'s limits."""
+    index = [gesture.joint_names.index(j) for j in joints]
+    return controller.problems(start, end, gesture.lower[index], gesture.upper[index], gesture.vmax[index],
+                               gesture.amax[index], rate)
 
 
 def interrupt_when(module, ready, *ros_args, sig=signal.SIGINT, ready_timeout_s=30.0, exit_timeout_s=20.0, env=None):

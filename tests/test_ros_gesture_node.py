@@ -14,7 +14,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from ha2g_ros.audio_messages import STD_TYPES, from_samples, message_class  # noqa: E402
 from ha2g_ros.trajectory import validate_trajectory  # noqa: E402
-from ros_harness import CHUNK, HOP_PARAMS, RATE, Harness, limits, played_problems  # noqa: E402
+from ros_harness import CHUNK, HOP_PARAMS, RATE, Harness, controller_problems, limits, played_problems  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -496,12 +496,8 @@ def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, 
         stats = dict(gesture.stats)
         windows = gesture.engine.windows_run - windows
         # what the controllers played, sampled at 1 kHz through every message takeover
-        played = {}
-        for group, joints in gesture.retargeter.groups.items():
-            index = [gesture.joint_names.index(j) for j in joints]
-            played[group] = robot.controllers[group].problems(
-                played_from, robot.now_s(), gesture.lower[index], gesture.upper[index], gesture.vmax[index],
-                gesture.amax[index])
+        played = {group: controller_problems(gesture, robot.controllers[group], joints, played_from, robot.now_s())
+                  for group, joints in gesture.retargeter.groups.items()}
     finally:
         executor.shutdown()
         for node in (gesture, robot, speaker):
