@@ -1,15 +1,16 @@
 """Gesture node footprint on a robot CPU: CPU share of one core, peak RSS and warm start to first trajectory,
 streaming real speech at the defaults.
 
-    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--baseline CHECKOUT]
+    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--baseline CHECKOUT] [--chart PNG]
 
 The gesture node runs alone in its own process (`python -m ha2g_ros.gesture_node` with the shipped params file).
 This script's process plays the speech on `audio` in real time (the microphone node's file source, looped), stands
 in for the robot (simulated controllers publishing joint_states) and counts the trajectories. Reported for the node
 process: CPU share of one core while speech streams (user + system time from /proc over the streaming window),
 peak RSS (VmHWM), start to first trajectory (process start; the ONNX cache is primed by an untimed first start),
-and the node's own compute per window; for the audio, how late its chunks came against their due times (the
-jitter the node sees). `--baseline CHECKOUT` measures another checkout (e.g. a git worktree of an
+and the node's own compute per window and account of where its CPU goes (`cpu_percent_by_stage`: the stages of
+its tick and its whole process, from the cpu_percent_* of its /diagnostics, averaged; `--chart` draws them); for the
+audio, how late its chunks came against their due times (the jitter the node sees). `--baseline CHECKOUT` measures another checkout (e.g. a git worktree of an
 older commit) in the same run, one after the other, for a side-by-side comparison on the same load.
 Speech: the real clips of ../shared/data/ted_culture, concatenated (espeak-ng speech where they are absent).
 Results: benchmarks/results/node_footprint.json.
@@ -164,6 +165,10 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
         rss = memory_mb(child.pid)
         report = {k: float(v) for k, v in timing[-1].items() if k in (
             "compute_ms_mean", "latency_ms_mean", "latency_ms_p95", "late_frames", "frames")} if timing else {}
+        # the node's own account of where its CPU went, a report a second: averaged over the window
+        window = [{k.removeprefix("cpu_percent_"): float(v) for k, v in r.items() if k.startswith("cpu_percent_")}
+                  for r in timing[reports0 + 1:]]
+        split = {k: round(float(np.mean([r[k] for r in window])), 2) for k in window[0]} if window else {}
         # diagnostics come once a second: ticks between the first and the last report of the window
         ticks = [float(r["ticks"]) for r in timing[max(0, reports0 - 1):] if "ticks" in r]
         return {"checkout": str(checkout), "start_to_first_trajectory_s": round(start_s, 2),
@@ -172,9 +177,49 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                 "ticks_per_s": round((ticks[-1] - ticks[0]) / (len(ticks) - 1), 1) if len(ticks) > 1 else None,
                 "compute_ms_mean": report.get("compute_ms_mean"), "latency_ms_mean": report.get("latency_ms_mean"),
                 "latency_ms_p95": report.get("latency_ms_p95"), "late_frames": report.get("late_frames"),
-                "frames": report.get("frames"), "audio_chunk_lateness_ms": chunk_lateness_ms(chunks[c0:])}
+                "frames": report.get("frames"), "audio_chunk_lateness_ms": chunk_lateness_ms(chunks[c0:]),
+                "cpu_percent_by_stage": split}
     finally:
         stop(child, executor, (microphone, robot, listener), context)
+
+
+def draw_split(results: dict[str, dict], path: Path, goal_percent: float = 5.0) -> None:
+    """One stacked bar per measured checkout: the node's CPU share of a core by stage of its tick (the node's own
+    /diagnostics account), and the rest of its process (rclpy's executor, the middleware's threads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, r in results.items() if r.get("cpu_percent_by_stage")]
+    if not names:
+        raise SystemExit("no CPU split to draw: the node published no cpu_percent_* on /diagnostics")
+    all_stages = [s for s in results[names[0]]["cpu_percent_by_stage"] if s != "process"]
+    stages = [s for s in all_stages if any(results[n]["cpu_percent_by_stage"][s] >= 0.05 for n in names)]
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.7 * len(names)))
+    colours = plt.get_cmap("tab10").colors
+    for row, name in enumerate(names):
+        split = results[name]["cpu_percent_by_stage"]
+        left = 0.0
+        parts = [(s.replace("_", " "), split[s]) for s in stages]
+        parts.append(("rest of the process", max(split["process"] - sum(split[s] for s in all_stages), 0.0)))
+        for k, (label, width) in enumerate(parts):
+            ax.barh(row, width, left=left, color=colours[k % len(colours)], label=label if row == 0 else None)
+            if width >= 0.35:
+                ax.text(left + width / 2, row, f"{width:.1f}", ha="center", va="center", fontsize=8, color="white")
+            left += width
+        ax.text(left + 0.05, row, f"{split['process']:.1f} %", va="center", fontsize=9)
+    ax.axvline(goal_percent, color="black", linestyle="--", linewidth=1)
+    ax.text(goal_percent, -0.5, f" goal {goal_percent:g} %", fontsize=8, va="bottom")
+    ax.set_yticks(range(len(names)), [f"{n}\n({Path(results[n]['checkout']).name})" for n in names])
+    ax.invert_yaxis()  # the first measured on top
+    ax.set_xlabel("% of one CPU core while speech streams")
+    ax.set_xlim(0, max(goal_percent, max(results[n]["cpu_percent_by_stage"]["process"] for n in names)) * 1.25)
+    ax.legend(ncol=len(stages) + 1, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    ax.set_title("Where the gesture node's CPU goes (its /diagnostics, averaged over the run)", fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"written {path}")
 
 
 def main() -> None:
@@ -189,6 +234,8 @@ def main() -> None:
     parser.add_argument("--joint-states-hz", type=float, default=50.0,
                         help="rate of the simulated robot's joint_states (ros2_control: 50-1000 Hz)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_footprint.json")
+    parser.add_argument("--chart", type=Path, metavar="PNG", help="also draw where the CPU goes, by stage, here "
+                        "(docs/images/node_cpu.png)")
     args = parser.parse_args()
     from ha2g_ros.demo import loopback_environment
 
@@ -215,6 +262,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"written {args.out}")
+    if args.chart:
+        draw_split(results, args.chart)
 
 
 if __name__ == "__main__":

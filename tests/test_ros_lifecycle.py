@@ -17,6 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from ha2g_ros.cpu_stages import TICK_STAGES  # noqa: E402
 from ros_harness import RATE, Harness, played_problems  # noqa: E402
 
 
@@ -124,6 +125,14 @@ def test_diagnostics_say_ok_while_gesturing_and_warn_when_the_robot_is_unseen(rc
     assert statuses[seen - 1].level == DiagnosticStatus.OK and values["state"] == "gesturing"
     unseen = [s for s in statuses[seen:] if s.level == DiagnosticStatus.WARN]
     assert unseen and "without joint_states" in unseen[-1].message
+    # Where the CPU went, in percent of a core per report: the process and each stage of the tick
+    cpu = [{k.removeprefix("cpu_percent_"): float(kv.value) for kv in s.values if (k := kv.key).startswith("cpu_")}
+           for s in statuses]
+    assert all(set(c) == {"process", *TICK_STAGES} and min(c.values()) >= 0 for c in cpu)
+    total = {k: sum(c[k] for c in cpu) for k in cpu[0]}
+    assert min(total["model"], total["retargeting"], total["planning"], total["publishing"]) > 0
+    # the stages are the tick's thread's share of the process (which here also runs the test's robot)
+    assert sum(total[stage] for stage in TICK_STAGES) <= 1.01 * total["process"]
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,7 @@ from ha2g_model.backends import BackendError
 from ha2g_model.skeleton import FPS, directions_to_positions, to_body_frame
 from ha2g_ros.audio_messages import (AUDIO_TYPES, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioMessageError,
                                      StreamResampler, message_class, to_chunk)
+from ha2g_ros.cpu_stages import StageCPU
 from ha2g_ros.safe_motion import STILL, KnotPlan, MotionLimits, SafeMotion
 from ha2g_ros.trajectory import Timeline, blend, build_trajectory
 from ha2g_ros.transcript import TranscriptError, parse_transcript, spread_words
@@ -421,6 +422,7 @@ class GestureNode(LifecycleNode):
                       "bad_joint_states": 0, "unseen_robot_ticks": 0, "clock_jumps": 0, "audio_ahead_resets": 0}
         self._last_report = time.monotonic()
         self._last_tick_s: float | None = None
+        self.cpu = StageCPU()
 
         # --- interfaces ---
         # Audio is a stream: sensor-data QoS (best effort, volatile: a lost chunk beats a delayed one), but a deeper
@@ -555,12 +557,15 @@ class GestureNode(LifecycleNode):
 
     # --- the pipeline, every tick ---
     def on_tick(self) -> None:
+        self.cpu.start()
         self.take_audio()
         self.take_joint_states()
+        self.cpu.lap("taking_messages")
         self._run_pipeline()
         self._publish_preview()
         self._publish_diagnostics()
         self._next_tick_in(self._tick_period(self.now_s()))
+        self.cpu.lap("publishing")
 
     def _next_tick_in(self, seconds: float) -> None:
         self.tick_timer.timer_period_ns = max(1_000_000, round(seconds * 1e9))
@@ -646,6 +651,7 @@ class GestureNode(LifecycleNode):
             self.last_audio_s, self.weight = None, 0.0
         self._last_tick_s = now
         self._run_utterances(now)
+        self.cpu.lap("utterances")
         windows_run = self.engine.windows_run
         try:
             if self._live_paused():
@@ -658,14 +664,18 @@ class GestureNode(LifecycleNode):
                 self._rested_style = self.weight == 0.0
                 self._ingest_audio()
                 self._ingest_words()
+                self.cpu.lap("audio")
                 # frames of silence while the robot rests become the rest pose whatever the model says: not run
                 times, directions = self.engine.pull_frames(idle=lambda begin, end: self.weight == 0.0 and not (
                     self.get_parameter("enabled").value and self.vad.speaking_during(begin, end)))
             if self.engine.windows_run > windows_run:
                 self.compute_s.append(self.engine.last_compute_s)
+            self.cpu.lap("model")
             if len(times):
                 self._add_frames(times, directions, self.now_s())  # after the window: its time counts
+                self.cpu.lap("retargeting")
                 self._report_timing()
+                self.cpu.lap("publishing")
             failed = False
         except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
             failed = True
@@ -675,11 +685,15 @@ class GestureNode(LifecycleNode):
             self._restart_stream()
         if failed or self._audio_stopped(now):
             self._fade_to_rest(now)
+        self.cpu.lap("other")
         # The commit lead counts from the moment the message goes out, not from the tick's start: a slow window
         # (a loaded CPU) must not eat into the time the message has to reach the controller.
         planned_at = self.now_s()
-        if self._extend_plan(planned_at):
+        planned = self._extend_plan(planned_at)
+        self.cpu.lap("planning")
+        if planned:
             self._publish_trajectories(planned_at)
+        self.cpu.lap("publishing")
 
     def _audio_stopped(self, now: float) -> bool:
         """No audio yet, or none for audio_timeout_s: the source stopped (a quiet room still sends audio)."""
@@ -1132,7 +1146,8 @@ class GestureNode(LifecycleNode):
                   "robot_seen": self._sees_robot(now),
                   "compute_ms_mean": round(float(compute.mean()), 2), "compute_ms_p95": round(
                       float(np.percentile(compute, 95)), 2), "latency_ms_mean": round(float(latency.mean()), 1),
-                  "latency_ms_p95": round(float(np.percentile(latency, 95)), 1), **self.stats}
+                  "latency_ms_p95": round(float(np.percentile(latency, 95)), 1), **self.stats,
+                  **{f"cpu_percent_{k}": round(v, 2) for k, v in self.cpu.shares().items()}}
         status = DiagnosticStatus(
             level=level, name=f"{self.get_fully_qualified_name()}: gestures",
             message="; ".join(problems) + " in the last second" if problems else state,
