@@ -210,7 +210,7 @@ def draw_split(results: dict[str, dict], path: Path, goal_percent: float = 5.0) 
             left += width
         ax.text(left + 0.05, row, f"{split['process']:.1f} %", va="center", fontsize=9)
     ax.axvline(goal_percent, color="black", linestyle="--", linewidth=1)
-    ax.text(goal_percent, -0.5, f" goal {goal_percent:g} %", fontsize=8, va="bottom")
+    ax.text(goal_percent, len(names) - 0.5, f" goal {goal_percent:g} %", fontsize=8, va="bottom")
     ax.set_yticks(range(len(names)), [f"{n}\n({Path(results[n]['checkout']).name})" for n in names])
     ax.invert_yaxis()  # the first measured on top
     ax.set_xlabel("% of one CPU core while speech streams")
