@@ -507,3 +507,24 @@ def test_on_the_system_clock_the_node_ticks_when_a_window_is_due(rclpy_context, 
     assert ticks < 0.5 * 15 * seconds, f"{ticks} ticks in {seconds} s of speech for {windows} windows"
     assert all(robot.received.values()), "the robot got no trajectory"
     assert played == {group: [] for group in played}, played
+
+
+def test_without_reception_stamps_arrivals_are_tick_times_and_ticks_come_every_frame(rclpy_context, checkpoint):
+    """A middleware without reception stamps (FastDDS, the one here, has them; the message info is what rclpy passes
+    on): a polled message then counts from the tick that takes it, and the node ticks every frame from then on, as on
+    simulated time, so that an arrival is at most a frame late."""
+    from ha2g_ros.gesture_node import FRAME_DT, GestureNode
+
+    gesture = GestureNode(context=rclpy_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(checkpoint)), Parameter("robot_description_wait_s", value=0.0)])
+    try:
+        now = gesture.now_s()
+        assert gesture._arrival({"received_timestamp": int(now * 1e9) - 5_000_000}) == pytest.approx(now - 0.005)
+        assert gesture._tick_period(now) > FRAME_DT  # no audio on the system clock: the idle tick
+        before = gesture.now_s()
+        arrival = gesture._arrival({"source_timestamp": int(now * 1e9)})  # no received_timestamp
+        assert before <= arrival <= gesture.now_s()
+        assert gesture._arrival({"received_timestamp": 0}) >= arrival  # tick times from now on, stamped or not
+        assert gesture._tick_period(gesture.now_s()) == FRAME_DT
+    finally:
+        gesture.destroy_node()
