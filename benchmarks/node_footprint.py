@@ -1,7 +1,8 @@
 """Gesture node footprint on a robot CPU: CPU share of one core, peak RSS and warm start to first trajectory,
 streaming real speech at the defaults.
 
-    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--baseline CHECKOUT] [--chart PNG]
+    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--robot pepper] [--baseline CHECKOUT]
+                                        [--chart PNG]
 
 The gesture node runs alone in its own process (`python -m ha2g_ros.gesture_node` with the shipped params file).
 This script's process plays the speech on `audio` in real time (the microphone node's file source, looped), stands
@@ -99,7 +100,7 @@ def package_folder(checkout: Path) -> Path:
 
 
 def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, domain: int,
-            profile: Path | None = None, state_rate_hz: float = 50.0) -> dict:
+            profile: Path | None = None, state_rate_hz: float = 50.0, robot_name: str = "pepper") -> dict:
     """Start the checkout's gesture node, stream `wav`, measure it, stop it with SIGINT. `profile`: run the node
     under py-spy, writing its collapsed stacks there (the CPU figures are then py-spy's own)."""
     import rclpy
@@ -120,17 +121,19 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
                str(packages / "config" / "gestures.yaml")]
     if checkpoint:
         command += ["-p", f"checkpoint:={checkpoint}"]
+    command += ["-p", f"robot:={robot_name}"]
     if profile:
         command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(profile), "--"] + command
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    retargeter = Retargeter(load_profile("pepper"))
+    retargeter = Retargeter(load_profile(robot_name))
     robot = SimulatedRobot(retargeter.groups, dict(zip(retargeter.joint_names, retargeter.rest_pose())), state_rate_hz,
                            context=context)
     listener = rclpy.create_node("footprint_listener", context=context)
     trajectories, timing = [], []
-    listener.create_subscription(JointTrajectory, "left_arm/joint_trajectory", trajectories.append, 50)
+    first_group = next(iter(retargeter.groups))
+    listener.create_subscription(JointTrajectory, f"{first_group}/joint_trajectory", trajectories.append, 50)
     chunks = []  # (arrival, samples) of the audio the node hears, as the node's own subscription gets it
     listener.create_subscription(Int16MultiArray, "audio", lambda m: chunks.append((time.monotonic(), len(m.data))),
                                  qos_profile_sensor_data)
@@ -171,7 +174,7 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
         split = {k: round(float(np.mean([r[k] for r in window])), 2) for k in window[0]} if window else {}
         # diagnostics come once a second: ticks between the first and the last report of the window
         ticks = [float(r["ticks"]) for r in timing[max(0, reports0 - 1):] if "ticks" in r]
-        return {"checkout": str(checkout), "start_to_first_trajectory_s": round(start_s, 2),
+        return {"checkout": str(checkout), "robot": robot_name, "start_to_first_trajectory_s": round(start_s, 2),
                 "cpu_share_of_one_core": round(share, 4), "peak_rss_mb": round(rss, 1),
                 "trajectories_per_s": round((len(trajectories) - n0) / seconds, 2),
                 "ticks_per_s": round((ticks[-1] - ticks[0]) / (len(ticks) - 1), 1) if len(ticks) > 1 else None,
@@ -211,11 +214,18 @@ def draw_split(results: dict[str, dict], path: Path, goal_percent: float = 5.0) 
         ax.text(left + 0.05, row, f"{split['process']:.1f} %", va="center", fontsize=9)
     ax.axvline(goal_percent, color="black", linestyle="--", linewidth=1)
     ax.text(goal_percent, len(names) - 0.5, f" goal {goal_percent:g} %", fontsize=8, va="bottom")
-    ax.set_yticks(range(len(names)), [f"{n}\n({Path(results[n]['checkout']).name})" for n in names])
+    several = {key: len({results[n].get(key) for n in names}) > 1 for key in ("robot", "checkout")}
+
+    def label(name: str) -> str:
+        checkout = f"{name.split(',')[0]} ({Path(results[name]['checkout']).name})" if several["checkout"] else ""
+        return "\n".join(filter(None, [results[name]["robot"] if several["robot"] else "", checkout])) \
+            or results[name].get("robot", name)
+
+    ax.set_yticks(range(len(names)), [label(n) for n in names])
     ax.invert_yaxis()  # the first measured on top
     ax.set_xlabel("% of one CPU core while speech streams")
     ax.set_xlim(0, max(goal_percent, max(results[n]["cpu_percent_by_stage"]["process"] for n in names)) * 1.25)
-    ax.legend(ncol=len(stages) + 1, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title("Where the gesture node's CPU goes (its /diagnostics, averaged over the run)", fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -233,9 +243,11 @@ def main() -> None:
                         "silence after it (the measured window starts at the first trajectory): the resting cost")
     parser.add_argument("--joint-states-hz", type=float, default=50.0,
                         help="rate of the simulated robot's joint_states (ros2_control: 50-1000 Hz)")
+    parser.add_argument("--robot", nargs="+", default=["pepper"], help="robot profile(s) the node drives, measured "
+                        "one after the other (default: the params file's, pepper)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "node_footprint.json")
     parser.add_argument("--chart", type=Path, metavar="PNG", help="also draw where the CPU goes, by stage, here "
-                        "(docs/images/node_cpu.png)")
+                        "(docs/images/node_cpu_robots.png)")
     args = parser.parse_args()
     from ha2g_ros.demo import loopback_environment
 
@@ -246,14 +258,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wav = speech_file(Path(tmp), args.seconds + 60, args.silence_after)
         if args.profile:
-            measure(REPO, wav, args.seconds, args.checkpoint, domain, args.profile, args.joint_states_hz)
+            measure(REPO, wav, args.seconds, args.checkpoint, domain, args.profile, args.joint_states_hz,
+                    args.robot[0])
             return
-        for name, checkout in checkouts.items():
-            measure(checkout, wav, 3.0, args.checkpoint, domain)  # untimed: primes caches (ONNX export, files)
-            results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain,
-                                    state_rate_hz=args.joint_states_hz)
-            print(name, json.dumps(results[name]))
-    result = {"seconds": args.seconds, "checkpoint": args.checkpoint or "shipped",
+        for robot in args.robot:
+            for checkout_name, checkout in checkouts.items():
+                name = checkout_name if len(args.robot) == 1 else f"{checkout_name}, {robot}"
+                # untimed: primes caches (ONNX export, files)
+                measure(checkout, wav, 3.0, args.checkpoint, domain, robot_name=robot)
+                results[name] = measure(checkout, wav, args.seconds, args.checkpoint, domain,
+                                        state_rate_hz=args.joint_states_hz, robot_name=robot)
+                print(name, json.dumps(results[name]))
+    result = {"seconds": args.seconds, "checkpoint": args.checkpoint or "shipped", "robots": args.robot,
               "speech": "ted_culture clips" if SHARED.is_dir() else "espeak-ng",
               "silence_after_s": args.silence_after, "joint_states_hz": args.joint_states_hz,
               "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
