@@ -114,10 +114,13 @@ def test_an_utterance_plays_with_its_speech(harness, speech):
     assert np.array_equal(np.frombuffer(speech_out.samples, np.float32), audio.astype(np.float32))
 
     # the generated motion as it was meant to play: frame i at start + i / 15 (same model, same solver start)
-    directions = h.gesture.engine.generate_utterance(audio, words, fade_to_rest=True)
     retargeter = Retargeter(load_profile("pepper"))
     retargeter.reset(h.gesture.rest)
+    began = time.thread_time()
+    directions = h.gesture.engine.generate_utterance(audio, words, fade_to_rest=True)
     meant = np.array([retargeter.solve(d, dt=FRAME_DT) for d in directions])
+    # the node's CPU account has the worker's generation under `utterances` (the same work, in CPU time)
+    assert h.gesture.cpu.seconds["utterances"] > 0.5 * (time.thread_time() - began)
     weights = gesture_weights(audio, RATE, len(meant), *(h.gesture.get_parameter(name).value for name in (
         "vad_threshold_db", "vad_hangover_s", "fade_in_s", "fade_out_s")))
     meant = np.array([blend(h.gesture.rest, q, w) for q, w in zip(meant, weights)])

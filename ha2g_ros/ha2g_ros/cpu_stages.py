@@ -28,6 +28,10 @@ class StageCPU:
         self.seconds[stage] += now - self._mark
         self._mark = now
 
+    def add(self, stage: str, seconds: float) -> None:
+        """CPU time spent for `stage` on another thread (the speak action's worker), counted now."""
+        self.seconds[stage] += seconds
+
     def shares(self) -> dict[str, float]:
         """Percent of one core since the last call: `process` (every thread of the process hosting the node:
         executor, middleware, the speak action's worker, and other nodes composed into it) and each stage."""

@@ -853,25 +853,29 @@ class GestureNode(LifecycleNode):
         for utterance in self.utterances:
             self._feedback(utterance)
 
-    def _generate(self, utterance: Utterance, q_from) -> tuple[np.ndarray, np.ndarray]:
-        """On the worker thread: the utterance's gesture frames (whole-utterance mode) and their joint targets."""
+    def _generate(self, utterance: Utterance, q_from) -> tuple[np.ndarray, np.ndarray, float]:
+        """On the worker thread: the utterance's joint targets, its gesture frames (whole-utterance mode) and the
+        thread's CPU seconds for them."""
+        began = time.thread_time()
         directions = self.engine.generate_utterance(utterance.mono, utterance.words, fade_to_rest=True,
                                                     sample_rate=utterance.sample_rate)
         if not np.isfinite(directions).all():
             raise ValueError("the model produced NaN/Inf direction vectors (a broken or diverged checkpoint?)")
         if q_from is not None:
             self.retargeter.reset(q_from)
-        return np.array([self.retargeter.solve(d, dt=FRAME_DT) for d in directions], float), directions
+        q = np.array([self.retargeter.solve(d, dt=FRAME_DT) for d in directions], float)
+        return q, directions, time.thread_time() - began
 
     def _schedule_utterance(self, utterance: Utterance, now: float) -> None:
         """Its frames become the targets at start + i / 15 s, its speech goes out stamped start."""
         try:
-            q, directions = utterance.job.result()
+            q, directions, cpu_s = utterance.job.result()
         except Exception as error:  # noqa: BLE001 - any failure of the model must leave the robot safe and running
             self.stats["inference_errors"] += 1
             self.get_logger().error(f"generating an utterance's gestures failed: {error!r}")
             self._end_utterance(utterance, "aborted", f"gesture generation failed: {error}", now)
             return
+        self.cpu.add("utterances", cpu_s)
         utterance.ready_s, cut = now, now + self.commit_lead
         if self.get_parameter("utterance_policy").value == "preempt":
             for earlier in self.utterances[:self.utterances.index(utterance)]:
