@@ -1,4 +1,5 @@
-"""Where the gesture node's CPU goes: thread CPU time of each stage of its tick, and of its whole process.
+"""Where the gesture node's CPU goes: thread CPU time of each stage of its tick (and of the speak action's worker),
+and of its whole process.
 
 The tick marks the end of each stage (`lap`); the time since the previous mark counts for that stage. `shares` turns
 what was counted since its last call into percent of one core, for /diagnostics: on a robot, rqt_robot_monitor then

@@ -564,8 +564,9 @@ class GestureNode(LifecycleNode):
         self._run_pipeline()
         self._publish_preview()
         self._publish_diagnostics()
-        self._next_tick_in(self._tick_period(self.now_s()))
         self.cpu.lap("publishing")
+        self._next_tick_in(self._tick_period(self.now_s()))
+        self.cpu.lap("other")
 
     def _next_tick_in(self, seconds: float) -> None:
         self.tick_timer.timer_period_ns = max(1_000_000, round(seconds * 1e9))
