@@ -1,7 +1,7 @@
 """Gesture node footprint on a robot CPU: CPU share of one core, peak RSS and warm start to first trajectory,
 streaming real speech at the defaults.
 
-    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--robot pepper] [--baseline CHECKOUT]
+    python benchmarks/node_footprint.py [--seconds 30] [--checkpoint DIR] [--robot NAME ...] [--baseline CHECKOUT]
                                         [--chart PNG]
 
 The gesture node runs alone in its own process (`python -m ha2g_ros.gesture_node` with the shipped params file).
@@ -11,8 +11,10 @@ process: CPU share of one core while speech streams (user + system time from /pr
 peak RSS (VmHWM), start to first trajectory (process start; the ONNX cache is primed by an untimed first start),
 and the node's own compute per window and account of where its CPU goes (`cpu_percent_by_stage`: the stages of
 its tick and its whole process, from the cpu_percent_* of its /diagnostics, averaged; `--chart` draws them); for the
-audio, how late its chunks came against their due times (the jitter the node sees). `--baseline CHECKOUT` measures another checkout (e.g. a git worktree of an
-older commit) in the same run, one after the other, for a side-by-side comparison on the same load.
+audio, how late its chunks came against their due times (the jitter the node sees). `--robot` names the robot
+profiles to drive (default Pepper, as the params file), one after the other. `--baseline CHECKOUT` measures another
+checkout (e.g. a git worktree of an older commit) in the same run, one after the other, for a side-by-side
+comparison on the same load.
 Speech: the real clips of ../shared/data/ted_culture, concatenated (espeak-ng speech where they are absent).
 Results: benchmarks/results/node_footprint.json.
 """
@@ -187,8 +189,8 @@ def measure(checkout: Path, wav: Path, seconds: float, checkpoint: str | None, d
 
 
 def draw_split(results: dict[str, dict], path: Path, goal_percent: float = 5.0) -> None:
-    """One stacked bar per measured checkout: the node's CPU share of a core by stage of its tick (the node's own
-    /diagnostics account), and the rest of its process (rclpy's executor, the middleware's threads)."""
+    """One stacked bar per measured node (checkout and robot): its CPU share of a core by stage of its tick (the
+    node's own /diagnostics account), and the rest of its process (rclpy's executor, the middleware's threads)."""
     import matplotlib
 
     matplotlib.use("Agg")
