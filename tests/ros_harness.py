@@ -145,9 +145,14 @@ def remapped_topics(cli_args):
     return {src.split("/")[0]: dst for src, dst in pairs if src.endswith("joint_trajectory")}
 
 
+def joint_limits(gesture, joints):
+    """Position (lower, upper), velocity (x speed scale) and acceleration limits of `joints` in node `gesture`."""
+    index = [gesture.joint_names.index(j) for j in joints]
+    return gesture.lower[index], gesture.upper[index], gesture.vmax[index], gesture.amax[index]
+
+
 def limits(harness, group):
-    r, index = harness.gesture, [harness.index[j] for j in harness.groups[group]]
-    return r.lower[index], r.upper[index], r.vmax[index]
+    return joint_limits(harness.gesture, harness.groups[group])[:3]
 
 
 def played_problems(harness, group, start, end, rate=1000.0):
@@ -159,9 +164,7 @@ def played_problems(harness, group, start, end, rate=1000.0):
 
 def controller_problems(gesture, controller, joints, start, end, rate=1000.0):
     """played_problems for any controller (a PlayedMotion) of `joints`, against gesture node `gesture`'s limits."""
-    index = [gesture.joint_names.index(j) for j in joints]
-    return controller.problems(start, end, gesture.lower[index], gesture.upper[index], gesture.vmax[index],
-                               gesture.amax[index], rate)
+    return controller.problems(start, end, *joint_limits(gesture, joints), rate)
 
 
 def interrupt_when(module, ready, *ros_args, sig=signal.SIGINT, ready_timeout_s=30.0, exit_timeout_s=20.0, env=None):

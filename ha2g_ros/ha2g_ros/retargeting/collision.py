@@ -323,7 +323,7 @@ def _convex_shapes(xml: str, wanted: frozenset[str], dirs: tuple[str, ...]
     # Only the named links' collision elements are loaded (every mesh of a humanoid, legs and fingers, would take
     # longer still, for shapes that are never used), one link at a time: pinocchio builds a bounding-volume tree for
     # each mesh it loads, of which only the vertices are needed here, and G1's 15 meshes (230,000 triangles) at once
-    # took 134 MB more than one at a time (G1's gesture node peaked at 313 MB, 221 MB now).
+    # took 134 MB more than one at a time (G1's gesture node peaked at 313 MB, 208 MB now).
     root = ElementTree.fromstring(xml)
     collisions = {}
     for link in root.iter("link"):
